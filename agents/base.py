@@ -1,0 +1,62 @@
+"""The learner protocol every population member implements (PPO, V-MPO, the toy, adapters)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass
+class TrainResult:
+    """What one ``Learner.train(steps)`` call reports.
+
+    ``steps``: actor (environment) steps actually consumed (>= the request,
+    rounded up to whole rollouts). ``episode_returns``: undiscounted returns of
+    the episodes that *finished* during the call. ``metrics``: scalar training
+    diagnostics (losses, entropy, ...) for logging.
+    """
+
+    steps: int
+    episode_returns: list[float] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Learner(Protocol):
+    #: hyperparameters a strategy may change while training (read every update)
+    mutable_hparams: ClassVar[frozenset[str]]
+
+    def train(self, steps: int) -> TrainResult: ...
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue training identically: weights,
+        optimiser, normalisers, rng, hparams. Picklable (tensors on CPU)."""
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+    def get_hparams(self) -> dict[str, Any]: ...
+
+    def set_hparams(self, hparams: dict[str, Any]) -> None:
+        """Takes effect at the next update (optimiser lr included). Unknown or
+        immutable names raise ``ValueError`` naming the field."""
+
+    def close(self) -> None: ...
+
+
+def resolve_hparams(learner: str, defaults: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overridden by ``given``; an unknown name raises ValueError listing the valid ones."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{learner}: unknown hyperparameter(s) {unknown}; valid names: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def check_mutable(learner: str, updates: dict[str, Any], known: dict[str, Any],
+                  mutable: frozenset[str]) -> None:
+    """Raise ValueError for names that are unknown or fixed (they change shapes or processes)."""
+    unknown = sorted(set(updates) - set(known))
+    if unknown:
+        raise ValueError(f"{learner}: unknown hyperparameter(s) {unknown}; valid names: {sorted(known)}")
+    fixed = sorted(k for k in updates if k not in mutable and updates[k] != known[k])
+    if fixed:
+        raise ValueError(f"{learner}: hyperparameter(s) {fixed} are fixed for a learner's lifetime "
+                         f"(they change network shapes or actor processes); mutable ones: {sorted(mutable)}")

@@ -1,0 +1,125 @@
+"""Policy/value networks shared by rlpop's learners (PPO, V-MPO).
+
+``ActorCritic`` is a pair of MLPs (tanh, orthogonal init as in CleanRL's PPO):
+a policy head giving a Categorical (Discrete actions) or a diagonal Gaussian
+with a state-independent log-std (Box actions), and a value head. Actor
+processes build the same module from a picklable :class:`PolicySpec` and load
+the learner's weights into it.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_std: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [layer_init(nn.Linear(d, h)), nn.Tanh()]
+        d = h
+    layers.append(layer_init(nn.Linear(d, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """MLP policy + value function for a flat Box observation space."""
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
+                 hidden: Sequence[int] = (64, 64), init_log_std: float = 0.0):
+        super().__init__()
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"ActorCritic needs a Box observation space, got {observation_space}")
+        obs_dim = int(np.prod(observation_space.shape))
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            act_out = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            act_out = int(np.prod(action_space.shape))
+        else:
+            raise ValueError(f"ActorCritic supports Discrete and Box actions, got {action_space}")
+        self.action_shape = () if self.discrete else tuple(action_space.shape)
+        self.critic = mlp(obs_dim, hidden, 1, out_std=1.0)
+        self.actor = mlp(obs_dim, hidden, act_out, out_std=0.01)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((act_out,), float(init_log_std)))
+
+    # -- distribution helpers (no torch.distributions: cheaper per minibatch) --
+    def policy_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, None) for Discrete, (mean, log_std) for Box."""
+        out = self.actor(obs)
+        if self.discrete:
+            return out, None
+        return out, self.log_std.expand_as(out)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.policy_params(obs)
+        return log_prob_entropy(a, b, actions, self.discrete)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+            deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample actions and their log-probabilities."""
+        a, b = self.policy_params(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(a, -1)
+            if deterministic:
+                action = logp_all.argmax(-1)
+            else:
+                action = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
+            return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        if deterministic:
+            action = a
+        else:
+            action = a + b.exp() * torch.randn(a.shape, generator=generator, dtype=a.dtype)
+        return action, log_prob_entropy(a, b, action, False)[0]
+
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def log_prob_entropy(a: torch.Tensor, b: torch.Tensor | None, actions: torch.Tensor,
+                     discrete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of ``actions`` and entropy, per sample.
+
+    Discrete: ``a`` are logits. Box: ``a`` is the mean, ``b`` the log-std of a
+    diagonal Gaussian (summed over action dimensions).
+    """
+    if discrete:
+        logp_all = torch.log_softmax(a, -1)
+        logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, ent
+    z = (actions - a) * torch.exp(-b)
+    logp = (-0.5 * z.pow(2) - b - _LOG_SQRT_2PI).sum(-1)
+    ent = (b + 0.5 + _LOG_SQRT_2PI).sum(-1)
+    return logp, ent
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A picklable recipe to build a policy module in another process:
+    ``factory`` is ``"module:callable"``, called with ``kwargs``."""
+
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)(**self.kwargs)

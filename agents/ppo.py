@@ -1,0 +1,227 @@
+"""PPO learner fed by actor processes (rlpop's reference learner).
+
+Discrete and Box actions; GAE; clipped surrogate; (clipped) value loss;
+entropy bonus; per-minibatch advantage normalisation; observation
+normalisation and reward scaling as learner state; orthogonal init; gradient
+clipping. The learner runs on CUDA when present (``device="auto"``), the
+actors always on CPU. Every hyperparameter in :data:`MUTABLE` is read at each
+update, so ``set_hparams`` takes effect on the next update -- the optimiser's
+learning rate included.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rlpop.agents.actors import ActorPool
+from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
+from rlpop.agents.networks import ActorCritic, PolicySpec
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
+from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
+
+DEFAULTS: dict[str, Any] = {
+    # mutable: read at every update
+    "lr": 3e-4,
+    "clip": 0.2,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "gae_lambda": 0.95,
+    "gamma": 0.99,
+    "epochs": 10,
+    "minibatch_size": 64,
+    "max_grad_norm": 0.5,
+    "vf_clip": 0.2,          # None/0 disables value clipping
+    # fixed for a learner's lifetime
+    "rollout_steps": 2048,   # env steps per update, over all envs
+    "num_actors": 0,         # actor processes; 0 = collect in the learner's process
+    "envs_per_actor": 1,
+    "hidden": (64, 64),
+    "init_log_std": 0.0,
+    "norm_obs": True,
+    "norm_reward": True,
+    "device": "auto",
+    "torch_threads": 1,
+}
+MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
+                     "minibatch_size", "max_grad_norm", "vf_clip"})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class PPO:
+    """``PPO(env_id, hparams, seed)`` -- see :data:`DEFAULTS` for the hyperparameters."""
+
+    mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
+
+    def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
+                 env_kwargs: dict[str, Any] | None = None):
+        self.hp = resolve_hparams("PPO", DEFAULTS, hparams)
+        self.hp["hidden"] = tuple(self.hp["hidden"])
+        self.env_id = env_id
+        self.seed = int(seed)
+        if self.hp["torch_threads"]:
+            torch.set_num_threads(int(self.hp["torch_threads"]))
+        torch.manual_seed(self.seed)
+        self.device = pick_device(self.hp["device"])
+        self.rng = np.random.default_rng(self.seed)
+        self.pool: ActorPool | None = None
+        self._env_kwargs = dict(env_kwargs or {})
+        # spaces: build one env here (cheap) so the network exists before actors start
+        from rlpop.envs import make_env
+
+        probe = make_env(env_id, **self._env_kwargs)
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        net_kwargs = dict(observation_space=self.observation_space, action_space=self.action_space,
+                          hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
+        self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
+        self.net = ActorCritic(**net_kwargs).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"], eps=1e-5)
+        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
+        if self.hp["rollout_steps"] % n_envs:
+            raise ValueError(f"PPO: rollout_steps={self.hp['rollout_steps']} must be a multiple of the number "
+                             f"of envs (num_actors x envs_per_actor = {n_envs})")
+        self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
+        self.updates = 0
+        self.env_steps = 0
+
+    # ---------------------------------------------------------------- protocol
+    def get_hparams(self) -> dict[str, Any]:
+        return dict(self.hp)
+
+    def set_hparams(self, hparams: dict[str, Any]) -> None:
+        check_mutable("PPO", hparams, self.hp, MUTABLE)
+        self.hp.update(hparams)
+        self.reward_scaler.gamma = self.hp["gamma"]
+
+    def _ensure_pool(self) -> ActorPool:
+        if self.pool is None:
+            self.pool = ActorPool(self.env_id, self._env_kwargs, self.policy_spec, self.hp["num_actors"],
+                                  self.hp["envs_per_actor"], seed=self.seed)
+        return self.pool
+
+    def train(self, steps: int) -> TrainResult:
+        """Run whole PPO updates until at least ``steps`` env steps were consumed."""
+        pool = self._ensure_pool()
+        done_steps, returns, metrics = 0, [], {}
+        while done_steps < steps:
+            rollout = pool.collect(self._cpu_weights(), self._obs_norm(), self.hp["rollout_steps"] // pool.num_envs)
+            metrics = self._update(rollout)
+            done_steps += rollout.steps
+            returns += rollout.episode_returns
+        self.env_steps += done_steps
+        return TrainResult(done_steps, returns, metrics)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+            "opt": _to_cpu(copy.deepcopy(self.opt.state_dict())),
+            "obs_rms": self.obs_rms.state(),
+            "reward_scaler": self.reward_scaler.state(),
+            "hparams": dict(self.hp),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "updates": self.updates,
+            "env_steps": self.env_steps,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replace weights, optimiser, normalisers and hparams; actors start fresh episodes."""
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.obs_rms.load(state["obs_rms"])
+        self.reward_scaler.load(state["reward_scaler"])
+        self.hp.update({k: v for k, v in state["hparams"].items() if k in MUTABLE})
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.updates, self.env_steps = state["updates"], state["env_steps"]
+        self._apply_lr()
+        if self.pool is not None:
+            self.pool.reset()  # no stale episodes from the old weights
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    # ---------------------------------------------------------------- internals
+    def _cpu_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    def _obs_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return (self.obs_rms.mean.copy(), self.obs_rms.var.copy()) if self.hp["norm_obs"] else None
+
+    def _apply_lr(self) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = float(self.hp["lr"])
+
+    def _norm(self, obs: np.ndarray, stats) -> np.ndarray:
+        return obs.astype(np.float32) if stats is None else normalize_obs(obs, *stats)
+
+    def _update(self, ro) -> dict[str, float]:
+        hp, dev = self.hp, self.device
+        stats = self._obs_norm()  # the statistics the actors used for this rollout
+        T, N = ro.rewards.shape
+        obs = torch.as_tensor(self._norm(ro.obs, stats), device=dev).reshape(T * N, -1)
+        next_obs = torch.as_tensor(self._norm(ro.next_obs, stats), device=dev).reshape(T * N, -1)
+        if hp["norm_obs"]:
+            self.obs_rms.update(ro.obs.reshape(T * N, -1))
+        rewards = (self.reward_scaler.scale(ro.rewards, ro.terminated | ro.truncated)
+                   if hp["norm_reward"] else ro.rewards.astype(np.float32))
+        with torch.no_grad():
+            values = self.net.value(obs).cpu().numpy().reshape(T, N)
+            next_values = self.net.value(next_obs).cpu().numpy().reshape(T, N)
+        adv, ret = gae(rewards, values, next_values, ro.terminated, ro.truncated, hp["gamma"], hp["gae_lambda"])
+        b_adv = torch.as_tensor(adv.reshape(-1), device=dev)
+        b_ret = torch.as_tensor(ret.reshape(-1), device=dev)
+        b_val = torch.as_tensor(values.reshape(-1), device=dev)
+        b_logp = torch.as_tensor(ro.logprobs.reshape(-1), device=dev)
+        b_act = torch.as_tensor(ro.actions.reshape(T * N, *ro.actions.shape[2:]), device=dev)
+        self._apply_lr()
+        batch = T * N
+        mb = int(min(hp["minibatch_size"], batch))
+        vf_clip = hp["vf_clip"] or None
+        kls, clipfracs = [], []
+        pg_l = v_l = ent = torch.zeros(())
+        for _ in range(int(hp["epochs"])):
+            perm = torch.as_tensor(self.rng.permutation(batch), device=dev)
+            for start in range(0, batch, mb):
+                idx = perm[start:start + mb]
+                logp, entropy = self.net.log_prob_entropy(obs[idx], b_act[idx])
+                pg_l, kl, cf = clipped_surrogate_loss(logp, b_logp[idx], normalize_advantages(b_adv[idx]), hp["clip"])
+                v_l = value_loss(self.net.value(obs[idx]), b_val[idx], b_ret[idx], vf_clip)
+                ent = entropy.mean()
+                loss = pg_l - hp["ent_coef"] * ent + hp["vf_coef"] * v_l
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), hp["max_grad_norm"])
+                self.opt.step()
+                kls.append(kl)
+                clipfracs.append(cf)
+        self.updates += 1
+        var_y = np.var(ret)
+        return {
+            "policy_loss": float(pg_l), "value_loss": float(v_l), "entropy": float(ent),
+            "approx_kl": float(torch.stack(kls).mean()) if kls else 0.0,
+            "clip_frac": float(torch.stack(clipfracs).mean()) if clipfracs else 0.0,
+            "explained_variance": float(1 - np.var(ret - values) / var_y) if var_y > 0 else float("nan"),
+            "lr": float(self.opt.param_groups[0]["lr"]),
+        }
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj

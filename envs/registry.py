@@ -1,0 +1,123 @@
+"""The one place environments are registered.
+
+``register_env(name, creator)`` registers an env with gymnasium *and* with
+Ray's registry (now if Ray is imported, else when a Ray backend starts: see
+``register_with_ray``). Every process that builds an env (actor processes,
+Ray workers) calls :func:`make_env`, which lives in this module, so importing
+it has already run the registrations in ``rlpop.envs`` -- a custom env never
+fails with "unregistered env" in a remote process.
+
+A user's own env plugs in three ways:
+
+* gymnasium's ``"my_pkg.my_module:MyEnv-v0"`` id (the module registers it on import);
+* one ``register_env("MyEnv-v0", "my_pkg.my_module:MyEnv")`` line in ``envs/__init__.py``;
+* an entry point in the ``rlpop.envs`` group of an installed package, pointing
+  at a function that calls ``register_env``.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import gymnasium as gym
+
+EnvCreator = Callable[..., gym.Env] | str
+
+#: envs registered through rlpop (name -> creator)
+_RLPOP_ENVS: dict[str, EnvCreator] = {}
+_ray_registered: set[str] = set()
+
+
+def register_env(name: str, creator: EnvCreator, *, max_episode_steps: int | None = None,
+                 **default_kwargs: Any) -> None:
+    """Register ``name`` with gymnasium and Ray.
+
+    ``creator`` is a callable returning a ``gymnasium.Env`` (an Env class
+    works) or a ``"module:attr"`` string; ``default_kwargs`` go to it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("register_env: name must be a non-empty string like 'MyEnv-v0'")
+    if name in gym.registry:
+        gym.registry.pop(name)
+    gym.register(id=name, entry_point=creator, max_episode_steps=max_episode_steps,
+                 kwargs=default_kwargs)
+    _RLPOP_ENVS[name] = creator
+    if "ray" in sys.modules:
+        register_with_ray([name])
+
+
+def register_with_ray(names: list[str] | None = None) -> None:
+    """Register rlpop's envs with Ray's registry (``ray.tune.registry``)."""
+    from ray.tune.registry import register_env as ray_register_env
+
+    for name in names or list(_RLPOP_ENVS):
+        if name in _ray_registered:
+            continue
+        ray_register_env(name, _RayCreator(name))
+        _ray_registered.add(name)
+
+
+class _RayCreator:
+    """Picklable creator for Ray's registry: imports rlpop.envs remotely first."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, config: dict | None = None) -> gym.Env:
+        return make_env(self.name, **dict(config or {}))
+
+
+def registered() -> list[str]:
+    """Env ids gymnasium knows (rlpop's own first)."""
+    ours = sorted(_RLPOP_ENVS)
+    return ours + sorted(k for k in gym.registry if k not in _RLPOP_ENVS)
+
+
+def _unknown_env_message(env_id: str) -> str:
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return (
+        f"unknown env id {env_id!r}.{hint}\n"
+        f"Registered by rlpop: {', '.join(sorted(_RLPOP_ENVS)) or '(none)'}\n"
+        f"Also available from gymnasium: {', '.join(sorted(k for k in gym.registry if k not in _RLPOP_ENVS))}\n"
+        "To add your own env: use the id 'my_pkg.my_module:MyEnv-v0' (the module registers it), or add "
+        "register_env('MyEnv-v0', 'my_pkg.my_module:MyEnv') to envs/__init__.py, or expose a function in "
+        "the 'rlpop.envs' entry-point group of your package."
+    )
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """Resolve ``env_id`` to a gymnasium spec or raise ``ValueError`` listing what is registered."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError("env: expected a gymnasium env id string such as 'Hopper-v5'")
+    if ":" in env_id:
+        module, _, _ = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"env {env_id!r}: cannot import module {module!r} ({exc}). "
+                             "Check that the package is installed and on sys.path.") from exc
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(_unknown_env_message(env_id.split(":")[-1])) from exc
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """Build one env by id (``"pkg.module:Id-v0"`` accepted); unknown ids list what is registered."""
+    spec = check_env_id(env_id)
+    return gym.make(spec, **kwargs)
+
+
+def load_entry_points() -> list[str]:
+    """Run the ``rlpop.envs`` entry points of installed packages; returns their names."""
+    loaded = []
+    for ep in entry_points(group="rlpop.envs"):
+        fn = ep.load()
+        if callable(fn):
+            fn()
+        loaded.append(ep.name)
+    return loaded
