@@ -163,7 +163,7 @@ def test_temperature_loss_equals_naive_formula():
     got = temperature_loss(adv, eta, 0.05, mask)
     naive = 0.7 * 0.05 + 0.7 * math.log((math.exp(2.0 / 0.7) + math.exp(1.1 / 0.7)
                                          + math.exp(0.3 / 0.7)) / 3)
-    assert float(got) == pytest.approx(naive, rel=1e-12)
+    assert got.item() == pytest.approx(naive, rel=1e-12)
 
 
 def test_temperature_loss_finite_where_naive_overflows():
@@ -174,7 +174,7 @@ def test_temperature_loss_finite_where_naive_overflows():
     assert not torch.isfinite(naive)
     got = temperature_loss(adv, eta, 0.1, mask)
     # log mean(e^1000, e^999) = 1000 + log((1 + e^-1)/2)
-    assert float(got) == pytest.approx(0.1 + 1000 + math.log((1 + math.exp(-1)) / 2), rel=1e-12)
+    assert got.item() == pytest.approx(0.1 + 1000 + math.log((1 + math.exp(-1)) / 2), rel=1e-12)
     # and tiny eta (|A/eta| ~ 1e3 with small advantages)
     small = temperature_loss(t([1.0, -1.0]), t(1e-3), 0.1, t([True, False], torch.bool))
     assert math.isfinite(float(small)) and float(small) == pytest.approx(1e-4 + 1.0)
@@ -256,8 +256,8 @@ def test_kl_penalty_gradients():
     raw = torch.tensor(inverse_positive(3.0), dtype=torch.float64, requires_grad=True)
     alpha = positive(raw)
     policy_term, alpha_term = kl_penalty_losses(kl, alpha, eps_alpha=0.01)
-    assert float(policy_term) == pytest.approx(3.0 * 0.03)
-    assert float(alpha_term) == pytest.approx(3.0 * (0.01 - 0.03))
+    assert policy_term.item() == pytest.approx(3.0 * 0.03)
+    assert alpha_term.item() == pytest.approx(3.0 * (0.01 - 0.03))
     (policy_term + alpha_term).backward()
     assert kl.grad.tolist() == pytest.approx([1.5, 1.5])  # sg[alpha] / B, no alpha-term path
     # KL above its bound -> d(loss)/d(alpha) < 0 -> descent raises alpha
@@ -288,7 +288,7 @@ def test_vmpo_loss_combines_terms():
     l_eta = 0.1 + math.log((e1 + e2) / 2)
     l_v = 0.5 * sum(a * a for a in adv) / 4
     l_kl = 2.0 * 0.1 + 2.0 * (0.05 - 0.1)
-    assert float(total) == pytest.approx(l_pi + l_eta + l_v + l_kl, rel=1e-12)
+    assert total.item() == pytest.approx(l_pi + l_eta + l_v + l_kl, rel=1e-12)
     assert m["kl_mu"] == pytest.approx(0.1)
     assert m["alpha_mu"] == pytest.approx(2.0)
     total.backward()
