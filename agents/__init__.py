@@ -1,0 +1,48 @@
+"""rlpop's learners (imported as ``rlpop.agents``).
+
+``make_learner(name, env_id, hparams, seed, env_kwargs)`` builds one by name
+-- ``"ppo"``, ``"vmpo"``, ``"toy"`` -- or by ``"module:Class"`` for a learner
+of your own that follows :class:`rlpop.agents.base.Learner`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+LEARNERS: dict[str, str] = {
+    "ppo": "rlpop.agents.ppo:PPO",
+    "vmpo": "rlpop.agents.vmpo:VMPO",
+    "toy": "rlpop.toy:NoisyQuadratic",
+}
+
+
+def learner_class(name: str) -> type:
+    """The learner class for a registered name or a ``"module:Class"`` path."""
+    path = LEARNERS.get(name, name)
+    if ":" not in path:
+        raise ValueError(f"agent.learner={name!r} is not a known learner; use one of {sorted(LEARNERS)} "
+                         "or 'my_pkg.my_module:MyLearner'")
+    module, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"agent.learner={name!r}: cannot load {path!r} ({exc})") from exc
+    if not hasattr(cls, "mutable_hparams"):
+        raise ValueError(f"agent.learner={name!r}: {path} lacks the class attribute 'mutable_hparams' "
+                         "(see rlpop.agents.base.Learner)")
+    return cls
+
+
+def learner_defaults(name: str) -> dict[str, Any]:
+    """All hyperparameters a learner accepts, with their defaults."""
+    cls = learner_class(name)
+    module = importlib.import_module(cls.__module__)
+    return dict(getattr(cls, "DEFAULTS", None) or getattr(module, "DEFAULTS", {}))
+
+
+def make_learner(name: str, env_id: str | None, hparams: dict[str, Any], seed: int,
+                 env_kwargs: dict[str, Any] | None = None):
+    cls = learner_class(name)
+    if getattr(cls, "needs_env", True):
+        return cls(env_id, hparams, seed=seed, env_kwargs=env_kwargs or {})
+    return cls(hparams=hparams, seed=seed)

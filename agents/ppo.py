@@ -209,7 +209,7 @@ class PPO:
         self.updates += 1
         var_y = np.var(ret)
         return {
-            "policy_loss": float(pg_l), "value_loss": float(v_l), "entropy": float(ent),
+            "policy_loss": float(pg_l.detach()), "value_loss": float(v_l.detach()), "entropy": float(ent.detach()),
             "approx_kl": float(torch.stack(kls).mean()) if kls else 0.0,
             "clip_frac": float(torch.stack(clipfracs).mean()) if clipfracs else 0.0,
             "explained_variance": float(1 - np.var(ret - values) / var_y) if var_y > 0 else float("nan"),

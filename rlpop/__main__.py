@@ -1,0 +1,3 @@
+from rlpop.run import main
+
+raise SystemExit(main())

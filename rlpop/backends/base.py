@@ -1,0 +1,50 @@
+"""The backend protocol."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rlpop.worker import TrainReport
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to (re)build a worker process."""
+
+    id: int
+    learner: str
+    env_id: str | None
+    hparams: dict[str, Any]
+    seed: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    q_window_episodes: int = 10
+
+
+@dataclass
+class WorkerFailure:
+    """A worker that raised, died or stalled during ``train``."""
+
+    worker: int
+    reason: str
+
+
+class Backend(Protocol):
+    def start(self, specs: list[WorkerSpec]) -> None: ...
+
+    def train(self, ids: list[int], steps: int, timeout_s: float) -> dict[int, TrainReport | WorkerFailure]:
+        """Train every worker in ``ids`` for ``steps`` actor steps (in parallel where the backend can)."""
+
+    def copy_state(self, src: int, dst: int) -> None:
+        """``dst``'s learner takes ``src``'s full learner state (weights, optimiser, normalisers, hparams)."""
+
+    def set_hparams(self, worker: int, hparams: dict[str, Any]) -> None: ...
+
+    def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Checkpoint states (learner + step counter)."""
+
+    def restore(self, worker: int, state: dict[str, Any]) -> None: ...
+
+    def rebuild(self, spec: WorkerSpec, state: dict[str, Any] | None) -> None:
+        """Replace a failed worker by a fresh one, restored from ``state`` if given."""
+
+    def close(self) -> None: ...

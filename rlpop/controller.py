@@ -1,0 +1,258 @@
+"""The controller loop: train a round, record Q, ask the strategy, carry out its decisions.
+
+Rounds are synchronous: every live member (and every assigned evaluator)
+trains ``eval_steps`` actor steps, each appends one (step, Q) point to its
+curve, then the strategy decides. A worker that fails or stalls past
+``worker_timeout_s`` is rebuilt from the last checkpoint (the log says so); a
+second failure in the same interval drops it and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
+from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, StopEvaluator,
+                             to_record)
+from rlpop.experiment import Experiment
+from rlpop.hparams import format_value
+from rlpop.store import CURVE_FIELDS, RunDir
+from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
+from rlpop.worker import TrainReport
+
+METRIC_FIELDS = ["round", "worker", "step"]
+
+
+@dataclass
+class WorkerRecord:
+    """The controller's bookkeeping of one worker (JSON-serialisable)."""
+
+    id: int
+    role: str
+    subpop: int | None
+    hparams: dict[str, Any]
+    seed: int
+    steps: int = 0
+    curve_steps: list[int] = field(default_factory=list)
+    curve_q: list[float] = field(default_factory=list)
+    has_state: bool = False
+    alive: bool = True
+    assigned: bool = False  # evaluators: currently evaluating
+    copies: int = 0
+    failures: int = 0
+    q: float = math.nan
+
+    def view(self) -> WorkerView:
+        return WorkerView(self.id, self.role, self.subpop, self.steps, dict(self.hparams),
+                          np.asarray(self.curve_steps, float), np.asarray(self.curve_q, float),
+                          self.has_state, self.alive)
+
+    def reset_curve(self) -> None:
+        self.curve_steps, self.curve_q = [], []
+
+
+class Controller:
+    def __init__(self, exp: Experiment, run: RunDir, backend: Backend,
+                 on_round: Callable[["Controller"], None] | None = None):
+        self.exp = exp
+        self.run_dir = run
+        self.backend = backend
+        self.strategy = exp.build_strategy()
+        self.on_round = on_round
+        self.round = 0
+        self.wall_offset = 0.0
+        self.t_start = time.perf_counter()
+        self.train_s = 0.0   # wall time spent inside backend.train
+        self.counts = {"exploit": 0, "success": 0, "assign": 0, "stop": 0, "failure": 0}
+        self.space_names = list(exp.hparam_space().names)
+        self.records: dict[int, WorkerRecord] = {}
+        self.last_results: dict[int, TrainReport] = {}
+        for slot in self.strategy.layout():
+            hp = self.strategy.initial_hparams(slot)
+            self.records[slot.id] = WorkerRecord(slot.id, slot.role, slot.subpop, dict(hp),
+                                                 seed=exp.seed * 100_003 + slot.id)
+        self._last_ckpt_states: dict[int, dict[str, Any]] = {}
+        self.ckpt_rounds = max(1, exp.checkpoint_steps // exp.eval_steps)
+
+    # ------------------------------------------------------------------ setup
+    def spec(self, r: WorkerRecord) -> WorkerSpec:
+        hp = {**self.exp.agent.hparams, **r.hparams}
+        return WorkerSpec(r.id, self.exp.agent.learner, self.exp.env, hp, r.seed, dict(self.exp.env_kwargs),
+                          self.exp.q_window_episodes)
+
+    def start(self) -> None:
+        self.backend.start([self.spec(r) for r in self.records.values()])
+
+    def resume_from(self, payload: dict[str, Any]) -> None:
+        """Restore controller, strategy and worker states from a checkpoint payload."""
+        c = payload["controller"]
+        self.round = c["round"]
+        self.wall_offset = c["wall"]
+        self.train_s = c.get("train_s", 0.0)
+        self.counts = c["counts"]
+        self.records = {int(k): WorkerRecord(**v) for k, v in c["records"].items()}
+        self.strategy.set_state(payload["strategy"])
+        for i, state in payload["workers"].items():
+            r = self.records[int(i)]
+            if r.alive:
+                self.backend.restore(r.id, state)
+                self.backend.set_hparams(r.id, dict(r.hparams))
+        self._last_ckpt_states = payload["workers"]
+
+    # ------------------------------------------------------------------ loop
+    def done(self) -> bool:
+        members = [r for r in self.records.values() if r.role == MEMBER and r.alive]
+        return not members or all(r.steps >= self.exp.total_steps for r in members)
+
+    def active_ids(self) -> list[int]:
+        return [r.id for r in self.records.values()
+                if r.alive and (r.role == MEMBER and r.steps < self.exp.total_steps
+                                or r.role == EVALUATOR and r.assigned)]
+
+    def wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.t_start
+
+    def step_round(self) -> list[Decision]:
+        ids = self.active_ids()
+        t0 = time.perf_counter()
+        results = self.backend.train(ids, self.exp.eval_steps, self.exp.worker_timeout_s)
+        self.train_s += time.perf_counter() - t0
+        self.round += 1
+        self.last_results = {i: r for i, r in results.items() if isinstance(r, TrainReport)}
+        curve_rows, metric_rows = [], []
+        for i in ids:
+            res = results[i]
+            if isinstance(res, WorkerFailure):
+                self._handle_failure(res)
+                continue
+            r = self.records[i]
+            r.steps, r.q, r.has_state = res.steps, res.q, True
+            r.curve_steps.append(res.steps)
+            r.curve_q.append(res.q)
+            curve_rows.append(self._curve_row(r, res))
+            metric_rows.append({"round": self.round, "worker": i, "step": res.steps, **res.metrics})
+        self.run_dir.append_rows("curves.csv", CURVE_FIELDS + ["hparams"] + [f"hp_{n}" for n in self.space_names],
+                                 curve_rows)
+        if metric_rows:
+            keys = sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
+            self._metric_fields = getattr(self, "_metric_fields", None) or METRIC_FIELDS + keys
+            self.run_dir.append_rows("metrics.csv", self._metric_fields, metric_rows)
+        decisions = self.strategy.decide(self.view())
+        for d in decisions:
+            self.apply(d)
+        if self.round % self.ckpt_rounds == 0 or self.done():
+            self.checkpoint()
+        if self.on_round:
+            self.on_round(self)
+        return decisions
+
+    def run(self) -> None:
+        if self.round == 0 and not self.run_dir.latest_checkpoint():
+            self.checkpoint()  # round 0: initial weights, so a crash in round 1 can be restored
+        while not self.done():
+            self.step_round()
+        self.run_dir.write_status(round=self.round, finished=True, wall=self.wall(), counts=self.counts)
+
+    # ------------------------------------------------------------------ decisions
+    def view(self) -> PopulationView:
+        return PopulationView({i: r.view() for i, r in self.records.items()})
+
+    def apply(self, d: Decision) -> None:
+        R = self.records
+        if isinstance(d, Exploit):
+            src, dst = R[d.src], R[d.dst]
+            if not src.has_state:
+                raise RuntimeError(f"strategy asked worker {dst.id} to copy worker {src.id}, which has no state yet")
+            self.backend.copy_state(src.id, dst.id)
+            dst.hparams = dict(src.hparams)
+            self.backend.set_hparams(dst.id, dst.hparams)
+            dst.reset_curve()
+            dst.copies += 1
+            self.counts["exploit"] += 1
+            text = f"w{dst.id} (Q={dst.q:.4g}) <- w{src.id} (Q={src.q:.4g}): weights, optimiser, normalisers, hparams"
+        elif isinstance(d, Explore):
+            dst = R[d.dst]
+            dst.hparams = {**dst.hparams, **dict(d.hparams)}
+            self.backend.set_hparams(dst.id, dst.hparams)
+            changes = d.changes or {k: f"{format_value(v)}" for k, v in d.hparams.items()}
+            text = f"w{dst.id} explore | " + ", ".join(f"{k}: {v}" for k, v in changes.items())
+        elif isinstance(d, AssignEvaluator):
+            ev, parent, child = R[d.evaluator], R[d.parent], R[d.child]
+            self.backend.copy_state(parent.id, ev.id)
+            ev.hparams = dict(child.hparams)
+            self.backend.set_hparams(ev.id, ev.hparams)
+            ev.reset_curve()
+            ev.assigned, ev.has_state = True, True
+            self.counts["assign"] += 1
+            text = f"evaluator w{ev.id} <- weights of w{parent.id} (P{parent.subpop}), hparams of target w{child.id} (P{child.subpop})"
+        elif isinstance(d, EvaluatorSuccess):
+            ev, child = R[d.evaluator], R[d.child]
+            self.backend.copy_state(ev.id, child.id)
+            self.backend.set_hparams(child.id, child.hparams)  # the child keeps its own hparams
+            child.reset_curve()
+            child.copies += 1
+            self.counts["success"] += 1
+            text = f"evaluator w{ev.id} SUCCESS: target w{child.id} copies its weights (p={d.p_value:.3g}, score diff={d.score_diff:.4g})"
+        elif isinstance(d, StopEvaluator):
+            ev = R[d.evaluator]
+            ev.assigned = False
+            self.counts["stop"] += 1
+            text = f"evaluator w{ev.id} stops: {d.reason}"
+        else:
+            raise TypeError(f"unknown decision {d!r}")
+        step = R[getattr(d, "dst", None) if hasattr(d, "dst") else getattr(d, "evaluator")].steps
+        self._log({**to_record(d), "round": self.round, "step": step}, text)
+
+    def _log(self, record: dict[str, Any], text: str) -> None:
+        line = f"round {self.round} step {record.get('step', '')}: {text}"
+        self.run_dir.append_decision({**record, "wall_time": round(self.wall(), 3), "text": line}, line)
+
+    def _curve_row(self, r: WorkerRecord, res: TrainReport) -> dict[str, Any]:
+        row = {"round": self.round, "worker": r.id, "role": r.role, "subpop": "" if r.subpop is None else r.subpop,
+               "step": res.steps, "q": res.q, "episodes": res.episodes, "wall_time": round(self.wall(), 3),
+               "copies": r.copies, "hparams": json.dumps(r.hparams, default=str)}
+        row.update({f"hp_{n}": r.hparams.get(n, "") for n in self.space_names})
+        return row
+
+    # ------------------------------------------------------------------ failures
+    def _handle_failure(self, f: WorkerFailure) -> None:
+        r = self.records[f.worker]
+        r.failures += 1
+        self.counts["failure"] += 1
+        state = self._last_ckpt_states.get(r.id) or self._last_ckpt_states.get(str(r.id))
+        first_line = f.reason.strip().splitlines()[-1] if f.reason.strip() else "unknown error"
+        if r.failures <= 1:
+            self.backend.rebuild(self.spec(r), state)  # state None: it had not trained yet
+            self.backend.set_hparams(r.id, r.hparams)
+            r.steps = int(state["steps"]) if state is not None else 0
+            r.has_state = state is not None
+            r.reset_curve()
+            text = f"w{r.id} FAILED ({first_line}); rebuilt from the last checkpoint at step {r.steps}"
+        else:
+            r.alive = False
+            r.assigned = False
+            text = f"w{r.id} FAILED again ({first_line}); dropped from the population"
+        self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps,
+                   "reason": f.reason}, text)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> None:
+        ids = [r.id for r in self.records.values() if r.alive and r.has_state]
+        states = self.backend.get_states(ids) if ids else {}
+        for r in self.records.values():
+            r.failures = 0 if r.alive else r.failures
+        self._last_ckpt_states = states
+        payload = {
+            "controller": {"round": self.round, "wall": self.wall(), "train_s": self.train_s,
+                           "counts": dict(self.counts),
+                           "records": {i: vars(r).copy() for i, r in self.records.items()}},
+            "strategy": self.strategy.get_state(),
+            "workers": states,
+        }
+        self.run_dir.save_checkpoint(self.round, payload, keep=self.exp.keep_checkpoints)
+        self.run_dir.write_status(round=self.round, finished=False, wall=self.wall(), counts=self.counts)

@@ -1,0 +1,306 @@
+"""The experiment spec: plain dataclasses, validated when built.
+
+An experiment file is a Python module with a module-level ``experiment``::
+
+    from rlpop.experiment import Agent, Experiment, PBT
+    from rlpop.hparams import LogUniform, Uniform
+
+    experiment = Experiment(
+        name="hopper_pbt", env="Hopper-v5", agent=Agent("ppo"),
+        space={"lr": LogUniform(1e-5, 1e-3), "clip": Uniform(0.1, 0.5, factors=(0.8, 1.25))},
+        strategy=PBT(population=8, ready_steps=50_000),
+        total_steps=1_000_000, eval_steps=10_000)
+
+Everything that can be checked is checked here -- the env id, the learner, its
+hyperparameter names, bounds, budgets -- so a mistake fails before any process
+starts, with a message naming the field and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from rlpop.hparams import Fixed, HParamSpace
+
+
+# --------------------------------------------------------------------------- strategies
+@dataclass
+class Single:
+    """One agent, no population (a plain training run)."""
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.random_search import RandomSearch as Impl
+
+        return Impl(space, population_size=1, seed=seed)
+
+    @property
+    def method(self) -> str:
+        return "single"
+
+
+@dataclass
+class RandomSearch:
+    """Sample hyperparameters once per member, never evolve (the baseline)."""
+
+    population: int = 8
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.random_search import RandomSearch as Impl
+
+        return Impl(space, population_size=self.population, seed=seed)
+
+    @property
+    def method(self) -> str:
+        return "rs"
+
+
+@dataclass
+class PBT:
+    """Population Based Training: every ``ready_steps`` the bottom ``quantile``
+    copies a random member of the top ``quantile`` and explores."""
+
+    population: int = 8
+    ready_steps: int = 50_000
+    quantile: float = 0.25
+    synchronous: bool = True
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.pbt import PBT as Impl
+
+        return Impl(space, population_size=self.population, ready_steps=int(self.ready_steps), seed=seed,
+                    quantile=self.quantile, synchronous=self.synchronous)
+
+    @property
+    def method(self) -> str:
+        return "pbt"
+
+
+@dataclass
+class FIRE:
+    """FIRE PBT (Dalibard & Jaderberg 2020, section 3): ``subpops`` sub-populations
+    of ``subpop_size`` members plus ``evaluators`` evaluator workers.
+    ``min_steps_before_eval``: one value per parent sub-population P2..Pn."""
+
+    subpops: int = 2
+    subpop_size: int = 8
+    evaluators: int = 6
+    ready_steps: int = 50_000
+    max_eval_steps: int = 500_000
+    min_steps_before_eval: Sequence[int] = (0,)
+    p_stat: float = 0.01
+    quantile: float = 0.25
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.fire import FirePBT as Impl
+
+        msbe = list(self.min_steps_before_eval)
+        if len(msbe) == 1 and self.subpops > 2:
+            msbe = msbe * (self.subpops - 1)
+        if len(msbe) != self.subpops - 1:
+            raise ValueError(f"strategy.min_steps_before_eval has {len(msbe)} values; give one per parent "
+                             f"sub-population P2..P{self.subpops} ({self.subpops - 1} values)")
+        return Impl(space, subpop_sizes=(self.subpop_size,) * self.subpops, n_evaluators=self.evaluators,
+                    ready_steps=int(self.ready_steps), max_eval_steps=int(self.max_eval_steps),
+                    min_steps_before_eval={i + 2: int(v) for i, v in enumerate(msbe)},
+                    p_stat=self.p_stat, quantile=self.quantile, seed=seed)
+
+    @property
+    def method(self) -> str:
+        return "fire"
+
+
+STRATEGY_SPECS = (Single, RandomSearch, PBT, FIRE)
+
+
+# --------------------------------------------------------------------------- agent
+@dataclass
+class Agent:
+    """A learner by name (``"ppo"``, ``"vmpo"``, ``"toy"`` or ``"module:Class"``)
+    and its fixed hyperparameters (anything in ``space`` overrides them)."""
+
+    learner: str = "ppo"
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- experiment
+@dataclass
+class Experiment:
+    name: str
+    env: str | None
+    agent: Agent = field(default_factory=Agent)
+    space: Mapping[str, Any] = field(default_factory=dict)
+    strategy: Any = field(default_factory=Single)
+    total_steps: int = 100_000
+    eval_steps: int = 10_000
+    seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    backend: str = "inline"
+    q_window_episodes: int = 10
+    keep_checkpoints: int = 2
+    worker_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -----------------------------------------------------------
+    def validate(self) -> None:
+        from rlpop.agents import learner_class, learner_defaults
+
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\ "):
+            raise ValueError(f"name={self.name!r}: give a short name without spaces or slashes (used in runs/<name>-<time>)")
+        for f in ("total_steps", "eval_steps"):
+            v = getattr(self, f)
+            if isinstance(v, float) and v.is_integer():
+                setattr(self, f, int(v))
+            if not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
+                raise ValueError(f"{f}={v!r} must be a positive integer number of actor steps")
+        if self.eval_steps > self.total_steps:
+            raise ValueError(f"eval_steps={self.eval_steps} is larger than total_steps={self.total_steps}; "
+                             "lower eval_steps or raise total_steps")
+        if self.backend not in ("inline", "ray"):
+            raise ValueError(f"backend={self.backend!r}: use 'inline' (one process) or 'ray'")
+        if not isinstance(self.agent, Agent):
+            raise ValueError("agent: give rlpop.experiment.Agent(learner, hparams)")
+        cls = learner_class(self.agent.learner)
+        defaults = learner_defaults(self.agent.learner)
+        if defaults:
+            unknown = sorted(set(self.agent.hparams) - set(defaults))
+            if unknown:
+                raise ValueError(f"agent.hparams: unknown hyperparameter(s) {unknown} for learner "
+                                 f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
+        if getattr(cls, "needs_env", True):
+            from rlpop.envs import check_env_id
+
+            check_env_id(self.env)  # raises with the list of registered envs
+        if not isinstance(self.strategy, STRATEGY_SPECS):
+            raise ValueError(f"strategy={self.strategy!r}: use one of rlpop.experiment.Single(), "
+                             "RandomSearch(population), PBT(population, ready_steps) or FIRE(...)")
+        self.hparam_space()  # builds and checks the space
+        mutable = frozenset(cls.mutable_hparams)
+        evolving = {k for k, p in self.hparam_space().params.items() if not isinstance(p, Fixed)}
+        fixed_but_searched = sorted(evolving - mutable)
+        if fixed_but_searched:
+            raise ValueError(f"space: hyperparameter(s) {fixed_but_searched} cannot change while learner "
+                             f"{self.agent.learner!r} trains (they change network shapes or actor processes); "
+                             f"put them in agent.hparams instead. Searchable: {sorted(mutable)}")
+        if defaults:
+            unknown = sorted(set(self.hparam_space().names) - set(defaults))
+            if unknown:
+                raise ValueError(f"space: unknown hyperparameter(s) {unknown} for learner "
+                                 f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
+        s = self.strategy
+        for f in ("population", "subpop_size", "evaluators", "subpops"):
+            if hasattr(s, f) and (not isinstance(getattr(s, f), int) or getattr(s, f) < 1):
+                raise ValueError(f"strategy.{f}={getattr(s, f)!r} must be an integer >= 1")
+        if hasattr(s, "ready_steps"):
+            if isinstance(s.ready_steps, float) and s.ready_steps.is_integer():
+                s.ready_steps = int(s.ready_steps)
+            if s.ready_steps > self.total_steps:
+                raise ValueError(f"strategy.ready_steps={s.ready_steps} is larger than total_steps="
+                                 f"{self.total_steps}: no member would ever be ready; lower ready_steps")
+            if s.ready_steps < self.eval_steps:
+                raise ValueError(f"strategy.ready_steps={s.ready_steps} < eval_steps={self.eval_steps}: "
+                                 "decisions need at least one Q evaluation; lower eval_steps")
+        self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
+
+    def hparam_space(self) -> HParamSpace:
+        return self.space if isinstance(self.space, HParamSpace) else HParamSpace(dict(self.space))
+
+    def build_strategy(self):
+        return self.strategy.build(self.hparam_space(), self.seed, self)
+
+    @property
+    def method(self) -> str:
+        return self.strategy.method
+
+    @property
+    def checkpoint_steps(self) -> int:
+        """Checkpoints every ready interval (or every ~5% of the budget without one)."""
+        ready = getattr(self.strategy, "ready_steps", None)
+        if ready:
+            return int(ready)
+        return max(self.eval_steps, (self.total_steps // 20) // self.eval_steps * self.eval_steps)
+
+    # -- overrides and serialisation ----------------------------------------------
+    def with_overrides(self, overrides: Mapping[str, str]) -> "Experiment":
+        """A copy with ``--set key=value`` overrides applied (dotted keys), re-validated."""
+        exp = dataclasses.replace(self, agent=dataclasses.replace(self.agent, hparams=dict(self.agent.hparams)),
+                                  strategy=dataclasses.replace(self.strategy), space=dict(self.hparam_space().params),
+                                  env_kwargs=dict(self.env_kwargs))
+        # replace() re-ran validation on the copy; now apply the overrides then validate again
+        for key, raw in overrides.items():
+            _set_path(exp, key, raw)
+        exp.validate()
+        return exp
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "env": self.env, "env_kwargs": self.env_kwargs,
+            "agent": {"learner": self.agent.learner, "hparams": self.agent.hparams},
+            "space": {k: repr(p) for k, p in self.hparam_space().params.items()},
+            "strategy": {"type": type(self.strategy).__name__, **dataclasses.asdict(self.strategy)},
+            "method": self.method, "total_steps": self.total_steps, "eval_steps": self.eval_steps,
+            "seed": self.seed, "backend": self.backend, "q_window_episodes": self.q_window_episodes,
+        }
+
+
+def parse_value(raw: str, current: Any, key: str) -> Any:
+    """Parse a ``--set`` value to the type of the current value."""
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            f = float(raw)
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        if isinstance(current, float):
+            return float(raw)
+        if current is None or isinstance(current, (list, tuple, dict)):
+            import ast
+
+            try:
+                return ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                return raw
+        return raw
+    except ValueError:
+        raise ValueError(f"--set {key}={raw}: expected a value of type {type(current).__name__} "
+                         f"(current value {current!r})") from None
+
+
+def _set_path(exp: Experiment, key: str, raw: str) -> None:
+    """Set a dotted path; frozen parts (e.g. ``space.lr.hi``) are rebuilt with ``dataclasses.replace``."""
+    parts = key.split(".")
+    chain: list[Any] = [exp]
+    for i, part in enumerate(parts):
+        obj, where = chain[-1], ".".join(parts[:i]) or "experiment"
+        last = i == len(parts) - 1
+        if isinstance(obj, dict):
+            if part not in obj and not (last and where in ("agent.hparams", "env_kwargs")):
+                raise ValueError(f"--set {key}: {where} has no key {part!r}; keys: {sorted(obj)}")
+            chain.append(obj.get(part))
+        elif dataclasses.is_dataclass(obj):
+            names = [f.name for f in dataclasses.fields(obj) if f.init]
+            if part not in names:
+                raise ValueError(f"--set {key}: {where} has no field {part!r}; fields: {names}")
+            chain.append(getattr(obj, part))
+        else:
+            raise ValueError(f"--set {key}: cannot set inside {where} ({type(obj).__name__})")
+    value = parse_value(raw, chain[-1], key)
+    for i in reversed(range(len(parts))):
+        parent = chain[i]
+        if isinstance(parent, dict):
+            parent[parts[i]] = value
+            return
+        if getattr(parent, "__dataclass_params__").frozen:
+            value = dataclasses.replace(parent, **{parts[i]: value})
+            continue
+        setattr(parent, parts[i], value)
+        return

@@ -1,0 +1,84 @@
+"""Live status: a rich table on a terminal, a plain line per round elsewhere."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from rlpop.controller import Controller
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+def totals(c: "Controller") -> dict[str, float]:
+    members = [r for r in c.records.values() if r.role == "member" and r.alive]
+    steps = sum(r.steps for r in c.records.values())
+    wall = max(c.wall(), 1e-9)
+    frac = min((min(r.steps for r in members) / c.exp.total_steps) if members else 1.0, 1.0)
+    best = max((r.q for r in members if not math.isnan(r.q)), default=math.nan)
+    return {"steps": steps, "sps": steps / wall, "wall": wall, "frac": frac, "best_q": best,
+            "eta": wall * (1 - frac) / frac if frac > 0 else math.nan}
+
+
+def summary_line(c: "Controller") -> str:
+    t = totals(c)
+    return (f"round {c.round:>5} | {100 * t['frac']:5.1f}% | steps {t['steps']:>10,} | SPS {t['sps']:8.0f} | "
+            f"best Q {_fmt(t['best_q']):>8} | exploits {c.counts['exploit']} successes {c.counts['success']} | "
+            f"elapsed {t['wall']:6.0f}s ETA {_fmt(t['eta'])}s")
+
+
+def table(c: "Controller", max_rows: int = 24) -> Table:
+    hp_names = c.space_names[:3]
+    tb = Table(title=f"rlpop · {c.exp.name} · {c.exp.method} · {c.exp.env or c.exp.agent.learner}", expand=False)
+    for col in ["worker", "role", "steps", "Q", *hp_names, "copies"]:
+        tb.add_column(col, justify="right")
+    rows = sorted(c.records.values(), key=lambda r: (r.role != "member", r.subpop or 0, -(r.q if not math.isnan(r.q) else -1e300)))
+    for r in rows[:max_rows]:
+        role = f"P{r.subpop}" if r.role == "member" else ("eval*" if r.assigned else "eval")
+        tb.add_row(f"w{r.id}", role if r.alive else "dead", f"{r.steps:,}", _fmt(r.q),
+                   *[_fmt(r.hparams.get(n, "")) for n in hp_names], str(r.copies))
+    if len(rows) > max_rows:
+        tb.caption = f"... {len(rows) - max_rows} more workers"
+    return tb
+
+
+class Progress:
+    """Call ``update(controller)`` after each round; ``close()`` at the end."""
+
+    def __init__(self, enabled: bool = True, min_interval_s: float = 2.0):
+        self.console = Console(file=sys.stdout)
+        self.enabled = enabled
+        self.live: Live | None = None
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def update(self, c: "Controller") -> None:
+        if not self.enabled:
+            return
+        if self.console.is_terminal:
+            renderable = Group(table(c), summary_line(c))
+            if self.live is None:
+                self.live = Live(renderable, console=self.console, refresh_per_second=2)
+                self.live.start()
+            else:
+                self.live.update(renderable)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.min_interval_s or c.done():
+            self._last = now
+            print(summary_line(c), flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

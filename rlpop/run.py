@@ -1,0 +1,183 @@
+"""``python -m rlpop.run EXPERIMENT.py [--set key=value ...]`` -- run an experiment.
+
+``python -m rlpop.run --resume RUN_DIR`` continues a killed run from its last
+checkpoint (a finished run is left as it is, and says so).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rlpop.experiment import Experiment
+
+
+class UsageError(Exception):
+    """A problem with what the user gave; printed without a traceback."""
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Import an experiment file and return its module-level ``experiment``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"experiment file {str(path)!r} not found. Give a path such as experiments/quick_fire.py")
+    spec = importlib.util.spec_from_file_location(f"rlpop_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ValueError as exc:  # the Experiment's own validation
+        raise UsageError(f"{path}: invalid experiment: {exc}") from exc
+    if not hasattr(module, "experiment"):
+        raise UsageError(f"{path} defines no `experiment`. Add a module-level "
+                         "`experiment = rlpop.experiment.Experiment(...)`")
+    exp = module.experiment
+    if not isinstance(exp, Experiment):
+        raise UsageError(f"{path}: `experiment` is a {type(exp).__name__}, not an rlpop.experiment.Experiment")
+    return exp
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--set {item!r}: expected key=value, e.g. --set total_steps=2e5")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rlpop.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", nargs="?", help="experiment file (a module defining `experiment`)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. total_steps=2e5, strategy.population=4, agent.hparams.lr=1e-3")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its run directory")
+    p.add_argument("--backend", choices=["inline", "ray"], help="override the experiment's backend")
+    p.add_argument("--address", help="join a Ray cluster: 'auto' or HOST:PORT (implies --backend ray)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are made (default: runs/)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (workers, roles, budget) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def plan(exp: Experiment) -> str:
+    """A readable plan of the run: workers, roles, budget."""
+    strat = exp.build_strategy()
+    slots = list(strat.layout())
+    roles: dict[str, int] = {}
+    for s in slots:
+        key = f"P{s.subpop} members" if s.role == "member" else "evaluators"
+        roles[key] = roles.get(key, 0) + 1
+    members = sum(1 for s in slots if s.role == "member")
+    lines = [f"experiment {exp.name}: {exp.method} on {exp.env or exp.agent.learner} with learner {exp.agent.learner!r}",
+             f"  workers: {len(slots)} ({', '.join(f'{v} {k}' for k, v in roles.items())})",
+             f"  budget: {exp.total_steps:,} actor steps per member ({members * exp.total_steps:,} for the members)",
+             f"  Q every {exp.eval_steps:,} steps; checkpoints every {exp.checkpoint_steps:,} steps",
+             f"  searched: {', '.join(f'{k}={v!r}' for k, v in exp.hparam_space().params.items()) or '(nothing)'}",
+             f"  backend: {exp.backend}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: workers and actor processes stopped; resume with "
+              "`python -m rlpop.run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    from rlpop.store import RunDir
+
+    if args.resume:
+        run = RunDir(args.resume)
+        try:
+            cfg = run.read_config()
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from exc
+        if run.read_status().get("finished"):
+            print(f"{run.path}: this run already finished (round {run.read_status().get('round')}); nothing to do.")
+            return 0
+        exp = load_experiment(run.path / "experiment.py")
+        try:
+            exp = exp.with_overrides(cfg.get("overrides", {}))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        backend_name = cfg.get("backend", exp.backend)
+        address = args.address or cfg.get("address")
+    else:
+        if not args.experiment:
+            raise UsageError("give an experiment file (python -m rlpop.run experiments/quick_fire.py) or --resume RUN_DIR")
+        exp = load_experiment(args.experiment)
+        overrides = parse_sets(args.sets)
+        try:
+            exp = exp.with_overrides(overrides)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        backend_name = "ray" if args.address else (args.backend or exp.backend)
+        address = args.address
+        if args.dry_run:
+            print(plan(exp))
+            from rlpop.dryrun import estimate
+
+            print(estimate(exp))
+            return 0
+        run = RunDir.create(args.runs_dir, exp.name)
+        shutil.copy(args.experiment, run.path / "experiment.py")
+        run.write_config({**exp.to_dict(), "backend": backend_name, "address": address,
+                          "overrides": overrides, "experiment_file": str(args.experiment),
+                          "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
+    return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume))
+
+
+def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
+            resume: bool = False) -> int:
+    from rlpop.backends import make_backend
+    from rlpop.controller import Controller
+    from rlpop.progress import Progress, summary_line
+    from rlpop.tblog import TensorBoardLogger
+
+    progress = Progress(enabled=not quiet)
+    tb = TensorBoardLogger(str(run.path / "tb"))
+
+    def on_round(c: Controller) -> None:
+        tb(c)
+        progress.update(c)
+
+    backend = make_backend(backend_name, address)
+    try:
+        ctl = Controller(exp, run, backend, on_round=on_round)
+        ctl.start()
+        if resume:
+            ckpt = run.latest_checkpoint()
+            if ckpt is None:
+                print(f"{run.path}: no checkpoint yet; starting from the beginning")
+                run.truncate_after(0)
+            else:
+                payload = run.load_checkpoint(ckpt)
+                ctl.resume_from(payload)
+                run.truncate_after(ctl.round)
+                print(f"resuming {run.path} from round {ctl.round} (checkpoint {ckpt.name})")
+        print(f"run directory: {run.path}", flush=True)
+        ctl.run()
+    finally:
+        progress.close()
+        tb.close()
+        backend.close()
+    print(summary_line(ctl))
+    print(f"done: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
