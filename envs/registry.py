@@ -100,10 +100,11 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         except ImportError as exc:
             raise ValueError(f"env {env_id!r}: cannot import module {module!r} ({exc}). "
                              "Check that the package is installed and on sys.path.") from exc
+    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as exc:
-        raise ValueError(_unknown_env_message(env_id.split(":")[-1])) from exc
+        raise ValueError(_unknown_env_message(name)) from exc
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:

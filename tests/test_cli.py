@@ -1,0 +1,74 @@
+"""python -m rlpop.run end to end, and its errors for bad input."""
+import csv
+import json
+
+import pytest
+
+from conftest import DATA, ROOT, run_cli
+from rlpop.experiment import Agent, Experiment, PBT
+from rlpop.hparams import LogUniform
+
+
+def test_single_agent_run_end_to_end(tmp_path):
+    res = run_cli(str(DATA / "tiny_ppo.py"), "--set", "total_steps=2e3", "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    (run,) = list(tmp_path.iterdir())
+    assert run.name.startswith("tiny-")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["total_steps"] == 2000 and cfg["overrides"] == {"total_steps": "2e3"}
+    rows = list(csv.DictReader((run / "curves.csv").open()))
+    assert [int(r["step"]) for r in rows] == [512, 1024, 1536, 2048]
+    assert all(r["q"] != "" for r in rows)
+    metrics = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(metrics) == 4 and "approx_kl" in metrics[0]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert json.loads((run / "status.json").read_text())["finished"] is True
+    assert "SPS" in res.stdout and "best Q" in res.stdout
+    # resuming a finished run does nothing, and says so
+    again = run_cli("--resume", str(run))
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["no/such/file.py"], "not found"),
+    ([str(DATA / "no_experiment.py")], "defines no `experiment`"),
+    ([str(DATA / "tiny_ppo.py"), "--set", "total_stepz=5"], "no field 'total_stepz'"),
+    ([str(DATA / "tiny_ppo.py"), "--set", "total_steps=abc"], "expected a value of type int"),
+    ([str(DATA / "tiny_ppo.py"), "--set", "env=Hoper-v5"], "Did you mean: Hopper-v5"),
+    ([str(DATA / "tiny_ppo.py"), "--set", "agent.hparams.lrr=1"], "unknown hyperparameter(s) ['lrr']"),
+    (["--resume", "/nonexistent/run"], "not an rlpop run directory"),
+])
+def test_bad_input_gives_a_clear_error(args, needle, tmp_path):
+    res = run_cli(*args, "--runs-dir", str(tmp_path), timeout=120)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_spec_errors_name_the_field():
+    with pytest.raises(ValueError, match="eval_steps=5000 is larger than total_steps=1000"):
+        Experiment(name="x", env="Corridor-v0", total_steps=1000, eval_steps=5000)
+    with pytest.raises(ValueError, match="cannot change while learner"):
+        Experiment(name="x", env="Corridor-v0", space={"hidden": LogUniform(1, 2)})
+    with pytest.raises(ValueError, match="lo=0.01 >= hi=0.001"):
+        Experiment(name="x", env="Corridor-v0", space={"lr": LogUniform(1e-2, 1e-3)})
+    with pytest.raises(ValueError, match="ready_steps=5000 is larger than total_steps"):
+        Experiment(name="x", env="Corridor-v0", total_steps=1000, eval_steps=500,
+                   space={"lr": LogUniform(1e-4, 1e-3)}, strategy=PBT(population=4, ready_steps=5000))
+    with pytest.raises(ValueError, match="strategy.population=0"):
+        Experiment(name="x", env="Corridor-v0", space={"lr": LogUniform(1e-4, 1e-3)}, strategy=PBT(population=0))
+    with pytest.raises(ValueError, match="quantile"):
+        Experiment(name="x", env="Corridor-v0", space={"lr": LogUniform(1e-4, 1e-3)},
+                   strategy=PBT(population=4, quantile=0.9))
+    with pytest.raises(ValueError, match="agent.learner='sac'"):
+        Experiment(name="x", env="Corridor-v0", agent=Agent("sac"))
+
+
+def test_set_overrides_reach_nested_and_frozen_fields():
+    exp = Experiment(name="x", env="Corridor-v0", space={"lr": LogUniform(1e-4, 1e-3)},
+                     strategy=PBT(population=4, ready_steps=20_000), total_steps=100_000)
+    new = exp.with_overrides({"strategy.population": "6", "space.lr.hi": "2e-3", "agent.hparams.epochs": "3"})
+    assert new.strategy.population == 6
+    assert new.hparam_space().params["lr"].hi == 2e-3
+    assert new.agent.hparams == {"epochs": 3}
+    assert exp.strategy.population == 4 and exp.agent.hparams == {}  # the original is untouched
