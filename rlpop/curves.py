@@ -16,6 +16,7 @@ else. Non-finite ``x`` or mismatched lengths are caller bugs and raise
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,7 +119,7 @@ def _neg_log_marginal_likelihood(
     return -lml, -grad
 
 
-def _empirical_bayes(dist: np.ndarray, y: np.ndarray):
+def _empirical_bayes(dist: np.ndarray, y: np.ndarray) -> Callable[..., tuple[np.ndarray, float]]:
     """A ``GaussianProcessRegressor`` optimizer: L-BFGS-B on the marginal likelihood.
 
     scikit-learn's optimizer hook; it maximises the same objective as
@@ -148,11 +149,12 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     log marginal likelihood: scikit-learn's ``GaussianProcessRegressor`` with
     one L-BFGS-B run from fixed initial values, no restarts, through its
     ``optimizer`` hook with a vectorised numpy objective identical to its own
-    (:func:`_neg_log_marginal_likelihood`; scikit-learn's per-call overhead
-    made a fit 10-15 ms, this makes it a few ms). For conditioning and speed the fit is done on
-    ``x -> (x - min x) / span(x)`` and standardised ``y``; the length scale is
-    bounded below by the median point spacing (a shorter one would just
-    interpolate the noise) and the answer is mapped back to ``y`` units.
+    (:func:`_neg_log_marginal_likelihood`; scikit-learn's own objective costs
+    ~0.7 ms a call in kernel bookkeeping, which made a fit 10-15 ms). For
+    conditioning and speed the fit is done on ``x -> (x - min x) / span(x)``
+    and standardised ``y``; the length scale starts at 0.5 and is bounded
+    below by the median point spacing (a shorter one would just interpolate
+    the noise); the answer is mapped back to ``y`` units.
 
     Defined answers, never an exception for degenerate data:
 
@@ -191,7 +193,7 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     ls_min = float(np.clip(np.median(spacing), 1e-3, 0.5))
     target = (yf - mu) / sd
     kernel = ConstantKernel(1.0, _AMPLITUDE_BOUNDS) * Matern(
-        length_scale=max(0.5, ls_min), length_scale_bounds=(ls_min, _LENGTH_SCALE_MAX), nu=2.5
+        length_scale=0.5, length_scale_bounds=(ls_min, _LENGTH_SCALE_MAX), nu=2.5
     ) + WhiteKernel(0.1, _NOISE_BOUNDS)
     gp = GaussianProcessRegressor(
         kernel,
@@ -238,6 +240,11 @@ def overlap_sections(yhat_eta: ArrayLike, yhat_kappa: ArrayLike) -> tuple[int, i
             raise ValueError(
                 f"{name} contains NaN/inf; pass smooth() output of the curve's finite points"
             )
+    return _overlap(he, hk)
+
+
+def _overlap(he: np.ndarray, hk: np.ndarray) -> tuple[int, int, int] | None:
+    """:func:`overlap_sections` on validated 1-D finite float arrays."""
     if he.size == 0 or hk.size == 0:
         return None
     r = s = 0
@@ -251,8 +258,7 @@ def overlap_sections(yhat_eta: ArrayLike, yhat_kappa: ArrayLike) -> tuple[int, i
         if reached.size == 0:
             return None
         r = int(reached[0])
-    n = min(he.size - r, hk.size - s)
-    return r, s, n
+    return r, s, min(he.size - r, hk.size - s)
 
 
 def _prepared(
@@ -271,6 +277,10 @@ def _prepared(
             f"y_{name}) for the same curve"
         )
     keep = np.isfinite(ys)
+    if not np.all(np.isfinite(hs[keep])):
+        raise ValueError(
+            f"yhat_{name} contains NaN/inf where y_{name} is finite; pass smooth(x_{name}, y_{name})"
+        )
     return ys[keep], hs[keep]
 
 
@@ -278,7 +288,7 @@ def _section_diff(
     y_eta: np.ndarray, h_eta: np.ndarray, y_kappa: np.ndarray, h_kappa: np.ndarray
 ) -> float | None:
     """Paper 3.1.1 steps 2-4: raw-max difference over the overlap, ``None`` if none."""
-    sections = overlap_sections(h_eta, h_kappa)
+    sections = _overlap(h_eta, h_kappa)
     if sections is None:
         return None
     r, s, n = sections
@@ -293,15 +303,30 @@ def _penalised_sweep(y_hi: np.ndarray, h_hi: np.ndarray, y_lo: np.ndarray, h_lo:
     penalised curve is ``(x, y - delta)``; its smoothed curve is taken as
     ``yhat - delta`` rather than refitted: with a standardised target and a
     zero-mean GP, the posterior mean is shift-equivariant, so this *is* the
-    refit, minus the cost.
+    refit, minus the cost. Vectorised over ``delta``: the sections ``(r, s, n)``
+    and raw-max differences of every penalty at once.
     """
-    lo, hi = float(np.min(y_hi) - np.max(y_lo)), float(np.min(y_hi) - np.min(y_lo))
-    best = 0.0
-    for delta in np.linspace(lo, hi, DELTA_GRID):
-        score = _section_diff(y_hi - delta, h_hi - delta, y_lo, h_lo)
-        if score is not None and score > best:
-            best = score
-    return best
+    deltas = np.linspace(np.min(y_hi) - np.max(y_lo), np.min(y_hi) - np.min(y_lo), DELTA_GRID)
+    shifted = h_hi[None, :] - deltas[:, None]  # smoothed penalised curves, one row per delta
+    start, level_lo = shifted[:, 0], h_lo[0]
+    hi_reaches = shifted >= level_lo  # lo starts higher: hi's section starts where it reaches lo's start
+    lo_reaches = h_lo[None, :] >= start[:, None]  # hi starts higher: lo's section starts where it reaches
+    r = np.where(start < level_lo, hi_reaches.argmax(axis=1), 0)
+    s = np.where(start > level_lo, lo_reaches.argmax(axis=1), 0)
+    overlaps = np.where(
+        start < level_lo, hi_reaches.any(axis=1), np.where(start > level_lo, lo_reaches.any(axis=1), True)
+    )
+    n = np.minimum(h_hi.size - r, h_lo.size - s)
+    scores = _section_max(y_hi, r, n) - deltas - _section_max(y_lo, s, n)
+    scores = scores[overlaps]
+    return max(0.0, float(np.max(scores))) if scores.size else 0.0
+
+
+def _section_max(y: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``[max(y[a:a+m]) for a, m in zip(starts, lengths)]`` in one masked reduction (-inf if empty)."""
+    idx = np.arange(y.size)
+    inside = (idx >= starts[:, None]) & (idx < (starts + lengths)[:, None])
+    return np.where(inside, y[None, :], -np.inf).max(axis=1)
 
 
 def _score(y_eta: np.ndarray, h_eta: np.ndarray, y_kappa: np.ndarray, h_kappa: np.ndarray) -> float:
@@ -356,7 +381,7 @@ def best_score_diff(
 
 def _binom(y_eta: np.ndarray, h_eta: np.ndarray, y_kappa: np.ndarray, h_kappa: np.ndarray) -> float | None:
     """binom_test on prepared (finite, smoothed) curves."""
-    sections = overlap_sections(h_eta, h_kappa)
+    sections = _overlap(h_eta, h_kappa)
     if sections is None:
         return None
     r, s, n = sections

@@ -141,6 +141,33 @@ def test_no_overlap_without_being_strictly_above_scores_zero():
     assert binom_test(x, falling, x, rising) is None
 
 
+def naive_sweep(y_hi, h_hi, y_lo, h_lo):
+    """The paper's special case written as a plain loop over the public functions."""
+    best = 0.0
+    for delta in np.linspace(y_hi.min() - y_lo.max(), y_hi.min() - y_lo.min(), curves.DELTA_GRID):
+        sections = overlap_sections(h_hi - delta, h_lo)
+        if sections is not None:
+            r, s, n = sections
+            best = max(best, np.max(y_hi[r : r + n] - delta) - np.max(y_lo[s : s + n]))
+    return best
+
+
+def test_vectorised_sweep_equals_the_plain_loop():
+    rng = np.random.default_rng(11)
+    positives = 0
+    for _ in range(60):
+        n_hi, n_lo = rng.integers(3, 25, size=2)
+        h_lo = np.cumsum(rng.uniform(0.0, rng.uniform(0.05, 1.0), n_lo))
+        h_hi = h_lo.max() + rng.uniform(0.1, 3.0) + np.cumsum(rng.uniform(0.0, rng.uniform(0.05, 1.0), n_hi))
+        y_lo, y_hi = h_lo + rng.normal(0, 0.05, n_lo), h_hi + rng.normal(0, 0.05, n_hi)
+        x_hi, x_lo = np.arange(float(n_hi)), np.arange(float(n_lo))
+        got = best_score_diff(x_hi, y_hi, x_lo, y_lo, yhat_eta=h_hi, yhat_kappa=h_lo)
+        assert overlap_sections(h_hi, h_lo) is None
+        assert got == pytest.approx(naive_sweep(y_hi, h_hi, y_lo, h_lo), abs=1e-9)
+        positives += got > 0
+    assert 10 < positives < 50  # both outcomes are exercised
+
+
 # --- noise: smoothing places the sections, raw values are compared -------------------------
 
 def noisy_pair():
