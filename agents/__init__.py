@@ -45,4 +45,4 @@ def make_learner(name: str, env_id: str | None, hparams: dict[str, Any], seed: i
     cls = learner_class(name)
     if getattr(cls, "needs_env", True):
         return cls(env_id, hparams, seed=seed, env_kwargs=env_kwargs or {})
-    return cls(hparams=hparams, seed=seed)
+    return cls(hparams=hparams, seed=seed, **(env_kwargs or {}))

@@ -88,6 +88,9 @@ class NoisyQuadratic:
     """
 
     mutable_hparams: ClassVar[frozenset[str]] = frozenset({"lr"})
+    #: no gymnasium env: ``Experiment(env=None, agent=Agent("toy"), env_kwargs={...problem...})``
+    needs_env: ClassVar[bool] = False
+    DEFAULTS: ClassVar[dict[str, Any]] = {"lr": _DEFAULT_LR}
 
     def __init__(
         self,
