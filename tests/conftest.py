@@ -18,7 +18,11 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        from rlpop.backends.ray_backend import driver_pythonpath
+
+        # the test data modules (custom learners, envs) must import in Ray workers too
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": driver_pythonpath(extra=[str(DATA)])}})
     yield ray
     ray.shutdown()
 

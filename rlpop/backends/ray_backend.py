@@ -14,6 +14,12 @@ from rlpop.backends.base import WorkerFailure, WorkerSpec
 from rlpop.worker import TrainReport, Worker
 
 
+def driver_pythonpath(extra: list[str] | None = None) -> str:
+    """PYTHONPATH for Ray workers: ``extra``, the driver's working directory, and its own PYTHONPATH."""
+    parts = [*(extra or []), os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
 class RayBackend:
     name = "ray"
 
@@ -28,7 +34,10 @@ class RayBackend:
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+                # embedded cluster: workers import what the driver imports from its working directory
+                # (a user's "my_pkg.my_envs:MyEnv-v0" or learner module next to the experiment)
+                ray.init(num_cpus=num_cpus or os.cpu_count(),
+                         runtime_env={"env_vars": {"PYTHONPATH": driver_pythonpath()}}, **kwargs)
             self._owns_ray = True
         from rlpop.envs import register_with_ray
 

@@ -1,0 +1,40 @@
+"""Learners that fail on purpose, for the controller's failure handling tests."""
+import os
+import time
+
+from rlpop.toy import NoisyQuadratic
+
+
+class RaisesOnce(NoisyQuadratic):
+    """Worker 1 (seed ending in ...1) raises in its 3rd train call, once per process."""
+
+    raised = False
+
+    def __init__(self, hparams=None, seed=0, **kw):
+        super().__init__(hparams, seed, **kw)
+        self.calls = 0
+        self.victim = seed % 100_003 == 1
+
+    def train(self, steps):
+        self.calls += 1
+        if self.victim and self.calls == 3 and not RaisesOnce.raised:
+            RaisesOnce.raised = True
+            raise RuntimeError("flaky learner failed on purpose")
+        return super().train(steps)
+
+
+class StallsOnce(NoisyQuadratic):
+    """Worker 1 hangs in its 3rd train call the first time (a marker file makes it once across processes)."""
+
+    def __init__(self, hparams=None, seed=0, marker="", **kw):
+        super().__init__(hparams, seed, **kw)
+        self.calls = 0
+        self.victim = seed % 100_003 == 1
+        self.marker = marker
+
+    def train(self, steps):
+        self.calls += 1
+        if self.victim and self.calls == 3 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            time.sleep(600)
+        return super().train(steps)
