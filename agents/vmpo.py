@@ -1,0 +1,382 @@
+"""V-MPO learner fed by rlpop's actor processes (Song et al., ICLR 2020).
+
+Policy evaluation with n-step targets, a top-half E-step weighted by
+``softmax(A / eta)``, a weighted maximum-likelihood M-step under a KL trust
+region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
+``alpha_mu`` / ``alpha_sigma`` (decoupled Gaussian KL) or ``alpha``
+(categorical KL). The math lives in :mod:`rlpop.agents.vmpo_loss`.
+
+* The actors act with the target network; the target is refreshed from the
+  online network every ``target_period`` learner updates (gradient steps),
+  so ``pi_old`` in the KL terms is exactly the behaviour policy of the
+  rollouts collected since the last refresh.
+* The learner runs on CUDA when present (``device="auto"``), the actors on CPU.
+* Hyperparameters in :data:`MUTABLE` are read at every update:
+  ``set_hparams(lr=...)`` reaches the optimiser at the next update.
+* Optional PopArt (van Hasselt et al. 2016) value normalisation
+  (``popart=True``): the critic predicts normalised values, the output layer
+  is rescaled whenever the statistics move, and advantages are in normalised
+  units.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rlpop.agents.actors import ActorPool, Rollout
+from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
+from rlpop.agents.networks import ActorCritic, PolicySpec
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
+from rlpop.agents.vmpo_loss import (
+    KLConstraint,
+    categorical_kl,
+    gaussian_cov_kl,
+    gaussian_mean_kl,
+    inverse_positive,
+    nstep_targets,
+    positive,
+    vmpo_loss,
+)
+
+DEFAULTS: dict[str, Any] = {
+    # mutable: read at every update
+    "lr": 1e-3,
+    "eps_eta": 0.02,
+    "gamma": 0.99,
+    "max_grad_norm": 1.0,     # per network (actor, critic); 0/None disables clipping
+    # fixed for a learner's lifetime
+    "eps_alpha_mu": 7.5e-3,   # FIRE PBT paper's Gym setting
+    "eps_alpha_sigma": 1e-5,  # FIRE PBT paper's Gym setting
+    "eps_alpha": 0.01,        # categorical policies: bound on KL(pi_old || pi)
+    "target_period": 10,      # learner updates between target-network refreshes
+    "n_step": None,           # None: bootstrap from the end of each rollout
+    "epochs": 1,              # passes over each rollout
+    "minibatch_size": 256,    # samples per learner update (the E-step's batch)
+    "rollout_steps": 1024,    # env steps per collect, over all envs
+    "num_actors": 0,          # actor processes; 0 = collect in the learner's process
+    "envs_per_actor": 8,
+    "hidden": (64, 64),
+    "init_log_std": 0.0,
+    "init_eta": 1.0,
+    "init_alpha": 1.0,        # initial alpha_mu and alpha (categorical)
+    "init_alpha_sigma": 10.0,
+    "dual_lr": 1e-2,          # Adam step size of the multipliers' raw parameters
+    "norm_obs": True,
+    "norm_reward": True,
+    "popart": False,
+    "popart_beta": 1e-3,
+    "device": "auto",
+    "torch_threads": 1,
+}
+MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class PopArt:
+    """Adaptive value-target normalisation that Preserves Outputs Precisely
+    (van Hasselt et al. 2016): running first/second moments of the targets,
+    and a rescaling of the value head's last linear layer when they move."""
+
+    def __init__(self, beta: float):
+        if not 0 < beta <= 1:
+            raise ValueError(f"popart_beta must be in (0, 1], got {beta}")
+        self.beta = beta
+        self.mean, self.sq_mean = 0.0, 1.0
+
+    @property
+    def std(self) -> float:
+        return float(min(max(math.sqrt(max(self.sq_mean - self.mean**2, 0.0)), 1e-4), 1e6))
+
+    def update(self, targets: torch.Tensor, head: torch.nn.Linear) -> None:
+        """Move the statistics toward ``targets`` and rescale ``head`` so its
+        unnormalised outputs are unchanged (PopArt, Algorithm 1)."""
+        old_mean, old_std = self.mean, self.std
+        b = self.beta
+        self.mean = (1 - b) * self.mean + b * float(targets.mean())
+        self.sq_mean = (1 - b) * self.sq_mean + b * float(targets.pow(2).mean())
+        new_std = self.std
+        with torch.no_grad():
+            head.weight.mul_(old_std / new_std)
+            head.bias.mul_(old_std).add_(old_mean - self.mean).div_(new_std)
+
+    def state(self) -> dict[str, float]:
+        return {"mean": self.mean, "sq_mean": self.sq_mean}
+
+    def load(self, s: dict[str, float]) -> None:
+        self.mean, self.sq_mean = float(s["mean"]), float(s["sq_mean"])
+
+
+class VMPO:
+    """``VMPO(env_id, hparams, seed)`` -- see :data:`DEFAULTS` for the hyperparameters."""
+
+    mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
+
+    def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
+                 env_kwargs: dict[str, Any] | None = None):
+        self.hp = resolve_hparams("VMPO", DEFAULTS, hparams)
+        self.hp["hidden"] = tuple(self.hp["hidden"])
+        self._validate()
+        self.env_id = env_id
+        self.seed = int(seed)
+        if self.hp["torch_threads"]:
+            torch.set_num_threads(int(self.hp["torch_threads"]))
+        torch.manual_seed(self.seed)
+        self.device = pick_device(self.hp["device"])
+        self.rng = np.random.default_rng(self.seed)
+        self.pool: ActorPool | None = None
+        self._env_kwargs = dict(env_kwargs or {})
+        from rlpop.envs import make_env
+
+        probe = make_env(env_id, **self._env_kwargs)
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        net_kwargs = dict(observation_space=self.observation_space, action_space=self.action_space,
+                          hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
+        self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
+        self.net = ActorCritic(**net_kwargs).to(self.device)
+        self.target = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"])
+        self.discrete = self.net.discrete
+        init = {"eta": self.hp["init_eta"]}
+        if self.discrete:
+            init["alpha"] = self.hp["init_alpha"]
+        else:
+            init["alpha_mu"] = self.hp["init_alpha"]
+            init["alpha_sigma"] = self.hp["init_alpha_sigma"]
+        self.duals = torch.nn.ParameterDict({
+            k: torch.nn.Parameter(torch.tensor(inverse_positive(float(v)), device=self.device))
+            for k, v in init.items()})
+        self.dual_opt = torch.optim.Adam(self.duals.parameters(), lr=self.hp["dual_lr"])
+        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
+        if self.hp["rollout_steps"] % n_envs:
+            raise ValueError(f"VMPO: rollout_steps={self.hp['rollout_steps']} must be a multiple of the "
+                             f"number of envs (num_actors x envs_per_actor = {n_envs})")
+        self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
+        self.popart = PopArt(self.hp["popart_beta"]) if self.hp["popart"] else None
+        self.updates = 0          # learner updates (gradient steps)
+        self.target_updates = 0   # target-network refreshes
+        self.env_steps = 0
+
+    def _validate(self) -> None:
+        hp = self.hp
+        for name in ("lr", "eps_eta", "eps_alpha_mu", "eps_alpha_sigma", "eps_alpha", "dual_lr",
+                     "init_eta", "init_alpha", "init_alpha_sigma"):
+            if not float(hp[name]) > 0:
+                raise ValueError(f"VMPO: {name} must be > 0, got {hp[name]!r}")
+        for name in ("target_period", "epochs", "minibatch_size", "rollout_steps", "envs_per_actor"):
+            if int(hp[name]) < 1:
+                raise ValueError(f"VMPO: {name} must be an integer >= 1, got {hp[name]!r}")
+        if hp["n_step"] is not None and int(hp["n_step"]) < 1:
+            raise ValueError(f"VMPO: n_step must be None (whole rollout) or >= 1, got {hp['n_step']!r}")
+        if not 0 <= float(hp["gamma"]) <= 1:
+            raise ValueError(f"VMPO: gamma must be in [0, 1], got {hp['gamma']!r}")
+
+    # ---------------------------------------------------------------- protocol
+    def get_hparams(self) -> dict[str, Any]:
+        return dict(self.hp)
+
+    def set_hparams(self, hparams: dict[str, Any]) -> None:
+        check_mutable("VMPO", hparams, self.hp, MUTABLE)
+        new = {**self.hp, **hparams}
+        for name in ("lr", "eps_eta"):
+            if not float(new[name]) > 0:
+                raise ValueError(f"VMPO: {name} must be > 0, got {new[name]!r}")
+        if not 0 <= float(new["gamma"]) <= 1:
+            raise ValueError(f"VMPO: gamma must be in [0, 1], got {new['gamma']!r}")
+        self.hp = new
+        self.reward_scaler.gamma = self.hp["gamma"]
+
+    def _ensure_pool(self) -> ActorPool:
+        if self.pool is None:
+            self.pool = ActorPool(self.env_id, self._env_kwargs, self.policy_spec, self.hp["num_actors"],
+                                  self.hp["envs_per_actor"], seed=self.seed)
+        return self.pool
+
+    def train(self, steps: int) -> TrainResult:
+        """Collect with the target policy and learn until at least ``steps`` env steps were consumed."""
+        pool = self._ensure_pool()
+        done_steps, returns, metrics = 0, [], {}
+        while done_steps < steps:
+            rollout = pool.collect(self.actor_weights(), self._obs_norm(),
+                                   self.hp["rollout_steps"] // pool.num_envs)
+            metrics = self.learn(rollout)
+            done_steps += rollout.steps
+            returns += rollout.episode_returns
+        self.env_steps += done_steps
+        return TrainResult(done_steps, returns, metrics)
+
+    def get_state(self) -> dict[str, Any]:
+        cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}  # noqa: E731
+        return {
+            "net": cpu(self.net.state_dict()),
+            "target": cpu(self.target.state_dict()),
+            "opt": _to_cpu(copy.deepcopy(self.opt.state_dict())),
+            "duals": cpu(self.duals.state_dict()),
+            "dual_opt": _to_cpu(copy.deepcopy(self.dual_opt.state_dict())),
+            "multipliers": self.multipliers(),
+            "obs_rms": self.obs_rms.state(),
+            "reward_scaler": self.reward_scaler.state(),
+            "popart": self.popart.state() if self.popart is not None else None,
+            "hparams": dict(self.hp),
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "updates": self.updates,
+            "target_updates": self.target_updates,
+            "env_steps": self.env_steps,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Replace weights, target, optimisers, multipliers, normalisers and
+        hparams; the actors start fresh episodes."""
+        self.net.load_state_dict(state["net"])
+        self.target.load_state_dict(state["target"])
+        self.opt.load_state_dict(state["opt"])
+        self.duals.load_state_dict(state["duals"])
+        self.dual_opt.load_state_dict(state["dual_opt"])
+        self.obs_rms.load(state["obs_rms"])
+        self.reward_scaler.load(state["reward_scaler"])
+        if self.popart is not None and state.get("popart") is not None:
+            self.popart.load(state["popart"])
+        self.hp.update({k: v for k, v in state["hparams"].items() if k in MUTABLE})
+        self.reward_scaler.gamma = self.hp["gamma"]
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.updates, self.target_updates = state["updates"], state["target_updates"]
+        self.env_steps = state["env_steps"]
+        self._apply_lr()
+        if self.pool is not None:
+            self.pool.reset()  # no stale episodes from the old weights
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    # ---------------------------------------------------------------- helpers
+    def multipliers(self) -> dict[str, float]:
+        """Current values of eta and the alphas."""
+        return {k: float(positive(p.detach())) for k, p in self.duals.items()}
+
+    def actor_weights(self) -> dict[str, torch.Tensor]:
+        """CPU copy of the TARGET network: what the actors act with."""
+        return {k: v.detach().cpu().clone() for k, v in self.target.state_dict().items()}
+
+    def _obs_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return (self.obs_rms.mean.copy(), self.obs_rms.var.copy()) if self.hp["norm_obs"] else None
+
+    def _apply_lr(self) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = float(self.hp["lr"])
+
+    def _refresh_target(self) -> None:
+        self.target.load_state_dict(self.net.state_dict())
+        self.target_updates += 1
+
+    # ---------------------------------------------------------------- learning
+    def learn(self, ro: Rollout) -> dict[str, float]:
+        """Learner updates on one rollout (``epochs`` passes of minibatches)."""
+        hp, dev = self.hp, self.device
+        stats = self._obs_norm()  # the statistics the actors used for this rollout
+        T, N = ro.rewards.shape
+        norm = (lambda o: o.astype(np.float32)) if stats is None else (lambda o: normalize_obs(o, *stats))
+        obs = torch.as_tensor(norm(ro.obs), device=dev).reshape(T * N, -1)
+        next_obs = torch.as_tensor(norm(ro.next_obs), device=dev).reshape(T * N, -1)
+        if hp["norm_obs"]:
+            self.obs_rms.update(ro.obs.reshape(T * N, -1))
+        rewards = (self.reward_scaler.scale(ro.rewards, ro.terminated | ro.truncated)
+                   if hp["norm_reward"] else ro.rewards.astype(np.float32))
+        rewards_t = torch.as_tensor(rewards, device=dev)
+        term = torch.as_tensor(ro.terminated, device=dev)
+        trunc = torch.as_tensor(ro.truncated, device=dev)
+        actions = torch.as_tensor(ro.actions.reshape(T * N, *ro.actions.shape[2:]), device=dev)
+        n_step = T if hp["n_step"] is None else int(hp["n_step"])
+        batch = T * N
+        mb = int(min(hp["minibatch_size"], batch))
+        metrics: dict[str, float] = {}
+        for epoch in range(int(hp["epochs"])):
+            with torch.no_grad():
+                next_v = self._unnormalised_value(next_obs).reshape(T, N)
+                targets = nstep_targets(rewards_t, next_v, term, trunc, float(hp["gamma"]), n_step).reshape(-1)
+            if self.popart is not None and epoch == 0:
+                self.popart.update(targets, self.net.critic[-1])
+            perm = torch.as_tensor(self.rng.permutation(batch), device=dev)
+            for start in range(0, batch - mb + 1, mb):
+                idx = perm[start:start + mb]
+                metrics = self._update(obs[idx], actions[idx], targets[idx])
+        metrics["explained_variance"] = self._explained_variance(obs, targets)
+        return metrics
+
+    def _unnormalised_value(self, obs: torch.Tensor) -> torch.Tensor:
+        v = self.net.value(obs)
+        if self.popart is not None:
+            v = v * self.popart.std + self.popart.mean
+        return v
+
+    @torch.no_grad()
+    def _explained_variance(self, obs: torch.Tensor, targets: torch.Tensor) -> float:
+        var = float(targets.var())
+        if var <= 0:
+            return float("nan")
+        return 1.0 - float((targets - self._unnormalised_value(obs)).var()) / var
+
+    def _kl_constraints(self, obs: torch.Tensor) -> list[KLConstraint]:
+        a, b = self.net.policy_params(obs)
+        with torch.no_grad():
+            a_old, b_old = self.target.policy_params(obs)
+        m = {k: positive(p) for k, p in self.duals.items()}
+        hp = self.hp
+        if self.discrete:
+            return [KLConstraint("pi", categorical_kl(a, a_old), m["alpha"], float(hp["eps_alpha"]))]
+        std, std_old = b.exp(), b_old.exp()
+        return [
+            KLConstraint("mu", gaussian_mean_kl(a, a_old, std_old), m["alpha_mu"], float(hp["eps_alpha_mu"])),
+            KLConstraint("sigma", gaussian_cov_kl(std, std_old), m["alpha_sigma"], float(hp["eps_alpha_sigma"])),
+        ]
+
+    def _update(self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """One learner update (gradient step) on a minibatch; refreshes the
+        target network every ``target_period`` updates."""
+        hp = self.hp
+        self._apply_lr()
+        values = self.net.value(obs)
+        if self.popart is not None:  # loss and advantages in normalised units
+            targets = (targets - self.popart.mean) / self.popart.std
+        logprob, entropy = self.net.log_prob_entropy(obs, actions)
+        eta = positive(self.duals["eta"])
+        loss, metrics = vmpo_loss(logprob, values, targets, eta, float(hp["eps_eta"]),
+                                  self._kl_constraints(obs))
+        self.opt.zero_grad(set_to_none=True)
+        self.dual_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if hp["max_grad_norm"]:
+            critic = list(self.net.critic.parameters())
+            ids = {id(p) for p in critic}
+            policy = [p for p in self.net.parameters() if id(p) not in ids]
+            for part in (critic, policy):
+                torch.nn.utils.clip_grad_norm_(part, float(hp["max_grad_norm"]))
+        self.opt.step()
+        self.dual_opt.step()
+        self.updates += 1
+        if self.updates % int(hp["target_period"]) == 0:
+            self._refresh_target()
+        metrics["entropy"] = float(entropy.detach().mean())
+        metrics["lr"] = float(self.opt.param_groups[0]["lr"])
+        return metrics
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj

@@ -1,0 +1,187 @@
+"""The V-MPO learner: it learns, its state round-trips, its hparams take effect."""
+from __future__ import annotations
+
+import copy
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rlpop.agents.vmpo import MUTABLE, VMPO, PopArt
+
+SMALL = {"rollout_steps": 64, "envs_per_actor": 4, "minibatch_size": 32, "target_period": 3}
+
+
+def _learn_until(env_id: str, threshold: float, budget: int, seed: int = 0) -> tuple[int, float, float]:
+    """Train with the default hparams in 10k-step chunks; return (steps, last-20 mean, seconds)
+    at the first chunk where the mean of the last 20 episode returns reaches ``threshold``."""
+    learner = VMPO(env_id, seed=seed)
+    returns: list[float] = []
+    steps, start, score = 0, time.perf_counter(), float("-inf")
+    try:
+        while steps < budget:
+            res = learner.train(10_000)
+            steps += res.steps
+            returns += res.episode_returns
+            score = float(np.mean(returns[-20:]))
+            if len(returns) >= 20 and score >= threshold:
+                break
+    finally:
+        learner.close()
+    return steps, score, time.perf_counter() - start
+
+
+def test_learns_cartpole():
+    # seed 0 reaches 195 at ~40k steps (~5 s on 2 cores); budget 100k env steps
+    steps, score, secs = _learn_until("CartPole-v1", 195.0, budget=100_000)
+    print(f"CartPole-v1: last-20 mean {score:.1f} after {steps} steps, {secs:.1f} s")
+    assert score >= 195.0
+
+
+def test_learns_inverted_pendulum():
+    # seed 0 reaches 800 at ~100k steps (~15 s on 2 cores); budget 200k env steps
+    steps, score, secs = _learn_until("InvertedPendulum-v5", 800.0, budget=200_000)
+    print(f"InvertedPendulum-v5: last-20 mean {score:.1f} after {steps} steps, {secs:.1f} s")
+    assert score >= 800.0
+
+
+def _rollout(learner: VMPO):
+    learner._ensure_pool()
+    return learner.pool.collect(learner.actor_weights(), learner._obs_norm(),
+                                learner.hp["rollout_steps"] // learner.pool.num_envs)
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "CartPole-v1"])
+def test_state_round_trip_gives_identical_actions_and_next_update(env_id):
+    a = VMPO(env_id, {**SMALL, "popart": True}, seed=1)
+    a.train(5 * 64)  # 10 updates with target_period 3: target is one update stale
+    a.set_hparams({"lr": 7e-4, "eps_eta": 0.05})
+    state = pickle.loads(pickle.dumps(a.get_state()))
+    assert not _same_tensors(state["net"], state["target"])
+    assert set(state["multipliers"]) == ({"eta", "alpha"} if env_id == "CartPole-v1"
+                                         else {"eta", "alpha_mu", "alpha_sigma"})
+    assert state["multipliers"]["eta"] != pytest.approx(1.0)  # moved from its initial value
+
+    b = VMPO(env_id, {**SMALL, "popart": True}, seed=99)
+    b.set_state(state)
+    assert b.multipliers() == a.multipliers()
+    assert b.get_hparams()["eps_eta"] == 0.05 and b.opt.param_groups[0]["lr"] == 7e-4
+    assert _same_tensors(b.actor_weights(), a.actor_weights())
+    assert b.popart.state() == a.popart.state()
+
+    # bit-identical actions from the acting (target) policy, built as the actors build it
+    obs = torch.as_tensor(np.stack([a.observation_space.sample() for _ in range(16)]), dtype=torch.float32)
+    pa, pb = a.policy_spec.build(), b.policy_spec.build()
+    pa.load_state_dict(a.actor_weights())
+    pb.load_state_dict(b.actor_weights())
+    act_a, logp_a = pa.act(obs, torch.Generator().manual_seed(5))
+    act_b, logp_b = pb.act(obs, torch.Generator().manual_seed(5))
+    assert torch.equal(act_a, act_b) and torch.equal(logp_a, logp_b)
+
+    # the same next update (same rollout in): identical weights, target, multipliers, metrics
+    ro = _rollout(a)
+    m_a = a.learn(copy.deepcopy(ro))
+    m_b = b.learn(copy.deepcopy(ro))
+    assert m_a == m_b
+    assert _same_tensors(a.get_state()["net"], b.get_state()["net"])
+    assert _same_tensors(a.get_state()["target"], b.get_state()["target"])
+    assert a.multipliers() == b.multipliers()
+    assert a.updates == b.updates == 12 and a.target_updates == b.target_updates == 4
+    a.close()
+    b.close()
+
+
+def test_actors_act_with_target_refreshed_every_target_period():
+    learner = VMPO("CartPole-v1", SMALL, seed=0)
+    ro = _rollout(learner)
+    learner.learn(ro)  # 2 updates < target_period 3
+    assert learner.target_updates == 0
+    net = {k: v.cpu() for k, v in learner.net.state_dict().items()}
+    assert not _same_tensors(learner.actor_weights(), net)
+    learner.learn(ro)  # updates 3, 4: refreshed after the 3rd
+    assert learner.target_updates == 1 and learner.updates == 4
+    learner.learn(ro)  # update 5, 6: refreshed after the 6th
+    assert learner.target_updates == 2
+    net = {k: v.cpu() for k, v in learner.net.state_dict().items()}
+    assert _same_tensors(learner.actor_weights(), net)
+    learner.close()
+
+
+def _one_update_learner(**hp):
+    return VMPO("InvertedPendulum-v5", {**SMALL, "minibatch_size": 64, **hp}, seed=3)
+
+
+def test_set_hparams_eps_eta_changes_the_next_loss():
+    a, b = _one_update_learner(), _one_update_learner()
+    ro = _rollout(a)
+    a.set_hparams({"eps_eta": 10.0})  # > log(32) >= KL(psi || uniform on the top 32 of 64)
+    b.set_hparams({"eps_eta": 1e-6})
+    m_a, m_b = a.learn(copy.deepcopy(ro)), b.learn(copy.deepcopy(ro))
+    # one update each, same eta before it: L_eta differs by exactly eta * (1e-6 - 10)
+    assert m_a["eta"] == m_b["eta"] == pytest.approx(1.0)
+    assert m_b["temperature_loss"] - m_a["temperature_loss"] == pytest.approx(m_a["eta"] * (1e-6 - 10.0), rel=1e-5)
+    # dL/deta = eps_eta - KL(psi || uniform): a loose bound lowers eta, a tight one raises it
+    assert a.multipliers()["eta"] < 1.0 < b.multipliers()["eta"]
+
+
+def test_set_hparams_lr_reaches_the_optimiser():
+    learner = _one_update_learner()
+    ro = _rollout(learner)
+    learner.set_hparams({"lr": 1e-5})
+    assert learner.get_hparams()["lr"] == 1e-5
+    m = learner.learn(ro)
+    assert m["lr"] == 1e-5 and learner.opt.param_groups[0]["lr"] == 1e-5
+
+
+def test_set_hparams_rejects_unknown_and_fixed_names():
+    learner = _one_update_learner()
+    with pytest.raises(ValueError, match="unknown.*'eps_etaa'"):
+        learner.set_hparams({"eps_etaa": 0.1})
+    with pytest.raises(ValueError, match="target_period"):
+        learner.set_hparams({"target_period": 7})
+    with pytest.raises(ValueError, match="eps_eta must be > 0"):
+        learner.set_hparams({"eps_eta": 0.0})
+    assert learner.get_hparams()["eps_eta"] == 0.02
+    assert MUTABLE >= {"lr", "eps_eta"}
+
+
+def test_defaults_and_bad_constructor_input():
+    learner = _one_update_learner()
+    hp = learner.get_hparams()
+    assert hp["eps_alpha_mu"] == 7.5e-3 and hp["eps_alpha_sigma"] == 1e-5
+    assert learner.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="target_period"):
+        VMPO("CartPole-v1", {"target_period": 0})
+    with pytest.raises(ValueError, match="unknown.*'epsilon'"):
+        VMPO("CartPole-v1", {"epsilon": 0.1})
+    with pytest.raises(ValueError, match="rollout_steps"):
+        VMPO("CartPole-v1", {"rollout_steps": 10, "envs_per_actor": 4})
+
+
+def test_popart_preserves_unnormalised_outputs():
+    head = torch.nn.Linear(3, 1).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    pop = PopArt(beta=0.5)
+    before = head(x) * pop.std + pop.mean
+    pop.update(torch.tensor([10.0, 30.0], dtype=torch.float64), head)
+    after = head(x) * pop.std + pop.mean
+    assert pop.mean == pytest.approx(10.0)  # 0.5 * 0 + 0.5 * 20
+    assert pop.std == pytest.approx(np.sqrt(0.5 + 0.5 * 500 - 100))
+    assert torch.allclose(before, after, rtol=1e-12, atol=1e-12)
+
+
+def test_trains_with_actor_processes():
+    learner = VMPO("CartPole-v1", {**SMALL, "num_actors": 2, "envs_per_actor": 2}, seed=0)
+    try:
+        res = learner.train(256)
+    finally:
+        learner.close()
+    assert res.steps == 256 and learner.updates == 8
+    assert len(res.episode_returns) > 0 and all(r >= 1 for r in res.episode_returns)
+    assert all(np.isfinite(v) for k, v in res.metrics.items() if k != "explained_variance")
