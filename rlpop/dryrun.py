@@ -7,7 +7,7 @@ import time
 from rlpop.experiment import Experiment
 
 
-def estimate(exp: Experiment, burst_steps: int | None = None) -> str:
+def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | None = None) -> str:
     """Train one worker briefly here, then scale: every worker trains the same
     number of steps, ``min(workers, cores)`` at a time."""
     from rlpop.worker import Worker
@@ -29,8 +29,9 @@ def estimate(exp: Experiment, burst_steps: int | None = None) -> str:
     cores = os.cpu_count() or 1
     n = len(slots)
     total = n * exp.total_steps
-    parallel = min(n, cores)
+    parallel = 1 if exp.backend == "inline" else min(n, cores)  # inline trains one worker at a time
     hours = total / (sps * parallel) / 3600
     return (f"  measured: {sps:,.0f} actor steps/s for one worker on this machine ({cores} cores)\n"
             f"  estimate: {total:,} worker-steps at ~{sps * parallel:,.0f} steps/s -> ~{hours:,.2f} h wall time "
-            f"(evaluators are idle part of the time, so FIRE runs somewhat faster)")
+            f"on the {exp.backend} backend"
+            f"{' (FIRE evaluators are idle part of the time, so it runs somewhat faster)' if exp.method == 'fire' else ''}")

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _short(p: Any) -> str:
+    if hasattr(p, "lo"):
+        extra = f" x{list(p.factors)}" if hasattr(p, "factors") else ""
+        return f"{type(p).__name__}({p.lo:g}..{p.hi:g}){extra}"
+    return repr(p)
+
+
 def plan(exp: Experiment) -> str:
     """A readable plan of the run: workers, roles, budget."""
     strat = exp.build_strategy()
@@ -78,7 +85,7 @@ def plan(exp: Experiment) -> str:
              f"  workers: {len(slots)} ({', '.join(f'{v} {k}' for k, v in roles.items())})",
              f"  budget: {exp.total_steps:,} actor steps per member ({members * exp.total_steps:,} for the members)",
              f"  Q every {exp.eval_steps:,} steps; checkpoints every {exp.checkpoint_steps:,} steps",
-             f"  searched: {', '.join(f'{k}={v!r}' for k, v in exp.hparam_space().params.items()) or '(nothing)'}",
+             f"  searched: {', '.join(f'{k} {_short(v)}' for k, v in exp.hparam_space().params.items()) or '(nothing)'}",
              f"  backend: {exp.backend}"]
     return "\n".join(lines)
 
@@ -125,6 +132,7 @@ def _main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         backend_name = "ray" if args.address else (args.backend or exp.backend)
+        exp.backend = backend_name
         address = args.address
         if args.dry_run:
             print(plan(exp))
