@@ -61,8 +61,10 @@ Choices where the paper is silent (documented, tested):
 - Dead workers: an evaluator that died is dropped from the bookkeeping; one
   whose parent or child died stops (``'parent gone'`` / ``'child gone'``).
 
-GP smoothing is cached per (worker, curve length) within one ``decide`` call,
-and pairwise ``best_score_diff`` per evaluator pair.
+GP smoothing is cached across ``decide`` calls per worker (:class:`SmoothingCache`:
+an unchanged curve is not refitted, a grown one is refitted warm-started from its
+previous hyperparameters); pairwise ``best_score_diff`` is memoised per
+evaluator pair within a ``decide``.
 """
 from __future__ import annotations
 
@@ -93,12 +95,53 @@ class Assignment:
     last_check: int = 0
 
 
-class _Curves:
-    """Per-decide cache of GP smoothings and evaluator-pair score differences."""
+class SmoothingCache:
+    """GP smoothings kept across ``decide`` calls: per worker, the latest fit of its current curve.
 
-    def __init__(self, view: PopulationView) -> None:
+    A curve only grows between copies (one point per round), so the next fit of
+    the same curve is warm-started from the previous fit's hyperparameters
+    (:func:`rlpop.curves.fit_smooth`), and an unchanged curve is not refitted.
+    Entries are matched on the data itself: a fit is reused only for the same
+    points, and seeds a warm start only when its points are a prefix of the
+    current curve (a copy restarts the curve, so its old fit no longer matches).
+    An optimisation only: not part of the strategy state; a fresh cache (e.g.
+    after resume) starts cold.
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[int, tuple[np.ndarray, np.ndarray, curves.SmoothFit]] = {}
+
+    def __len__(self) -> int:
+        return len(self._fits)
+
+    def smoothed(self, wid: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """GP posterior mean of worker ``wid``'s curve ``(x, y)`` (paper 3.1.1, step 1)."""
+        prev = self._fits.get(wid)
+        init = None
+        if prev is not None:
+            px, py, fit = prev
+            m = py.size
+            if m <= y.size and np.array_equal(px, x[:m]) and np.array_equal(py, y[:m], equal_nan=True):
+                if m == y.size:
+                    return fit.mean
+                init = fit.hparams
+        fit = curves.fit_smooth(x, y, init)
+        self._fits[wid] = (x.copy(), y.copy(), fit)
+        return fit.mean
+
+    def forget_except(self, keep: set[int]) -> None:
+        """Drop the fits of workers not in ``keep`` (gone from the view)."""
+        for wid in [w for w in self._fits if w not in keep]:
+            del self._fits[wid]
+
+
+class _Curves:
+    """Per-decide view of the curves: smoothings (through the cross-decide
+    :class:`SmoothingCache`) and memoised evaluator-pair score differences."""
+
+    def __init__(self, view: PopulationView, cache: SmoothingCache | None = None) -> None:
         self.view = view
-        self._smooth: dict[tuple[int, int], np.ndarray] = {}
+        self._cache = cache if cache is not None else SmoothingCache()
         self._diff: dict[tuple[int, int], float] = {}
 
     def curve(self, wid: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,10 +150,7 @@ class _Curves:
 
     def smoothed(self, wid: int) -> np.ndarray:
         x, y = self.curve(wid)
-        key = (wid, len(y))
-        if key not in self._smooth:
-            self._smooth[key] = curves.smooth(x, y)
-        return self._smooth[key]
+        return self._cache.smoothed(wid, x, y)
 
     def score_diff(self, eta: int, kappa: int) -> float:
         """best_score_diff(eta, kappa) between two workers' curves (paper 3.1.1)."""
@@ -228,6 +268,7 @@ class FirePBT:
         self._clock = ReadyClock(self.ready_steps)
         self._assign: dict[int, Assignment] = {}
         self._mark: dict[int, int] = {}  # member -> its steps when last evaluated or when it last lost
+        self._smoothing = SmoothingCache()  # GP fits across decide calls (an optimisation, not state)
 
     # -- protocol ---------------------------------------------------------------------------------
     def layout(self) -> Sequence[WorkerSlot]:
@@ -244,7 +285,8 @@ class FirePBT:
         return {e: Assignment(**asdict(a)) for e, a in self._assign.items()}
 
     def decide(self, view: PopulationView) -> list[Decision]:
-        cache = _Curves(view)
+        self._smoothing.forget_except({w.id for w in view.workers.values() if w.alive})
+        cache = _Curves(view, self._smoothing)
         out: list[Decision] = []
         out += self._drop_dead(view)
         members = sorted(view.members(), key=lambda w: w.id)
@@ -301,6 +343,7 @@ class FirePBT:
         self._clock.set_state(state["last_ready"])
         self._assign = {int(e): Assignment(**a) for e, a in state["assignments"].items()}
         self._mark = {int(m): int(s) for m, s in state["last_evaluated_or_lost"].items()}
+        self._smoothing = SmoothingCache()  # a resumed strategy starts cold, as after a restart
 
     # -- pieces -----------------------------------------------------------------------------------
     def _stop(self, e: int, view: PopulationView, reason: str) -> StopEvaluator:
