@@ -21,8 +21,9 @@ def ray_cluster():
         from rlpop.backends.ray_backend import driver_pythonpath
 
         # the test data modules (custom learners, envs) must import in Ray workers too
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": driver_pythonpath(extra=[str(DATA)])}})
+        ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                       runtime_env={"env_vars": {"PYTHONPATH": driver_pythonpath(extra=[str(DATA)])}})
+        ray.test_address = ctx.address_info["gcs_address"]  # for CLI runs that join with --address
     yield ray
     ray.shutdown()
 

@@ -88,8 +88,11 @@ def _check_complete_pbt_run(run, members=4, total=2048, eval_steps=256):
 
 
 @pytest.mark.parametrize("backend", ["inline", "ray"])
-def test_small_pbt_run_through_the_cli(backend, tmp_path):
-    res = run_cli(str(DATA / "tiny_pbt.py"), "--backend", backend, "--runs-dir", str(tmp_path), "--quiet")
+def test_small_pbt_run_through_the_cli(backend, tmp_path, request):
+    where = ["--backend", "inline"]
+    if backend == "ray":  # join the session's running cluster, as `--address HOST:PORT` does for a user
+        where = ["--address", request.getfixturevalue("ray_cluster").test_address]
+    res = run_cli(str(DATA / "tiny_pbt.py"), *where, "--runs-dir", str(tmp_path), "--quiet")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (run,) = list(tmp_path.iterdir())
     curves, recs = _check_complete_pbt_run(run)
