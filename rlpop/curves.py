@@ -15,29 +15,24 @@ else. Non-finite ``x`` or mismatched lengths are caller bugs and raise
 """
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.linalg import cho_solve
-from scipy.linalg.lapack import dpotrf, dpotri, dpotrs
+from scipy.linalg.lapack import dpotrf, dpotri
 from scipy.optimize import minimize
 from scipy.stats import binomtest
 from sklearn import config_context as sklearn_config
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "Comparison",
-    "SmoothFit",
     "best_score_diff",
     "binom_test",
     "compare",
-    "fit_smooth",
     "overlap_sections",
     "smooth",
     "stop_threshold",
@@ -55,10 +50,9 @@ _NOISE_BOUNDS = (1e-6, 1e1)
 _JITTER = 1e-10
 _SQRT5 = float(np.sqrt(5.0))
 _LOG_2PI = float(np.log(2.0 * np.pi))
-#: cold-start hyperparameters (amplitude, length scale, noise) in the scaled coordinates
-_COLD_START = np.array([1.0, 0.5, 0.1])
-_COLD_THETA = np.log(_COLD_START)
-# Newton's method for warm starts (see _newton)
+#: initial hyperparameters (amplitude, length scale, noise) in the scaled coordinates, as logs
+_COLD_THETA = np.log([1.0, 0.5, 0.1])
+# Newton's method for the marginal likelihood (see _newton)
 _NEWTON_GTOL = 1e-5
 _NEWTON_DECREMENT = 1e-7
 _NEWTON_MAX_STEP = 2.0
@@ -132,19 +126,6 @@ def _neg_log_marginal_likelihood(
     return -lml, -grad
 
 
-def _nlml_value(theta: np.ndarray, dist: np.ndarray, y: np.ndarray) -> float:
-    """:func:`_neg_log_marginal_likelihood` without the gradient (one Cholesky); inf if not positive definite."""
-    amplitude, length_scale, noise = np.exp(theta)
-    u = _SQRT5 * dist / length_scale
-    k = amplitude * (1.0 + u + u * u / 3.0) * np.exp(-u)
-    k.flat[:: y.size + 1] += noise + _JITTER
-    chol, info = dpotrf(k, lower=1, clean=0, overwrite_a=1)
-    if info != 0:
-        return np.inf
-    a, info = dpotrs(chol, y, lower=1)
-    return 0.5 * float(y @ a) + float(np.log(np.diag(chol)).sum()) + 0.5 * y.size * _LOG_2PI
-
-
 def _nlml_newton_terms(
     theta: np.ndarray, dist: np.ndarray, y: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
@@ -166,36 +147,42 @@ def _nlml_newton_terms(
     """
     amplitude, length_scale, noise = np.exp(theta)
     n = y.size
+    c = noise + _JITTER
     u = _SQRT5 * dist / length_scale
     decay = np.exp(-u)
-    k_amp = amplitude * (1.0 + u + u * u / 3.0) * decay
-    k = k_amp.copy()
-    k.flat[:: n + 1] += noise + _JITTER
-    chol, info = dpotrf(k, lower=1, clean=1)
+    k = amplitude * (1.0 + u + u * u / 3.0) * decay
+    k.flat[:: n + 1] += c
+    chol, info = dpotrf(k, lower=1, clean=1, overwrite_a=1)
     if info != 0:
         return np.inf, None, None
-    k_inv, info = dpotri(chol, lower=1)
+    p, info = dpotri(chol, lower=1)  # K^-1, lower triangle
     if info != 0:
         return np.inf, None, None
-    k_inv = np.tril(k_inv) + np.tril(k_inv, -1).T
-    a = k_inv @ y
+    p = np.tril(p) + np.tril(p, -1).T
+    a = p @ y
+    b = p @ a
     nll = 0.5 * float(y @ a) + float(np.log(np.diag(chol)).sum()) + 0.5 * n * _LOG_2PI
-    k_len = amplitude * u * u * (1.0 + u) * decay / 3.0
-    k_len2 = amplitude * u * u * (u * u - 2.0 * u - 2.0) * decay / 3.0
-    m_amp, m_len = k_inv @ k_amp, k_inv @ k_len
-    v_amp, v_len, v_noise = k_amp @ a, k_len @ a, noise * a  # K_i a
-    w_amp, w_len, w_noise = m_amp @ a, m_len @ a, noise * (k_inv @ a)  # K^-1 K_i a
-    tr_amp, tr_len, tr_inv = np.trace(m_amp), np.trace(m_len), np.trace(k_inv)
+    # K_A = K - c I, so K^-1 K_A = I - c K^-1: no product needed for the amplitude terms
+    u2_decay = amplitude * u * u * decay / 3.0
+    k_len = u2_decay * (1.0 + u)
+    k_len2 = u2_decay * (u * u - 2.0 * u - 2.0)
+    m_len = p @ k_len  # K^-1 K_l, the one O(n^3) product
+    tr_p, pp = float(np.trace(p)), float(np.sum(p * p))
+    tr_len = float(np.sum(p * k_len))
+    tr_amp = n - c * tr_p
+    v_amp, v_len = y - c * a, k_len @ a  # K_i a
+    w_amp, w_len, w_noise = a - c * b, p @ v_len, noise * b  # K^-1 K_i a
     aa = float(a @ a)
-    grad = 0.5 * np.array([a @ v_amp - tr_amp, a @ v_len - tr_len, noise * (aa - tr_inv)])
+    grad = 0.5 * np.array([a @ v_amp - tr_amp, a @ v_len - tr_len, noise * (aa - tr_p)])
     hess = np.empty((3, 3))
-    hess[0, 0] = -v_amp @ w_amp + 0.5 * (a @ v_amp) + 0.5 * np.sum(m_amp * m_amp.T) - 0.5 * tr_amp
-    hess[0, 1] = -v_amp @ w_len + 0.5 * (a @ v_len) + 0.5 * np.sum(m_amp * m_len.T) - 0.5 * tr_len
-    hess[1, 1] = (-v_len @ w_len + 0.5 * (a @ (k_len2 @ a)) + 0.5 * np.sum(m_len * m_len.T)
-                  - 0.5 * np.sum(k_inv * k_len2))
-    hess[0, 2] = -v_amp @ w_noise + 0.5 * noise * np.sum(m_amp * k_inv)
-    hess[1, 2] = -v_len @ w_noise + 0.5 * noise * np.sum(m_len * k_inv)
-    hess[2, 2] = -v_noise @ w_noise + 0.5 * noise * aa + 0.5 * noise * noise * np.sum(k_inv * k_inv) - 0.5 * noise * tr_inv
+    hess[0, 0] = -v_amp @ w_amp + 0.5 * (a @ v_amp) + 0.5 * (n - 2.0 * c * tr_p + c * c * pp) - 0.5 * tr_amp
+    hess[0, 1] = (-v_amp @ w_len + 0.5 * (a @ v_len) + 0.5 * (tr_len - c * float(np.sum(p * m_len.T)))
+                  - 0.5 * tr_len)
+    hess[1, 1] = (-v_len @ w_len + 0.5 * (a @ (k_len2 @ a)) + 0.5 * float(np.sum(m_len * m_len.T))
+                  - 0.5 * float(np.sum(p * k_len2)))
+    hess[0, 2] = -v_amp @ w_noise + 0.5 * noise * (tr_p - c * pp)
+    hess[1, 2] = -v_len @ w_noise + 0.5 * noise * float(np.sum(m_len * p))
+    hess[2, 2] = -noise * a @ w_noise + 0.5 * noise * aa + 0.5 * noise * noise * pp - 0.5 * noise * tr_p
     hess[1, 0], hess[2, 0], hess[2, 1] = hess[0, 1], hess[0, 2], hess[1, 2]
     return nll, -grad, -hess
 
@@ -205,18 +192,19 @@ def _newton(
 ) -> tuple[np.ndarray, float] | None:
     """Maximise the marginal likelihood by projected Newton steps from ``theta0``.
 
-    For warm starts (``theta0`` near a maximum, e.g. the hyperparameters of the
-    same curve a few points shorter), where exact second derivatives converge in
-    a few steps and L-BFGS-B, which starts from a gradient step, needs ~15.
-    Each step: parameters at a bound whose gradient pushes outwards are held;
-    on the others, ``p = -H^-1 g`` with ``H``'s eigenvalues replaced by their
-    absolute values (a descent direction where ``H`` is indefinite), at most
-    ``_NEWTON_MAX_STEP`` in any log-coordinate, then halved until the Armijo
-    condition holds (the point is clipped into the bounds). Stops when the
-    projected gradient is below ``_NEWTON_GTOL`` (L-BFGS-B's default ``pgtol``)
-    or the predicted decrease ``-g'p / 2`` below ``_NEWTON_DECREMENT``.
-    Returns ``None`` when it does not converge in ``_NEWTON_MAX_ITER`` steps
-    or meets a non-finite value (the caller falls back to L-BFGS-B).
+    Exact second derivatives (:func:`_nlml_newton_terms`) converge in ~4 steps
+    from a warm start (the hyperparameters of the same curve a few points
+    shorter) and ~9 from the cold start, where L-BFGS-B, which starts from a
+    gradient step, needs ~20 evaluations. Each step: parameters at a bound
+    whose gradient pushes outwards are held; on the others, ``p = -H^-1 g``
+    with ``H``'s eigenvalues replaced by their absolute values (a descent
+    direction where ``H`` is indefinite), at most ``_NEWTON_MAX_STEP`` in any
+    log-coordinate, then halved until the Armijo condition holds (the point is
+    clipped into the bounds). Stops when the projected gradient is below
+    ``_NEWTON_GTOL`` (L-BFGS-B's default ``pgtol``) or the predicted decrease
+    ``-g'p / 2`` below ``_NEWTON_DECREMENT``. Returns ``(theta, nll)``, or
+    ``None`` when it does not converge in ``_NEWTON_MAX_ITER`` steps or meets a
+    non-finite value (the caller falls back to L-BFGS-B).
     """
     lo, hi = bounds[:, 0], bounds[:, 1]
     theta = np.clip(theta0, lo, hi)
@@ -247,50 +235,23 @@ def _newton(
     return None
 
 
-def _empirical_bayes(dist: np.ndarray, y: np.ndarray, warm: bool) -> Callable[..., tuple[np.ndarray, float]]:
-    """A ``GaussianProcessRegressor`` optimizer: maximise the marginal likelihood.
+def _empirical_bayes(dist: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Empirical Bayes: the hyperparameters ``theta`` that maximise the marginal likelihood.
 
-    scikit-learn's optimizer hook; it maximises the same objective as
-    scikit-learn's own (see :func:`_neg_log_marginal_likelihood`) within the
-    kernel's bounds, one run from the kernel's initial hyperparameters:
-    L-BFGS-B from a cold start; Newton's method (:func:`_newton`) from a warm
-    start, starting instead from the cold start's fixed values when those are
-    more likely (a stale warm start), with L-BFGS-B as the fallback.
+    The objective is scikit-learn's ``GaussianProcessRegressor.log_marginal_likelihood``
+    for the kernel of :func:`smooth` (computed by :func:`_nlml_newton_terms`,
+    tested equal), maximised within ``bounds`` (log space, one row per
+    hyperparameter) by Newton's method (:func:`_newton`) from the fixed
+    cold-start values, one run, no restarts; L-BFGS-B from the same start where
+    Newton fails. Deterministic: the same curve always gets the same answer.
     """
-
-    def lbfgsb(theta0: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
-        result = minimize(
-            _neg_log_marginal_likelihood, theta0, args=(dist, y), jac=True, method="L-BFGS-B", bounds=bounds,
-        )
-        if not np.isfinite(result.fun):
-            return theta0, _neg_log_marginal_likelihood(theta0, dist, y)[0]
-        return result.x, float(result.fun)
-
-    def optimizer(obj_func, initial_theta, bounds):  # noqa: ARG001 - same objective, faster
-        if not warm:
-            return lbfgsb(initial_theta, bounds)
-        cold = np.clip(_COLD_THETA, bounds[:, 0], bounds[:, 1])
-        if _nlml_value(cold, dist, y) < _nlml_value(initial_theta, dist, y):
-            initial_theta = cold
-        found = _newton(initial_theta, dist, y, bounds)
-        return found if found is not None else lbfgsb(initial_theta, bounds)
-
-    return optimizer
-
-
-@dataclass(frozen=True)
-class SmoothFit:
-    """A GP-smoothed curve and the hyperparameters that produced it.
-
-    ``mean``: the posterior mean at every ``x``. ``hparams``: the fitted
-    ``(amplitude, length_scale, noise)`` in the curve's own units (``y^2``,
-    ``x``, ``y^2``), ready to warm-start the fit of the same curve with more
-    points (:func:`fit_smooth`); ``None`` when no GP was fitted (fewer than 3
-    finite points, a flat curve, a failed fit).
-    """
-
-    mean: np.ndarray
-    hparams: tuple[float, float, float] | None
+    theta0 = np.clip(_COLD_THETA, bounds[:, 0], bounds[:, 1])
+    found = _newton(theta0, dist, y, bounds)
+    if found is not None:
+        return found[0]
+    result = minimize(_neg_log_marginal_likelihood, theta0, args=(dist, y), jac=True, method="L-BFGS-B",
+                      bounds=bounds)
+    return result.x if np.isfinite(result.fun) else theta0
 
 
 def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
@@ -299,16 +260,20 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     The paper fits "a Gaussian Process with a Matérn 5/2 kernel and uses
     empirical Bayes to fit its hyperparameters". Here the kernel is
     ``ConstantKernel * Matern(nu=2.5) + WhiteKernel`` (amplitude, length scale,
-    observation noise), with all three hyperparameters set by maximising the
-    log marginal likelihood: scikit-learn's ``GaussianProcessRegressor`` with
-    one L-BFGS-B run from fixed initial values, no restarts, through its
-    ``optimizer`` hook with a vectorised numpy objective identical to its own
-    (:func:`_neg_log_marginal_likelihood`; scikit-learn's own objective costs
-    ~0.7 ms a call in kernel bookkeeping, which made a fit 10-15 ms). For
-    conditioning and speed the fit is done on ``x -> (x - min x) / span(x)``
-    and standardised ``y``; the length scale starts at 0.5 and is bounded
-    below by the median point spacing (a shorter one would just interpolate
-    the noise); the answer is mapped back to ``y`` units.
+    observation noise). Empirical Bayes: all three hyperparameters maximise the
+    log marginal likelihood within their bounds (:func:`_empirical_bayes`:
+    Newton's method with the exact gradient and Hessian of scikit-learn's own
+    objective, one run from fixed initial values, no restarts, L-BFGS-B as the
+    fallback); scikit-learn's ``GaussianProcessRegressor`` with those
+    hyperparameters then conditions on the curve and predicts the posterior
+    mean. (scikit-learn's own optimizer loop costs ~0.7 ms a likelihood
+    evaluation in kernel bookkeeping, and its ``optimizer`` hook another ~1 ms a
+    fit; a vectorised numpy objective and fixed-hyperparameter kernels avoid
+    both.) For conditioning and speed the fit is done on
+    ``x -> (x - min x) / span(x)`` and standardised ``y``; the length scale
+    starts at 0.5 and is bounded below by the median point spacing (a shorter
+    one would just interpolate the noise); the answer is mapped back to ``y``
+    units. A pure function of ``(x, y)``: callers may cache it by the data.
 
     Defined answers, never an exception for degenerate data:
 
@@ -320,45 +285,19 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
       finite ones), since there is nothing to smooth.
     - if the GP fit fails numerically, the same raw answer as above.
 
-    scikit-learn's ``ConvergenceWarning`` (hyperparameters at a bound, e.g.
-    noise -> 0 on a clean curve) is expected here and silenced locally.
     BLAS runs single-threaded during the fit (tiny matrices; extra threads only
-    contend). :func:`fit_smooth` is the same fit, also returning the
-    hyperparameters and accepting a warm start.
-    """
-    return fit_smooth(x, y).mean
-
-
-def fit_smooth(x: ArrayLike, y: ArrayLike, init: Sequence[float] | None = None) -> SmoothFit:
-    """:func:`smooth`, also returning the fitted hyperparameters, optionally warm-started.
-
-    ``init``: ``(amplitude, length_scale, noise)`` in the curve's units, e.g.
-    ``fit_smooth(x[:-1], y[:-1]).hparams``: the optimisation starts there
-    (clipped into the bounds) with Newton's method instead of at the fixed
-    cold-start values with L-BFGS-B. Same model, same objective, same bounds;
-    a refit of a curve that grew by a few points then needs ~3 likelihood
-    evaluations instead of ~20. Where the marginal likelihood has more than
-    one local maximum, a warm start can end at a different one than a cold
-    start (it stays in the basin of the previous fit); ``init=None`` is
-    exactly :func:`smooth`.
+    contend).
     """
     xs, ys = _curve(x, y, "(x, y)")
-    if init is not None:
-        init_arr = np.asarray(init, dtype=float)
-        if init_arr.shape != (3,) or not np.all(np.isfinite(init_arr)) or np.any(init_arr <= 0):
-            raise ValueError(
-                f"init={init!r} must be 3 positive finite numbers (amplitude, length_scale, noise); pass "
-                "SmoothFit.hparams of an earlier fit of the same curve, or None for a cold start"
-            )
     if xs.size == 0:
-        return SmoothFit(np.empty(0), None)
+        return np.empty(0)
     finite = np.isfinite(ys)
     xf, yf = xs[finite], ys[finite]
     if yf.size == 0:
-        return SmoothFit(np.full(xs.shape, np.nan), None)
+        return np.full(xs.shape, np.nan)
 
-    def raw() -> SmoothFit:
-        return SmoothFit(ys.copy() if finite.all() else _interpolate(xs, xf, yf), None)
+    def raw() -> np.ndarray:
+        return ys.copy() if finite.all() else _interpolate(xs, xf, yf)
 
     if yf.size < 3 or _is_flat(yf):
         return raw()
@@ -367,39 +306,24 @@ def fit_smooth(x: ArrayLike, y: ArrayLike, init: Sequence[float] | None = None) 
     span = float(np.ptp(xf)) or 1.0
     xu = (xf - x0) / span
     mu, sd = float(yf.mean()), float(yf.std())
-    spacing = np.diff(np.sort(xu))
-    ls_min = float(np.clip(np.median(spacing), 1e-3, 0.5))
+    ls_min = float(np.clip(np.median(np.diff(np.sort(xu))), 1e-3, 0.5))
     target = (yf - mu) / sd
-    if init is None:
-        start = _COLD_START
-    else:  # to the scaled coordinates, inside the bounds
-        lower = np.array([_AMPLITUDE_BOUNDS[0], ls_min, _NOISE_BOUNDS[0]])
-        upper = np.array([_AMPLITUDE_BOUNDS[1], _LENGTH_SCALE_MAX, _NOISE_BOUNDS[1]])
-        start = np.clip(init_arr / np.array([sd * sd, span, sd * sd]), lower, upper)
-    kernel = ConstantKernel(start[0], _AMPLITUDE_BOUNDS) * Matern(
-        length_scale=start[1], length_scale_bounds=(ls_min, _LENGTH_SCALE_MAX), nu=2.5
-    ) + WhiteKernel(start[2], _NOISE_BOUNDS)
-    gp = GaussianProcessRegressor(
-        kernel,
-        optimizer=_empirical_bayes(np.abs(xu[:, None] - xu[None, :]), target, warm=init is not None),
-        n_restarts_optimizer=0,
-        normalize_y=False,
-        alpha=_JITTER,
-        copy_X_train=False,
-    )
+    bounds = np.log([_AMPLITUDE_BOUNDS, (ls_min, _LENGTH_SCALE_MAX), _NOISE_BOUNDS])
     try:
-        with warnings.catch_warnings(), _BLAS.limit(limits=1, user_api="blas"), \
+        with _BLAS.limit(limits=1, user_api="blas"), \
                 sklearn_config(assume_finite=True, skip_parameter_validation=True):
-            warnings.simplefilter("ignore", ConvergenceWarning)
+            theta = _empirical_bayes(np.abs(xu[:, None] - xu[None, :]), target, bounds)
+            amplitude, length_scale, noise = np.exp(theta)
+            kernel = ConstantKernel(amplitude, "fixed") * Matern(length_scale, "fixed", nu=2.5) \
+                + WhiteKernel(noise, "fixed")
+            gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=False, alpha=_JITTER,
+                                          copy_X_train=False)
             gp.fit(xu[:, None], target)
             mean = gp.predict(((xs - x0) / span)[:, None])
     except (np.linalg.LinAlgError, ValueError):
         return raw()
     out = np.asarray(mean, dtype=float) * sd + mu
-    if not np.all(np.isfinite(out)):
-        return raw()
-    amplitude, length_scale, noise = np.exp(gp.kernel_.theta)
-    return SmoothFit(out, (float(amplitude * sd * sd), float(length_scale * span), float(noise * sd * sd)))
+    return out if np.all(np.isfinite(out)) else raw()
 
 
 def overlap_sections(yhat_eta: ArrayLike, yhat_kappa: ArrayLike) -> tuple[int, int, int] | None:

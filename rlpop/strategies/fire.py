@@ -61,10 +61,10 @@ Choices where the paper is silent (documented, tested):
 - Dead workers: an evaluator that died is dropped from the bookkeeping; one
   whose parent or child died stops (``'parent gone'`` / ``'child gone'``).
 
-GP smoothing is cached across ``decide`` calls per worker (:class:`SmoothingCache`:
-an unchanged curve is not refitted, a grown one is refitted warm-started from its
-previous hyperparameters); pairwise ``best_score_diff`` is memoised per
-evaluator pair within a ``decide``.
+GP smoothing is cached across ``decide`` calls per worker and matched on the
+curve's data (:class:`SmoothingCache`: an unchanged curve is not refitted;
+``smooth`` is pure, so the cache never changes a decision); pairwise
+``best_score_diff`` is memoised per evaluator pair within a ``decide``.
 """
 from __future__ import annotations
 
@@ -96,20 +96,19 @@ class Assignment:
 
 
 class SmoothingCache:
-    """GP smoothings kept across ``decide`` calls: per worker, the latest fit of its current curve.
+    """GP smoothings kept across ``decide`` calls: per worker, its latest smoothed curve.
 
-    A curve only grows between copies (one point per round), so the next fit of
-    the same curve is warm-started from the previous fit's hyperparameters
-    (:func:`rlpop.curves.fit_smooth`), and an unchanged curve is not refitted.
-    Entries are matched on the data itself: a fit is reused only for the same
-    points, and seeds a warm start only when its points are a prefix of the
-    current curve (a copy restarts the curve, so its old fit no longer matches).
-    An optimisation only: not part of the strategy state; a fresh cache (e.g.
-    after resume) starts cold.
+    :func:`rlpop.curves.smooth` is a pure function of the curve, so a curve
+    that has not changed since the last ``decide`` (a member that finished its
+    budget, a curve compared at two consecutive calls) is not refitted. Entries
+    are matched on the data itself, never on a count, so a reused answer is
+    always the answer a refit would give: decisions are identical with and
+    without the cache, and a resumed strategy (fresh cache) continues exactly.
+    Not part of the strategy state.
     """
 
     def __init__(self) -> None:
-        self._fits: dict[int, tuple[np.ndarray, np.ndarray, curves.SmoothFit]] = {}
+        self._fits: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self._fits)
@@ -117,17 +116,11 @@ class SmoothingCache:
     def smoothed(self, wid: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """GP posterior mean of worker ``wid``'s curve ``(x, y)`` (paper 3.1.1, step 1)."""
         prev = self._fits.get(wid)
-        init = None
-        if prev is not None:
-            px, py, fit = prev
-            m = py.size
-            if m <= y.size and np.array_equal(px, x[:m]) and np.array_equal(py, y[:m], equal_nan=True):
-                if m == y.size:
-                    return fit.mean
-                init = fit.hparams
-        fit = curves.fit_smooth(x, y, init)
-        self._fits[wid] = (x.copy(), y.copy(), fit)
-        return fit.mean
+        if prev is not None and np.array_equal(prev[0], x) and np.array_equal(prev[1], y, equal_nan=True):
+            return prev[2]
+        mean = curves.smooth(x, y)
+        self._fits[wid] = (x.copy(), y.copy(), mean)
+        return mean
 
     def forget_except(self, keep: set[int]) -> None:
         """Drop the fits of workers not in ``keep`` (gone from the view)."""
@@ -142,6 +135,7 @@ class _Curves:
     def __init__(self, view: PopulationView, cache: SmoothingCache | None = None) -> None:
         self.view = view
         self._cache = cache if cache is not None else SmoothingCache()
+        self._smoothed: dict[int, np.ndarray] = {}
         self._diff: dict[tuple[int, int], float] = {}
 
     def curve(self, wid: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +143,9 @@ class _Curves:
         return np.asarray(w.curve_steps, dtype=float), np.asarray(w.curve_q, dtype=float)
 
     def smoothed(self, wid: int) -> np.ndarray:
-        x, y = self.curve(wid)
-        return self._cache.smoothed(wid, x, y)
+        if wid not in self._smoothed:
+            self._smoothed[wid] = self._cache.smoothed(wid, *self.curve(wid))
+        return self._smoothed[wid]
 
     def score_diff(self, eta: int, kappa: int) -> float:
         """best_score_diff(eta, kappa) between two workers' curves (paper 3.1.1)."""
@@ -343,7 +338,7 @@ class FirePBT:
         self._clock.set_state(state["last_ready"])
         self._assign = {int(e): Assignment(**a) for e, a in state["assignments"].items()}
         self._mark = {int(m): int(s) for m, s in state["last_evaluated_or_lost"].items()}
-        self._smoothing = SmoothingCache()  # a resumed strategy starts cold, as after a restart
+        self._smoothing = SmoothingCache()  # fits of another history: not needed, never wrong, dropped
 
     # -- pieces -----------------------------------------------------------------------------------
     def _stop(self, e: int, view: PopulationView, reason: str) -> StopEvaluator:
