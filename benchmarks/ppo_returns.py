@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import queue
+import signal
 import sys
 import time
 from pathlib import Path
@@ -165,7 +166,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             print(f"seed {event['seed']}: {event}", flush=True)
 
-    status = "done"
+    def on_term(signum, frame):  # `kill` ends the run like Ctrl-C: JSON marked, children stopped
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    status, procs = "done", []
     try:
         if args.parallel:
             ctx = mp.get_context("spawn")
@@ -187,6 +192,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
         report.finish(status)
     print(f"wrote {args.out}: {report.doc['summary']}")
     return report.doc
