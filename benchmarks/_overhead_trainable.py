@@ -12,7 +12,7 @@ Tune hands it -- its own after a pause, the donor's after an exploit -- and
 then applies the (possibly mutated) ``lr`` of its config.
 
 Every phase is timed inside the trial process and appended, one JSON line per
-event, to ``<log_dir>/<pid>.jsonl``: ``boot`` (once per process: its age when
+event (with its end time ``t``, epoch seconds), to ``<log_dir>/<pid>.jsonl``: ``boot`` (once per process: its age when
 the trainable first runs in it -- Ray worker start, ``import ray``, Tune's
 function-trainable wrapper), ``setup`` (imports + PPO construction; ``first``
 marks a trial's first start, ``fresh`` a start in a new process),
@@ -70,7 +70,7 @@ def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: i
 
         def log(kind: str, seconds: float, **extra: Any) -> None:
             with log_path.open("a") as f:
-                f.write(json.dumps({"trial": trial, "kind": kind, "s": seconds, **extra}) + "\n")
+                f.write(json.dumps({"trial": trial, "kind": kind, "s": seconds, "t": time.time(), **extra}) + "\n")
 
         if boot is not None:
             log("boot", boot)
