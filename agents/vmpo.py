@@ -54,8 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "eps_alpha": 0.01,        # categorical policies: bound on KL(pi_old || pi)
     "target_period": 10,      # learner updates between target-network refreshes
     "n_step": None,           # None: bootstrap from the end of each rollout
-    "epochs": 1,              # passes over each rollout
-    "minibatch_size": 256,    # samples per learner update (the E-step's batch)
+    "epochs": 2,              # passes over each rollout
+    "minibatch_size": 128,    # samples per learner update (the E-step's batch)
     "rollout_steps": 1024,    # env steps per collect, over all envs
     "num_actors": 0,          # actor processes; 0 = collect in the learner's process
     "envs_per_actor": 8,
