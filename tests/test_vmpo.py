@@ -185,3 +185,13 @@ def test_trains_with_actor_processes():
     assert res.steps == 256 and learner.updates == 8
     assert len(res.episode_returns) > 0 and all(r >= 1 for r in res.episode_returns)
     assert all(np.isfinite(v) for k, v in res.metrics.items() if k != "explained_variance")
+
+
+def test_humanoid_experiment_file_validates():
+    from pathlib import Path
+
+    from rlpop.run import load_experiment
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / "humanoid_vmpo.py")
+    assert exp.agent.learner == "vmpo" and exp.env == "Humanoid-v5"
+    assert exp.agent.hparams["popart"] is True and exp.agent.hparams["target_period"] == 100
