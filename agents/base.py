@@ -12,12 +12,15 @@ class TrainResult:
     ``steps``: actor (environment) steps actually consumed (>= the request,
     rounded up to whole rollouts). ``episode_returns``: undiscounted returns of
     the episodes that *finished* during the call. ``metrics``: scalar training
-    diagnostics (losses, entropy, ...) for logging.
+    diagnostics (losses, entropy, ...) of the last update, for logging.
     """
 
     steps: int
     episode_returns: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: one dict per learner update made during the call (its diagnostics, plus ``"steps"``: the env
+    #: steps that update consumed); the run directory's metrics.csv gets one row per update
+    updates: list[dict[str, float]] = field(default_factory=list)
 
 
 class Learner(Protocol):

@@ -111,14 +111,15 @@ class PPO:
     def train(self, steps: int) -> TrainResult:
         """Run whole PPO updates until at least ``steps`` env steps were consumed."""
         pool = self._ensure_pool()
-        done_steps, returns, metrics = 0, [], {}
+        done_steps, returns, metrics, updates = 0, [], {}, []
         while done_steps < steps:
             rollout = pool.collect(self._cpu_weights(), self._obs_norm(), self.hp["rollout_steps"] // pool.num_envs)
             metrics = self._update(rollout)
+            updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
             done_steps += rollout.steps
             returns += rollout.episode_returns
         self.env_steps += done_steps
-        return TrainResult(done_steps, returns, metrics)
+        return TrainResult(done_steps, returns, metrics, updates)
 
     def get_state(self) -> dict[str, Any]:
         return {

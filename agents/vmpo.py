@@ -205,15 +205,16 @@ class VMPO:
     def train(self, steps: int) -> TrainResult:
         """Collect with the target policy and learn until at least ``steps`` env steps were consumed."""
         pool = self._ensure_pool()
-        done_steps, returns, metrics = 0, [], {}
+        done_steps, returns, metrics, updates = 0, [], {}, []
         while done_steps < steps:
             rollout = pool.collect(self.actor_weights(), self._obs_norm(),
                                    self.hp["rollout_steps"] // pool.num_envs)
             metrics = self.learn(rollout)
+            updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
             done_steps += rollout.steps
             returns += rollout.episode_returns
         self.env_steps += done_steps
-        return TrainResult(done_steps, returns, metrics)
+        return TrainResult(done_steps, returns, metrics, updates)
 
     def get_state(self) -> dict[str, Any]:
         cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}  # noqa: E731

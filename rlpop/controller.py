@@ -131,11 +131,11 @@ class Controller:
                 self._handle_failure(res)
                 continue
             r = self.records[i]
+            metric_rows += self._metric_rows(r, res)
             r.steps, r.q, r.has_state = res.steps, res.q, True
             r.curve_steps.append(res.steps)
             r.curve_q.append(res.q)
             curve_rows.append(self._curve_row(r, res))
-            metric_rows.append({"round": self.round, "worker": i, "step": res.steps, **res.metrics})
         self.run_dir.append_rows("curves.csv", CURVE_FIELDS + ["hparams"] + [f"hp_{n}" for n in self.space_names],
                                  curve_rows)
         if metric_rows:
@@ -211,6 +211,17 @@ class Controller:
     def _log(self, record: dict[str, Any], text: str) -> None:
         line = f"round {self.round} step {record.get('step', '')}: {text}"
         self.run_dir.append_decision({**record, "wall_time": round(self.wall(), 3), "text": line}, line)
+
+    def _metric_rows(self, r: WorkerRecord, res: TrainReport) -> list[dict[str, Any]]:
+        """One row per learner update (or one per call for learners that do not report updates)."""
+        if not res.updates:
+            return [{"round": self.round, "worker": r.id, "step": res.steps, **res.metrics}]
+        rows, step = [], r.steps
+        for u in res.updates:
+            u = dict(u)
+            step += int(u.pop("steps", 0))
+            rows.append({"round": self.round, "worker": r.id, "step": step, **u})
+        return rows
 
     def _curve_row(self, r: WorkerRecord, res: TrainReport) -> dict[str, Any]:
         row = {"round": self.round, "worker": r.id, "role": r.role, "subpop": "" if r.subpop is None else r.subpop,

@@ -20,6 +20,7 @@ class TrainReport:
     episodes: int
     train_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    updates: list[dict[str, float]] = field(default_factory=list)
 
 
 class Worker:
@@ -52,7 +53,7 @@ class Worker:
         else:
             q = math.nan
         return TrainReport(self.id, self.steps, q, len(res.episode_returns), time.perf_counter() - t0,
-                           dict(res.metrics))
+                           dict(res.metrics), list(getattr(res, "updates", []) or []))
 
     def get_state(self) -> dict[str, Any]:
         """Learner state plus the worker's step counter (checkpoints)."""

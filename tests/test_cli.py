@@ -20,7 +20,8 @@ def test_single_agent_run_end_to_end(tmp_path):
     assert [int(r["step"]) for r in rows] == [512, 1024, 1536, 2048]
     assert all(r["q"] != "" for r in rows)
     metrics = list(csv.DictReader((run / "metrics.csv").open()))
-    assert len(metrics) == 4 and "approx_kl" in metrics[0]
+    assert len(metrics) == 8 and "approx_kl" in metrics[0]  # one row per PPO update (256 steps)
+    assert [int(m["step"]) for m in metrics] == list(range(256, 2049, 256))
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert json.loads((run / "status.json").read_text())["finished"] is True
     assert "SPS" in res.stdout and "best Q" in res.stdout
