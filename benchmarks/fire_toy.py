@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import io
 import math
 import sys
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,8 +61,9 @@ from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa:
 from rlpop import curves  # noqa: E402
 from rlpop.backends import make_backend  # noqa: E402
 from rlpop.controller import Controller  # noqa: E402
-from rlpop.experiment import FIRE, Agent, Experiment  # noqa: E402
+from rlpop.experiment import FIRE, Agent, Experiment, RandomSearch  # noqa: E402
 from rlpop.hparams import LogUniform  # noqa: E402
+from rlpop.run import execute, load_experiment  # noqa: E402
 from rlpop.store import RunDir  # noqa: E402
 from rlpop.strategies import fire as fire_module  # noqa: E402
 
@@ -182,6 +185,119 @@ def decision_cost(mode: str, ready_intervals: int, seed: int = 0, replays: int =
     }
 
 
+# -------------------------------------------------------------------------------------- RS vs PBT vs FIRE
+
+#: the learning rate below which a population counts as having decayed it (the initial
+#: LogUniform(0.05, 1) median is 0.22)
+LR_THRESHOLD = 0.1
+
+
+def toy_experiments() -> dict[str, Experiment]:
+    """RS, PBT and FIRE on the toy at 16 workers: ``experiments/toy_pbt.py`` and ``toy_fire.py``;
+    RS is toy_pbt's experiment with ``RandomSearch`` over the same population."""
+    pbt = load_experiment(ROOT / "experiments" / "toy_pbt.py")
+    fire = load_experiment(ROOT / "experiments" / "toy_fire.py")
+    rs = dataclasses.replace(pbt, name="toy_rs", strategy=RandomSearch(population=pbt.strategy.population))
+    exps = {"rs": rs, "pbt": pbt, "fire": fire}
+    workers = {k: len(list(e.build_strategy().layout())) for k, e in exps.items()}
+    budgets = {(e.total_steps, e.eval_steps, tuple(e.hparam_space().params)) for e in exps.values()}
+    if len(set(workers.values())) != 1 or len(budgets) != 1:
+        raise ValueError(f"toy experiments differ in worker count {workers} or budget/space {budgets}; "
+                         "the comparison needs them equal")
+    return exps
+
+
+def run_toy(exp: Experiment, seed: int, root: str | Path) -> pd.DataFrame:
+    """One run through ``rlpop.run.execute`` (the CLI's code path); its ``curves.csv``."""
+    exp = exp.with_overrides({"seed": str(seed)})
+    run = RunDir.create(root, f"{exp.name}-s{seed}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        execute(exp, run, "inline", quiet=True)
+    return pd.read_csv(run.path / "curves.csv")
+
+
+def best_final_q(curves_csv: pd.DataFrame, subpop: int | None = None) -> float:
+    """The best final Q among members: each member's Q at its last step, best over members
+    (of sub-population ``subpop`` only, if given)."""
+    members = curves_csv[curves_csv.role == "member"]
+    if subpop is not None:
+        members = members[members.subpop == subpop]
+    last = members.sort_values(["worker", "step"]).groupby("worker").tail(1)
+    return float(last.q.max())
+
+
+def median_lr(curves_csv: pd.DataFrame, subpop: int) -> pd.Series:
+    """Median learning rate over the members of ``subpop`` at each evaluation step."""
+    members = curves_csv[(curves_csv.role == "member") & (curves_csv.subpop == subpop)]
+    return members.groupby("step").hp_lr.median()
+
+
+def first_step_below(series: pd.Series, threshold: float) -> int | None:
+    """The first step at which ``series`` is below ``threshold``; None if it never is."""
+    below = series[series < threshold]
+    return int(below.index.min()) if len(below) else None
+
+
+def _quartiles(values: list[float]) -> dict[str, float]:
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    return {"median": round(float(q50), 4), "q25": round(float(q25), 4), "q75": round(float(q75), 4),
+            "iqr": round(float(q75 - q25), 4)}
+
+
+def comparison(seeds: int) -> dict[str, Any]:
+    """RS vs PBT vs FIRE on the toy over ``seeds`` seeds (see the module docstring)."""
+    exps = toy_experiments()
+    per_seed: list[dict[str, Any]] = []
+    lr_tracks: dict[str, list[pd.Series]] = {"pbt": [], "fire_p1": [], "fire_p2": []}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            df = {k: run_toy(e, seed, tmp) for k, e in exps.items()}
+            tracks = {"pbt": median_lr(df["pbt"], 1), "fire_p1": median_lr(df["fire"], 1),
+                      "fire_p2": median_lr(df["fire"], 2)}
+            for k, v in tracks.items():
+                lr_tracks[k].append(v)
+            row = {"seed": seed,
+                   "best_final_q": {"rs": best_final_q(df["rs"]), "pbt": best_final_q(df["pbt"]),
+                                    "fire_best_member": best_final_q(df["fire"]),
+                                    "fire_best_p1": best_final_q(df["fire"], 1)},
+                   "first_step_median_lr_below": {k: first_step_below(v, LR_THRESHOLD) for k, v in tracks.items()}}
+            per_seed.append(row)
+            print(f"seed {seed}: best final Q {row['best_final_q']} | median lr < {LR_THRESHOLD} first at "
+                  f"{row['first_step_median_lr_below']}", flush=True)
+    keys = ("rs", "pbt", "fire_best_member", "fire_best_p1")
+    qs = {k: [r["best_final_q"][k] for r in per_seed] for k in keys}
+    total = exps["pbt"].total_steps
+    checkpoints = list(range(500, total + 1, 500))
+    schedule = {k: {str(step): round(float(np.median([float(t[t.index <= step].iloc[-1]) for t in v])), 4)
+                    for step in checkpoints} for k, v in lr_tracks.items()}
+    firsts = {k: [r["first_step_median_lr_below"][k] for r in per_seed] for k in lr_tracks}
+    return {
+        "setup": {k: {"strategy": type(e.strategy).__name__, **dataclasses.asdict(e.strategy),
+                      "workers": len(list(e.build_strategy().layout())), "total_steps": e.total_steps,
+                      "eval_steps": e.eval_steps, "space": {n: repr(v) for n, v in e.hparam_space().params.items()}}
+                  for k, e in exps.items()},
+        "seeds": seeds,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "best_final_q": {k: _quartiles(v) for k, v in qs.items()},
+        "fire_p1_beats_pbt": int(sum(f > p for f, p in zip(qs["fire_best_p1"], qs["pbt"]))),
+        "fire_p1_beats_rs": int(sum(f > r for f, r in zip(qs["fire_best_p1"], qs["rs"]))),
+        "pbt_beats_rs": int(sum(p > r for p, r in zip(qs["pbt"], qs["rs"]))),
+        "lr_schedule": {
+            "threshold": LR_THRESHOLD,
+            "first_step_median_lr_below": {
+                k: {"per_seed": v, "never": sum(x is None for x in v),
+                    "median_over_seeds": float(np.median([total + exps["pbt"].eval_steps if x is None else x
+                                                          for x in v]))}
+                for k, v in firsts.items()},
+            "note": (f"median_over_seeds counts 'never' as {total} + one Q interval; per seed, the median lr "
+                     "is over PBT's 16 members, FIRE's 6 P1 members and 6 P2 members"),
+            "median_lr_at_step": schedule,
+        },
+        "per_seed": per_seed,
+    }
+
+
 # -------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode:6s} ready step ms: fastest replay {r['ready_step_ms']['fastest_of_replays']} | cpu "
                   f"{r['ready_step_ms']['cpu']} | wall {r['ready_step_ms']['wall']} | fits {r['fits_per_ready_step']}",
                   flush=True)
+    if args.only in (None, "compare"):
+        out["comparison"] = comparison(3 if args.quick else args.seeds)
+        c = out["comparison"]
+        print(f"best final Q (median [q25, q75]): {c['best_final_q']}; FIRE P1 beats PBT in "
+              f"{c['fire_p1_beats_pbt']}/{c['seeds']} seeds", flush=True)
+    out["machine"]["load_average_at_end"] = load_average()
     write_json(args.out, out)
     print(f"wrote {args.out}")
     return 0
