@@ -50,8 +50,6 @@ _NOISE_BOUNDS = (1e-6, 1e1)
 _JITTER = 1e-10
 _SQRT5 = float(np.sqrt(5.0))
 _LOG_2PI = float(np.log(2.0 * np.pi))
-#: initial hyperparameters (amplitude, length scale, noise) in the scaled coordinates, as logs
-_COLD_THETA = np.log([1.0, 0.5, 0.1])
 # Newton's method for the marginal likelihood (see _newton)
 _NEWTON_GTOL = 1e-5
 _NEWTON_DECREMENT = 1e-7
@@ -142,48 +140,57 @@ def _nlml_newton_terms(
     For ``K = A R(u) + (s + jitter) I``: ``K_A = A R``, ``K_l = A u^2 (1 + u)
     exp(-u) / 3``, ``K_s = s I``; second derivatives ``K_AA = K_A``,
     ``K_Al = K_l``, ``K_ll = A u^2 (u^2 - 2u - 2) exp(-u) / 3``, ``K_ss = K_s``,
-    the others 0. Returns ``(inf, None, None)`` when ``K`` is not positive
-    definite.
+    the others 0. Since ``K^-1 K_A = I - (s + jitter) K^-1`` and ``K^-1`` is
+    symmetric, one ``O(n^3)`` product (``K^-1 K_l``) besides the Cholesky
+    factor and the inverse gives every term. Returns ``(inf, None, None)``
+    when ``K`` is not positive definite.
     """
     amplitude, length_scale, noise = np.exp(theta)
     n = y.size
     c = noise + _JITTER
-    u = _SQRT5 * dist / length_scale
+    u = dist * (_SQRT5 / length_scale)
     decay = np.exp(-u)
-    k = amplitude * (1.0 + u + u * u / 3.0) * decay
+    ud = u * decay
+    k = decay + ud + (u * ud) / 3.0
+    k *= amplitude
     k.flat[:: n + 1] += c
     chol, info = dpotrf(k, lower=1, clean=1, overwrite_a=1)
     if info != 0:
         return np.inf, None, None
-    p, info = dpotri(chol, lower=1)  # K^-1, lower triangle
+    logdet_half = float(np.log(chol.diagonal()).sum())
+    p, info = dpotri(chol, lower=1, overwrite_c=1)
     if info != 0:
         return np.inf, None, None
-    p = np.tril(p) + np.tril(p, -1).T
+    p += np.tril(p, -1).T  # dpotri fills the lower triangle; the upper one holds zeros (clean=1)
     a = p @ y
     b = p @ a
-    nll = 0.5 * float(y @ a) + float(np.log(np.diag(chol)).sum()) + 0.5 * n * _LOG_2PI
-    # K_A = K - c I, so K^-1 K_A = I - c K^-1: no product needed for the amplitude terms
-    u2_decay = amplitude * u * u * decay / 3.0
-    k_len = u2_decay * (1.0 + u)
-    k_len2 = u2_decay * (u * u - 2.0 * u - 2.0)
-    m_len = p @ k_len  # K^-1 K_l, the one O(n^3) product
-    tr_p, pp = float(np.trace(p)), float(np.sum(p * p))
-    tr_len = float(np.sum(p * k_len))
+    nll = 0.5 * float(y @ a) + logdet_half + 0.5 * n * _LOG_2PI
+    k_len = u * ud * (amplitude / 3.0)     # A u^2 exp(-u) / 3
+    k_len2 = k_len * (u * u - 2.0 * u - 2.0)
+    k_len += k_len * u                     # A u^2 (1 + u) exp(-u) / 3
+    m_len = p @ k_len
+    tr_p = float(p.trace())
+    pp = float(np.vdot(p, p))
+    tr_len = float(np.vdot(p, k_len))
+    tr_pm = float(np.vdot(p, m_len))       # tr(K^-1 K^-1 K_l): K^-1 is symmetric
+    tr_mm = float(np.einsum("ij,ji->", m_len, m_len))
+    tr_len2 = float(np.vdot(p, k_len2))
+    v_len = k_len @ a
+    w_len = p @ v_len
+    ya, aa, ab = float(y @ a), float(a @ a), float(a @ b)
+    a_vlen = float(a @ v_len)
+    v_amp_a = ya - c * aa                  # a'K_A a with K_A a = y - c a
     tr_amp = n - c * tr_p
-    v_amp, v_len = y - c * a, k_len @ a  # K_i a
-    w_amp, w_len, w_noise = a - c * b, p @ v_len, noise * b  # K^-1 K_i a
-    aa = float(a @ a)
-    grad = 0.5 * np.array([a @ v_amp - tr_amp, a @ v_len - tr_len, noise * (aa - tr_p)])
-    hess = np.empty((3, 3))
-    hess[0, 0] = -v_amp @ w_amp + 0.5 * (a @ v_amp) + 0.5 * (n - 2.0 * c * tr_p + c * c * pp) - 0.5 * tr_amp
-    hess[0, 1] = (-v_amp @ w_len + 0.5 * (a @ v_len) + 0.5 * (tr_len - c * float(np.sum(p * m_len.T)))
-                  - 0.5 * tr_len)
-    hess[1, 1] = (-v_len @ w_len + 0.5 * (a @ (k_len2 @ a)) + 0.5 * float(np.sum(m_len * m_len.T))
-                  - 0.5 * float(np.sum(p * k_len2)))
-    hess[0, 2] = -v_amp @ w_noise + 0.5 * noise * (tr_p - c * pp)
-    hess[1, 2] = -v_len @ w_noise + 0.5 * noise * float(np.sum(m_len * p))
-    hess[2, 2] = -noise * a @ w_noise + 0.5 * noise * aa + 0.5 * noise * noise * pp - 0.5 * noise * tr_p
-    hess[1, 0], hess[2, 0], hess[2, 1] = hess[0, 1], hess[0, 2], hess[1, 2]
+    grad = 0.5 * np.array([v_amp_a - tr_amp, a_vlen - tr_len, noise * (aa - tr_p)])
+    # v_amp . w_amp = (y - c a).(a - c b) = ya - c (y.b) - c aa + c^2 a.b, and y.b = a.a
+    vw_aa = ya - 2.0 * c * aa + c * c * ab
+    h00 = -vw_aa + 0.5 * v_amp_a + 0.5 * (n - 2.0 * c * tr_p + c * c * pp) - 0.5 * tr_amp
+    h01 = -(float(y @ w_len) - c * float(a @ w_len)) + 0.5 * a_vlen + 0.5 * (tr_len - c * tr_pm) - 0.5 * tr_len
+    h11 = -float(v_len @ w_len) + 0.5 * float(a @ (k_len2 @ a)) + 0.5 * tr_mm - 0.5 * tr_len2
+    h02 = -noise * (aa - c * ab) + 0.5 * noise * (tr_p - c * pp)
+    h12 = -noise * float(v_len @ b) + 0.5 * noise * tr_pm
+    h22 = -noise * noise * ab + 0.5 * noise * aa + 0.5 * noise * noise * pp - 0.5 * noise * tr_p
+    hess = np.array([[h00, h01, h02], [h01, h11, h12], [h02, h12, h22]])
     return nll, -grad, -hess
 
 
@@ -192,10 +199,9 @@ def _newton(
 ) -> tuple[np.ndarray, float] | None:
     """Maximise the marginal likelihood by projected Newton steps from ``theta0``.
 
-    Exact second derivatives (:func:`_nlml_newton_terms`) converge in ~4 steps
-    from a warm start (the hyperparameters of the same curve a few points
-    shorter) and ~9 from the cold start, where L-BFGS-B, which starts from a
-    gradient step, needs ~20 evaluations. Each step: parameters at a bound
+    Exact second derivatives (:func:`_nlml_newton_terms`) converge in ~7
+    evaluations from :func:`_initial_theta` on FIRE toy curves, where L-BFGS-B,
+    which starts from a gradient step, needs ~20. Each step: parameters at a bound
     whose gradient pushes outwards are held; on the others, ``p = -H^-1 g``
     with ``H``'s eigenvalues replaced by their absolute values (a descent
     direction where ``H`` is indefinite), at most ``_NEWTON_MAX_STEP`` in any
@@ -235,17 +241,31 @@ def _newton(
     return None
 
 
+def _initial_theta(y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Where the likelihood maximisation starts, from the (standardised) curve itself.
+
+    Noise variance from second differences: for white noise of variance
+    ``s``, ``E[(y[i+1] - 2 y[i] + y[i-1])^2] = 6 s`` (a smooth trend adds
+    little); amplitude ``1 - s`` (the rest of the unit variance); length scale
+    0.3 of the span. Clipped into ``bounds``. Measured on FIRE toy curves:
+    ~25% fewer Newton steps than a fixed start, same maxima.
+    """
+    noise = float(np.clip(np.mean(np.diff(y, 2) ** 2) / 6.0, 1e-6, 1.0)) if y.size >= 3 else 0.1
+    return np.clip(np.log([max(1.0 - noise, 1e-3), 0.3, noise]), bounds[:, 0], bounds[:, 1])
+
+
 def _empirical_bayes(dist: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Empirical Bayes: the hyperparameters ``theta`` that maximise the marginal likelihood.
 
     The objective is scikit-learn's ``GaussianProcessRegressor.log_marginal_likelihood``
     for the kernel of :func:`smooth` (computed by :func:`_nlml_newton_terms`,
     tested equal), maximised within ``bounds`` (log space, one row per
-    hyperparameter) by Newton's method (:func:`_newton`) from the fixed
-    cold-start values, one run, no restarts; L-BFGS-B from the same start where
-    Newton fails. Deterministic: the same curve always gets the same answer.
+    hyperparameter) by Newton's method (:func:`_newton`) from
+    :func:`_initial_theta`, one run, no restarts; L-BFGS-B from the same start
+    where Newton fails. Deterministic: the same curve always gets the same
+    answer.
     """
-    theta0 = np.clip(_COLD_THETA, bounds[:, 0], bounds[:, 1])
+    theta0 = _initial_theta(y, bounds)
     found = _newton(theta0, dist, y, bounds)
     if found is not None:
         return found[0]
@@ -263,17 +283,16 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     observation noise). Empirical Bayes: all three hyperparameters maximise the
     log marginal likelihood within their bounds (:func:`_empirical_bayes`:
     Newton's method with the exact gradient and Hessian of scikit-learn's own
-    objective, one run from fixed initial values, no restarts, L-BFGS-B as the
-    fallback); scikit-learn's ``GaussianProcessRegressor`` with those
+    objective, one run from a starting point estimated from the curve, no
+    restarts, L-BFGS-B as the fallback); scikit-learn's ``GaussianProcessRegressor`` with those
     hyperparameters then conditions on the curve and predicts the posterior
     mean. (scikit-learn's own optimizer loop costs ~0.7 ms a likelihood
     evaluation in kernel bookkeeping, and its ``optimizer`` hook another ~1 ms a
     fit; a vectorised numpy objective and fixed-hyperparameter kernels avoid
     both.) For conditioning and speed the fit is done on
     ``x -> (x - min x) / span(x)`` and standardised ``y``; the length scale
-    starts at 0.5 and is bounded below by the median point spacing (a shorter
-    one would just interpolate the noise); the answer is mapped back to ``y``
-    units. A pure function of ``(x, y)``: callers may cache it by the data.
+    is bounded below by the median point spacing (a shorter one would just
+    interpolate the noise); the answer is mapped back to ``y`` units. A pure function of ``(x, y)``: callers may cache it by the data.
 
     Defined answers, never an exception for degenerate data:
 
