@@ -8,6 +8,7 @@ second failure in the same interval drops it and the run goes on.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -87,6 +88,9 @@ class Controller:
 
     def start(self) -> None:
         self.backend.start([self.spec(r) for r in self.records.values()])
+        # the import heap (torch, gymnasium, ray) is long-lived: keep full collections from rescanning it
+        gc.collect()
+        gc.freeze()
 
     def resume_from(self, payload: dict[str, Any]) -> None:
         """Restore controller, strategy and worker states from a checkpoint payload."""
@@ -142,7 +146,8 @@ class Controller:
             keys = sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
             self._metric_fields = getattr(self, "_metric_fields", None) or METRIC_FIELDS + keys
             self.run_dir.append_rows("metrics.csv", self._metric_fields, metric_rows)
-        decisions = self.strategy.decide(self.view())
+        # after the last round a decision would only copy weights nobody trains again
+        decisions = [] if self.done() else self.strategy.decide(self.view())
         for d in decisions:
             self.apply(d)
         if self.round % self.ckpt_rounds == 0 or self.done():

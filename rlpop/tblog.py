@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 class TensorBoardLogger:
     def __init__(self, logdir: str):
-        self.writer = SummaryWriter(logdir)
+        self.writer = SummaryWriter(logdir, flush_secs=10)  # flushed in the background, not every round
 
     def __call__(self, c: "Controller") -> None:
         w = self.writer
@@ -32,7 +32,6 @@ class TensorBoardLogger:
         if members:
             step = max(r.steps for r in c.records.values())
             w.add_scalar("population/best_Q", max(members), step)
-        w.flush()
 
     def close(self) -> None:
         self.writer.close()
