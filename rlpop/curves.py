@@ -15,6 +15,7 @@ else. Non-finite ``x`` or mismatched lengths are caller bugs and raise
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from scipy.optimize import minimize
 from scipy.stats import binomtest
 from sklearn import config_context as sklearn_config
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
@@ -212,33 +213,75 @@ def _newton(
     ``None`` when it does not converge in ``_NEWTON_MAX_ITER`` steps or meets a
     non-finite value (the caller falls back to L-BFGS-B).
     """
-    lo, hi = bounds[:, 0], bounds[:, 1]
-    theta = np.clip(theta0, lo, hi)
-    f, g, h = _nlml_newton_terms(theta, dist, y)
+    lo, hi = bounds[:, 0].tolist(), bounds[:, 1].tolist()
+    theta = [min(max(t, l), u) for t, l, u in zip(np.asarray(theta0, dtype=float).tolist(), lo, hi)]
+    f, g, h = _nlml_newton_terms(np.array(theta), dist, y)
     if not np.isfinite(f):
         return None
     for _ in range(_NEWTON_MAX_ITER):
-        free = ~(((theta <= lo) & (g > 0)) | ((theta >= hi) & (g < 0)))
-        if not free.any() or np.max(np.abs(g[free])) < _NEWTON_GTOL:
-            return theta, f
-        eig, vec = np.linalg.eigh(h[np.ix_(free, free)])
-        eig = np.maximum(np.abs(eig), 1e-8 * max(1.0, float(np.max(np.abs(eig)))))
-        step = np.zeros(3)
-        step[free] = -vec @ ((vec.T @ g[free]) / eig)
-        if -0.5 * float(g @ step) < _NEWTON_DECREMENT:
-            return theta, f
-        step *= min(1.0, _NEWTON_MAX_STEP / float(np.max(np.abs(step))))
-        t = 1.0
+        gl = g.tolist()
+        free = [i for i in range(3) if not ((theta[i] <= lo[i] and gl[i] > 0) or (theta[i] >= hi[i] and gl[i] < 0))]
+        if not free or max(abs(gl[i]) for i in free) < _NEWTON_GTOL:
+            return np.array(theta), f
+        step = _newton_step(h, g, free)
+        decrement = -0.5 * sum(gl[i] * step[i] for i in range(3))
+        if decrement < _NEWTON_DECREMENT:
+            return np.array(theta), f
+        scale = min(1.0, _NEWTON_MAX_STEP / max(abs(v) for v in step))
+        t = scale
         while True:
-            trial = np.clip(theta + t * step, lo, hi)
-            f_new, g_new, h_new = _nlml_newton_terms(trial, dist, y)
-            if np.isfinite(f_new) and f_new <= f + 1e-4 * float(g @ (trial - theta)):
+            trial = [min(max(theta[i] + t * step[i], lo[i]), hi[i]) for i in range(3)]
+            f_new, g_new, h_new = _nlml_newton_terms(np.array(trial), dist, y)
+            if np.isfinite(f_new) and f_new <= f + 1e-4 * sum(gl[i] * (trial[i] - theta[i]) for i in range(3)):
                 break
             t *= 0.5
-            if t < 1e-3:
+            if t < 1e-3 * scale:
                 return None
         theta, f, g, h = trial, f_new, g_new, h_new
     return None
+
+
+def _newton_step(h: np.ndarray, g: np.ndarray, free: list[int]) -> list[float]:
+    """``-H^-1 g`` on the ``free`` coordinates (0 elsewhere), ``H`` made positive definite.
+
+    A Cholesky factorisation of the free block (at most 3x3, in plain Python:
+    numpy's call overhead would cost more than the arithmetic) when it is
+    positive definite, as near a maximum; otherwise the eigenvalues are
+    replaced by their absolute values (floored), which keeps a descent
+    direction where ``H`` is indefinite.
+    """
+    hf = [[float(h[i, j]) for j in free] for i in free]
+    gf = [float(g[i]) for i in free]
+    m = len(free)
+    chol = [[0.0] * m for _ in range(m)]
+    positive = True
+    for i in range(m):
+        for j in range(i + 1):
+            acc = hf[i][j] - sum(chol[i][k] * chol[j][k] for k in range(j))
+            if i == j:
+                if acc <= 1e-12 * max(1.0, abs(hf[i][i])):
+                    positive = False
+                    break
+                chol[i][i] = math.sqrt(acc)
+            else:
+                chol[i][j] = acc / chol[j][j]
+        if not positive:
+            break
+    if positive:
+        z = [0.0] * m
+        for i in range(m):
+            z[i] = (-gf[i] - sum(chol[i][k] * z[k] for k in range(i))) / chol[i][i]
+        sf = [0.0] * m
+        for i in reversed(range(m)):
+            sf[i] = (z[i] - sum(chol[k][i] * sf[k] for k in range(i + 1, m))) / chol[i][i]
+    else:
+        eig, vec = np.linalg.eigh(np.array(hf))
+        eig = np.maximum(np.abs(eig), 1e-8 * max(1.0, float(np.max(np.abs(eig)))))
+        sf = (-vec @ ((vec.T @ np.array(gf)) / eig)).tolist()
+    step = [0.0, 0.0, 0.0]
+    for k, i in enumerate(free):
+        step[i] = sf[k]
+    return step
 
 
 def _initial_theta(y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -278,21 +321,24 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """GP posterior mean of a training curve at its own steps (paper 3.1.1, step 1).
 
     The paper fits "a Gaussian Process with a Matérn 5/2 kernel and uses
-    empirical Bayes to fit its hyperparameters". Here the kernel is
-    ``ConstantKernel * Matern(nu=2.5) + WhiteKernel`` (amplitude, length scale,
-    observation noise). Empirical Bayes: all three hyperparameters maximise the
-    log marginal likelihood within their bounds (:func:`_empirical_bayes`:
-    Newton's method with the exact gradient and Hessian of scikit-learn's own
-    objective, one run from a starting point estimated from the curve, no
-    restarts, L-BFGS-B as the fallback); scikit-learn's ``GaussianProcessRegressor`` with those
-    hyperparameters then conditions on the curve and predicts the posterior
-    mean. (scikit-learn's own optimizer loop costs ~0.7 ms a likelihood
-    evaluation in kernel bookkeeping, and its ``optimizer`` hook another ~1 ms a
-    fit; a vectorised numpy objective and fixed-hyperparameter kernels avoid
-    both.) For conditioning and speed the fit is done on
-    ``x -> (x - min x) / span(x)`` and standardised ``y``; the length scale
-    is bounded below by the median point spacing (a shorter one would just
-    interpolate the noise); the answer is mapped back to ``y`` units. A pure function of ``(x, y)``: callers may cache it by the data.
+    empirical Bayes to fit its hyperparameters". Here the model is a GP with
+    kernel ``ConstantKernel * Matern(nu=2.5)`` plus Gaussian observation noise
+    (amplitude, length scale, noise variance: the same GP as
+    ``ConstantKernel * Matern(nu=2.5) + WhiteKernel``). Empirical Bayes: all
+    three hyperparameters maximise the log marginal likelihood within their
+    bounds (:func:`_empirical_bayes`: Newton's method with the exact gradient
+    and Hessian of scikit-learn's own objective, one run from a starting point
+    estimated from the curve, no restarts, L-BFGS-B as the fallback).
+    scikit-learn's ``GaussianProcessRegressor`` with those hyperparameters (the
+    noise as its ``alpha``) then conditions on the curve and gives the
+    posterior mean. (scikit-learn's optimizer loop costs ~0.7 ms a likelihood
+    evaluation in kernel bookkeeping and its ``optimizer`` hook ~1 ms a fit; a
+    vectorised numpy objective and fixed-hyperparameter kernels avoid both.)
+    For conditioning and speed the fit is done on ``x -> (x - min x) / span(x)``
+    and standardised ``y``; the length scale is bounded below by the median
+    point spacing (a shorter one would just interpolate the noise); the answer
+    is mapped back to ``y`` units. A pure function of ``(x, y)``: callers may
+    cache it by the data.
 
     Defined answers, never an exception for degenerate data:
 
@@ -333,12 +379,16 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
                 sklearn_config(assume_finite=True, skip_parameter_validation=True):
             theta = _empirical_bayes(np.abs(xu[:, None] - xu[None, :]), target, bounds)
             amplitude, length_scale, noise = np.exp(theta)
-            kernel = ConstantKernel(amplitude, "fixed") * Matern(length_scale, "fixed", nu=2.5) \
-                + WhiteKernel(noise, "fixed")
-            gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=False, alpha=_JITTER,
+            # the noise as GaussianProcessRegressor's alpha ("the variance of additional Gaussian
+            # measurement noise on the training observations"): the same model as "+ WhiteKernel"
+            # (bitwise the same mean at x), with less kernel bookkeeping
+            kernel = ConstantKernel(amplitude, "fixed") * Matern(length_scale, "fixed", nu=2.5)
+            gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=False, alpha=noise + _JITTER,
                                           copy_X_train=False)
             gp.fit(xu[:, None], target)
-            mean = gp.predict(((xs - x0) / span)[:, None])
+            # GaussianProcessRegressor.predict's mean, without its input validation:
+            # k(x*, X) K^-1 y with the fitted model's kernel_ and alpha_ = K^-1 y
+            mean = gp.kernel_(((xs - x0) / span)[:, None], gp.X_train_) @ gp.alpha_
     except (np.linalg.LinAlgError, ValueError):
         return raw()
     out = np.asarray(mean, dtype=float) * sd + mu
