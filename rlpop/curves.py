@@ -41,6 +41,7 @@ __all__ = [
 
 #: number of penalties tried by the penalised-delta sweep (paper 3.1.1, special case)
 DELTA_GRID = 32
+_DELTA_STEPS = np.linspace(0.0, 1.0, DELTA_GRID)
 
 # GP hyperparameter bounds, in the scaled coordinates smooth() fits in
 # (x in [0, 1], y standardised to mean 0, std 1).
@@ -54,6 +55,7 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # Newton's method for the marginal likelihood (see _newton)
 _NEWTON_GTOL = 1e-5
 _NEWTON_DECREMENT = 1e-7
+_NEWTON_LAST_STEP = 1e-4
 _NEWTON_MAX_STEP = 2.0
 _NEWTON_MAX_ITER = 30
 # The GP matrices are tiny: BLAS threads only add contention (5x slower
@@ -223,10 +225,15 @@ def _newton(
         free = [i for i in range(3) if not ((theta[i] <= lo[i] and gl[i] > 0) or (theta[i] >= hi[i] and gl[i] < 0))]
         if not free or max(abs(gl[i]) for i in free) < _NEWTON_GTOL:
             return np.array(theta), f
-        step = _newton_step(h, g, free)
+        step, definite = _newton_step(h, g, free)
         decrement = -0.5 * sum(gl[i] * step[i] for i in range(3))
         if decrement < _NEWTON_DECREMENT:
             return np.array(theta), f
+        if definite and decrement < _NEWTON_LAST_STEP:
+            # close to the maximum of a locally concave likelihood: one more Newton step leaves an
+            # error of order decrement^2, so take it without evaluating the likelihood there
+            last = [min(max(theta[i] + step[i], lo[i]), hi[i]) for i in range(3)]
+            return np.array(last), f - decrement
         scale = min(1.0, _NEWTON_MAX_STEP / max(abs(v) for v in step))
         t = scale
         while True:
@@ -241,8 +248,9 @@ def _newton(
     return None
 
 
-def _newton_step(h: np.ndarray, g: np.ndarray, free: list[int]) -> list[float]:
-    """``-H^-1 g`` on the ``free`` coordinates (0 elsewhere), ``H`` made positive definite.
+def _newton_step(h: np.ndarray, g: np.ndarray, free: list[int]) -> tuple[list[float], bool]:
+    """``-H^-1 g`` on the ``free`` coordinates (0 elsewhere), ``H`` made positive definite;
+    and whether ``H`` already was (a pure Newton step).
 
     A Cholesky factorisation of the free block (at most 3x3, in plain Python:
     numpy's call overhead would cost more than the arithmetic) when it is
@@ -281,7 +289,7 @@ def _newton_step(h: np.ndarray, g: np.ndarray, free: list[int]) -> list[float]:
     step = [0.0, 0.0, 0.0]
     for k, i in enumerate(free):
         step[i] = sf[k]
-    return step
+    return step, positive
 
 
 def _initial_theta(y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -458,6 +466,12 @@ def _prepared(
             f"y_{name}) for the same curve"
         )
     keep = np.isfinite(ys)
+    if keep.all():  # the usual case: nothing to drop
+        if not np.isfinite(hs).all():
+            raise ValueError(
+                f"yhat_{name} contains NaN/inf where y_{name} is finite; pass smooth(x_{name}, y_{name})"
+            )
+        return ys, hs
     if not np.all(np.isfinite(hs[keep])):
         raise ValueError(
             f"yhat_{name} contains NaN/inf where y_{name} is finite; pass smooth(x_{name}, y_{name})"
@@ -484,30 +498,42 @@ def _penalised_sweep(y_hi: np.ndarray, h_hi: np.ndarray, y_lo: np.ndarray, h_lo:
     penalised curve is ``(x, y - delta)``; its smoothed curve is taken as
     ``yhat - delta`` rather than refitted: with a standardised target and a
     zero-mean GP, the posterior mean is shift-equivariant, so this *is* the
-    refit, minus the cost. Vectorised over ``delta``: the sections ``(r, s, n)``
-    and raw-max differences of every penalty at once.
+    refit, minus the cost. The sections' starts are found for every penalty at
+    once (one comparison matrix per curve); the raw maxima are then taken once
+    per distinct section ``(r, s, n)`` -- a few, since neighbouring penalties
+    mostly share their sections -- in plain Python (numpy's per-call overhead
+    dominates on curves this short).
     """
-    deltas = np.linspace(np.min(y_hi) - np.max(y_lo), np.min(y_hi) - np.min(y_lo), DELTA_GRID)
+    yh, yl = y_hi.tolist(), y_lo.tolist()
+    lo_max, lo_min, hi_min = max(yl), min(yl), min(yh)
+    deltas = (hi_min - lo_max) + (lo_max - lo_min) * _DELTA_STEPS
     shifted = h_hi[None, :] - deltas[:, None]  # smoothed penalised curves, one row per delta
-    start, level_lo = shifted[:, 0], h_lo[0]
-    hi_reaches = shifted >= level_lo  # lo starts higher: hi's section starts where it reaches lo's start
-    lo_reaches = h_lo[None, :] >= start[:, None]  # hi starts higher: lo's section starts where it reaches
-    r = np.where(start < level_lo, hi_reaches.argmax(axis=1), 0)
-    s = np.where(start > level_lo, lo_reaches.argmax(axis=1), 0)
-    overlaps = np.where(
-        start < level_lo, hi_reaches.any(axis=1), np.where(start > level_lo, lo_reaches.any(axis=1), True)
-    )
-    n = np.minimum(h_hi.size - r, h_lo.size - s)
-    scores = _section_max(y_hi, r, n) - deltas - _section_max(y_lo, s, n)
-    scores = scores[overlaps]
-    return max(0.0, float(np.max(scores))) if scores.size else 0.0
-
-
-def _section_max(y: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``[max(y[a:a+m]) for a, m in zip(starts, lengths)]`` in one masked reduction (-inf if empty)."""
-    idx = np.arange(y.size)
-    inside = (idx >= starts[:, None]) & (idx < (starts + lengths)[:, None])
-    return np.where(inside, y[None, :], -np.inf).max(axis=1)
+    level = float(h_lo[0])
+    hi_reaches = shifted >= level  # lo starts higher: hi's section starts where it reaches lo's start
+    lo_reaches = h_lo[None, :] >= shifted[:, :1]  # hi starts higher: lo's section starts where it reaches
+    r_first, r_any = hi_reaches.argmax(axis=1).tolist(), hi_reaches.any(axis=1).tolist()
+    s_first, s_any = lo_reaches.argmax(axis=1).tolist(), lo_reaches.any(axis=1).tolist()
+    starts, penalties = shifted[:, 0].tolist(), deltas.tolist()
+    maxima: dict[tuple[int, int, int], tuple[float, float]] = {}
+    best = 0.0
+    for k, delta in enumerate(penalties):
+        if starts[k] < level:
+            if not r_any[k]:
+                continue  # never reaches lo's start: no overlap for this penalty
+            r, s = r_first[k], 0
+        elif starts[k] > level:
+            if not s_any[k]:
+                continue
+            r, s = 0, s_first[k]
+        else:
+            r = s = 0
+        n = min(len(yh) - r, len(yl) - s)
+        key = (r, s, n)
+        if key not in maxima:
+            maxima[key] = (max(yh[r : r + n]), max(yl[s : s + n]))
+        top_hi, top_lo = maxima[key]
+        best = max(best, top_hi - delta - top_lo)
+    return best
 
 
 def _score(y_eta: np.ndarray, h_eta: np.ndarray, y_kappa: np.ndarray, h_kappa: np.ndarray) -> float:
