@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlpop.agents.actors import ActorPool
-from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
-from rlpop.agents.networks import ActorCritic, PolicySpec
-from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
+from rlpop.agents.base import TrainResult, check_mutable
+from rlpop.agents.networks import ActorCritic
+from rlpop.agents.normalize import normalize_obs
+from rlpop.agents.pool_learner import PoolLearner, to_cpu
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
 
 DEFAULTS: dict[str, Any] = {
@@ -49,47 +49,16 @@ MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma",
                      "minibatch_size", "max_grad_norm", "vf_clip"})
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-class PPO:
+class PPO(PoolLearner):
     """``PPO(env_id, hparams, seed)`` -- see :data:`DEFAULTS` for the hyperparameters."""
 
     mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
 
     def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):
-        self.hp = resolve_hparams("PPO", DEFAULTS, hparams)
-        self.hp["hidden"] = tuple(self.hp["hidden"])
-        self.env_id = env_id
-        self.seed = int(seed)
-        if self.hp["torch_threads"]:
-            torch.set_num_threads(int(self.hp["torch_threads"]))
-        torch.manual_seed(self.seed)
-        self.device = pick_device(self.hp["device"])
-        self.rng = np.random.default_rng(self.seed)
-        self.pool: ActorPool | None = None
-        self._env_kwargs = dict(env_kwargs or {})
-        # spaces: build one env here (cheap) so the network exists before actors start
-        from rlpop.envs import make_env
-
-        probe = make_env(env_id, **self._env_kwargs)
-        self.observation_space, self.action_space = probe.observation_space, probe.action_space
-        probe.close()
-        net_kwargs = dict(observation_space=self.observation_space, action_space=self.action_space,
-                          hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
-        self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
+        net_kwargs = self._setup("PPO", DEFAULTS, hparams, env_id, seed, env_kwargs)
         self.net = ActorCritic(**net_kwargs).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"], eps=1e-5)
-        self.obs_rms = RunningMeanStd(self.observation_space.shape)
-        n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
-        if self.hp["rollout_steps"] % n_envs:
-            raise ValueError(f"PPO: rollout_steps={self.hp['rollout_steps']} must be a multiple of the number "
-                             f"of envs (num_actors x envs_per_actor = {n_envs})")
-        self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
         self.updates = 0
         self.env_steps = 0
 
@@ -101,12 +70,6 @@ class PPO:
         check_mutable("PPO", hparams, self.hp, MUTABLE)
         self.hp.update(hparams)
         self.reward_scaler.gamma = self.hp["gamma"]
-
-    def _ensure_pool(self) -> ActorPool:
-        if self.pool is None:
-            self.pool = ActorPool(self.env_id, self._env_kwargs, self.policy_spec, self.hp["num_actors"],
-                                  self.hp["envs_per_actor"], seed=self.seed)
-        return self.pool
 
     def train(self, steps: int) -> TrainResult:
         """Run whole PPO updates until at least ``steps`` env steps were consumed."""
@@ -124,7 +87,7 @@ class PPO:
     def get_state(self) -> dict[str, Any]:
         return {
             "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
-            "opt": _to_cpu(copy.deepcopy(self.opt.state_dict())),
+            "opt": to_cpu(copy.deepcopy(self.opt.state_dict())),
             "obs_rms": self.obs_rms.state(),
             "reward_scaler": self.reward_scaler.state(),
             "hparams": dict(self.hp),
@@ -145,24 +108,11 @@ class PPO:
         torch.set_rng_state(state["torch_rng"])
         self.updates, self.env_steps = state["updates"], state["env_steps"]
         self._apply_lr()
-        if self.pool is not None:
-            self.pool.reset()  # no stale episodes from the old weights
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        self._restart_episodes()
 
     # ---------------------------------------------------------------- internals
     def _cpu_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-
-    def _obs_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
-        return (self.obs_rms.mean.copy(), self.obs_rms.var.copy()) if self.hp["norm_obs"] else None
-
-    def _apply_lr(self) -> None:
-        for g in self.opt.param_groups:
-            g["lr"] = float(self.hp["lr"])
 
     def _norm(self, obs: np.ndarray, stats) -> np.ndarray:
         return obs.astype(np.float32) if stats is None else normalize_obs(obs, *stats)
@@ -217,12 +167,3 @@ class PPO:
             "lr": float(self.opt.param_groups[0]["lr"]),
         }
 
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

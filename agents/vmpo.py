@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlpop.agents.actors import ActorPool, Rollout
+from rlpop.agents.actors import Rollout
 from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
-from rlpop.agents.networks import ActorCritic, PolicySpec
-from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
+from rlpop.agents.networks import ActorCritic
+from rlpop.agents.normalize import normalize_obs
+from rlpop.agents.pool_learner import PoolLearner, to_cpu
 from rlpop.agents.vmpo_loss import (
     KLConstraint,
     categorical_kl,
@@ -75,12 +76,6 @@ DEFAULTS: dict[str, Any] = {
 MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class PopArt:
     """Adaptive value-target normalisation that Preserves Outputs Precisely
     (van Hasselt et al. 2016): running first/second moments of the targets,
@@ -115,33 +110,15 @@ class PopArt:
         self.mean, self.sq_mean = float(s["mean"]), float(s["sq_mean"])
 
 
-class VMPO:
+class VMPO(PoolLearner):
     """``VMPO(env_id, hparams, seed)`` -- see :data:`DEFAULTS` for the hyperparameters."""
 
     mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
 
     def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):
-        self.hp = resolve_hparams("VMPO", DEFAULTS, hparams)
-        self.hp["hidden"] = tuple(self.hp["hidden"])
-        self._validate()
-        self.env_id = env_id
-        self.seed = int(seed)
-        if self.hp["torch_threads"]:
-            torch.set_num_threads(int(self.hp["torch_threads"]))
-        torch.manual_seed(self.seed)
-        self.device = pick_device(self.hp["device"])
-        self.rng = np.random.default_rng(self.seed)
-        self.pool: ActorPool | None = None
-        self._env_kwargs = dict(env_kwargs or {})
-        from rlpop.envs import make_env
-
-        probe = make_env(env_id, **self._env_kwargs)
-        self.observation_space, self.action_space = probe.observation_space, probe.action_space
-        probe.close()
-        net_kwargs = dict(observation_space=self.observation_space, action_space=self.action_space,
-                          hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
-        self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
+        self._validate(resolve_hparams("VMPO", DEFAULTS, hparams))
+        net_kwargs = self._setup("VMPO", DEFAULTS, hparams, env_id, seed, env_kwargs)
         self.net = ActorCritic(**net_kwargs).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False).eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"])
@@ -156,19 +133,13 @@ class VMPO:
             k: torch.nn.Parameter(torch.tensor(inverse_positive(float(v)), device=self.device))
             for k, v in init.items()})
         self.dual_opt = torch.optim.Adam(self.duals.parameters(), lr=self.hp["dual_lr"])
-        self.obs_rms = RunningMeanStd(self.observation_space.shape)
-        n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
-        if self.hp["rollout_steps"] % n_envs:
-            raise ValueError(f"VMPO: rollout_steps={self.hp['rollout_steps']} must be a multiple of the "
-                             f"number of envs (num_actors x envs_per_actor = {n_envs})")
-        self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
         self.popart = PopArt(self.hp["popart_beta"]) if self.hp["popart"] else None
         self.updates = 0          # learner updates (gradient steps)
         self.target_updates = 0   # target-network refreshes
         self.env_steps = 0
 
-    def _validate(self) -> None:
-        hp = self.hp
+    @staticmethod
+    def _validate(hp: dict[str, Any]) -> None:
         for name in ("lr", "eps_eta", "eps_alpha_mu", "eps_alpha_sigma", "eps_alpha", "dual_lr",
                      "init_eta", "init_alpha", "init_alpha_sigma"):
             if not float(hp[name]) > 0:
@@ -196,12 +167,6 @@ class VMPO:
         self.hp = new
         self.reward_scaler.gamma = self.hp["gamma"]
 
-    def _ensure_pool(self) -> ActorPool:
-        if self.pool is None:
-            self.pool = ActorPool(self.env_id, self._env_kwargs, self.policy_spec, self.hp["num_actors"],
-                                  self.hp["envs_per_actor"], seed=self.seed)
-        return self.pool
-
     def train(self, steps: int) -> TrainResult:
         """Collect with the target policy and learn until at least ``steps`` env steps were consumed."""
         pool = self._ensure_pool()
@@ -221,9 +186,9 @@ class VMPO:
         return {
             "net": cpu(self.net.state_dict()),
             "target": cpu(self.target.state_dict()),
-            "opt": _to_cpu(copy.deepcopy(self.opt.state_dict())),
+            "opt": to_cpu(copy.deepcopy(self.opt.state_dict())),
             "duals": cpu(self.duals.state_dict()),
-            "dual_opt": _to_cpu(copy.deepcopy(self.dual_opt.state_dict())),
+            "dual_opt": to_cpu(copy.deepcopy(self.dual_opt.state_dict())),
             "multipliers": self.multipliers(),
             "obs_rms": self.obs_rms.state(),
             "reward_scaler": self.reward_scaler.state(),
@@ -253,13 +218,7 @@ class VMPO:
         self.updates, self.target_updates = state["updates"], state["target_updates"]
         self.env_steps = state["env_steps"]
         self._apply_lr()
-        if self.pool is not None:
-            self.pool.reset()  # no stale episodes from the old weights
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        self._restart_episodes()
 
     # ---------------------------------------------------------------- helpers
     def multipliers(self) -> dict[str, float]:
@@ -269,13 +228,6 @@ class VMPO:
     def actor_weights(self) -> dict[str, torch.Tensor]:
         """CPU copy of the TARGET network: what the actors act with."""
         return {k: v.detach().cpu().clone() for k, v in self.target.state_dict().items()}
-
-    def _obs_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
-        return (self.obs_rms.mean.copy(), self.obs_rms.var.copy()) if self.hp["norm_obs"] else None
-
-    def _apply_lr(self) -> None:
-        for g in self.opt.param_groups:
-            g["lr"] = float(self.hp["lr"])
 
     def _refresh_target(self) -> None:
         self.target.load_state_dict(self.net.state_dict())
@@ -372,12 +324,3 @@ class VMPO:
         metrics["lr"] = float(self.opt.param_groups[0]["lr"])
         return metrics
 
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

@@ -18,7 +18,6 @@ starts, with a message naming the field and the fix.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 

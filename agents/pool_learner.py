@@ -1,0 +1,96 @@
+"""What every learner fed by an :class:`~rlpop.agents.actors.ActorPool` shares (PPO, V-MPO).
+
+The set-up (hyperparameters, seeds, device, env spaces, the actor policy
+recipe, normalisers) and the plumbing to the actors (start the pool lazily,
+observation statistics, a fresh start after a state copy, shutdown) live here
+once; each learner keeps its own loss and update.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlpop.agents.actors import ActorPool
+from rlpop.agents.base import resolve_hparams
+from rlpop.agents.networks import PolicySpec
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd
+
+
+def pick_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when torch sees a GPU, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_cpu(obj: Any) -> Any:
+    """Tensors (nested in dicts and lists, e.g. an optimiser's state) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    return obj
+
+
+class PoolLearner:
+    """Base of learners whose rollouts come from actor processes."""
+
+    pool: ActorPool | None
+
+    def _setup(self, name: str, defaults: dict[str, Any], hparams: dict[str, Any] | None, env_id: str,
+               seed: int, env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        """Common construction; returns the keyword arguments of the ActorCritic network."""
+        self.hp = resolve_hparams(name, defaults, hparams)
+        self.hp["hidden"] = tuple(self.hp["hidden"])
+        self.env_id = env_id
+        self.seed = int(seed)
+        if self.hp["torch_threads"]:
+            torch.set_num_threads(int(self.hp["torch_threads"]))
+        torch.manual_seed(self.seed)
+        self.device = pick_device(self.hp["device"])
+        self.rng = np.random.default_rng(self.seed)
+        self.pool = None
+        self._env_kwargs = dict(env_kwargs or {})
+        from rlpop.envs import make_env
+
+        probe = make_env(env_id, **self._env_kwargs)  # spaces, so the network exists before actors start
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        net_kwargs = dict(observation_space=self.observation_space, action_space=self.action_space,
+                          hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
+        self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
+        self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
+        if self.hp["rollout_steps"] % n_envs:
+            raise ValueError(f"{name}: rollout_steps={self.hp['rollout_steps']} must be a multiple of the number "
+                             f"of envs (num_actors x envs_per_actor = {n_envs})")
+        self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
+        return net_kwargs
+
+    def _ensure_pool(self) -> ActorPool:
+        if self.pool is None:
+            self.pool = ActorPool(self.env_id, self._env_kwargs, self.policy_spec, self.hp["num_actors"],
+                                  self.hp["envs_per_actor"], seed=self.seed)
+        return self.pool
+
+    def _obs_norm(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The observation statistics the actors normalise with (None when off)."""
+        return (self.obs_rms.mean.copy(), self.obs_rms.var.copy()) if self.hp["norm_obs"] else None
+
+    def _apply_lr(self) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = float(self.hp["lr"])
+
+    def _restart_episodes(self) -> None:
+        """After a state copy: actors start fresh episodes (no stale ones from the old weights)."""
+        if self.pool is not None:
+            self.pool.reset()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
