@@ -1,6 +1,7 @@
 """FIRE PBT on the deceptive toy: the strategy's decision cost, and RS vs PBT vs FIRE.
 
     python benchmarks/fire_toy.py [--quick] [--out PATH] [--seeds N] [--only cost|compare]
+                                  [--replays K] [--baseline GIT_REV]
 
 Writes ``benchmarks/results/fire_toy.json`` (with :func:`_common.machine_info`).
 
@@ -9,20 +10,20 @@ Writes ``benchmarks/results/fire_toy.json`` (with :func:`_common.machine_info`).
    a temp folder) of the paper's RL layout: 50 workers = 2 sub-populations of
    18 members + 14 evaluators, on the toy learner (``rlpop.toy.NoisyQuadratic``,
    so the curves are real noisy training curves and the run takes seconds).
-   Q every 10 steps, ready every 100 (10 curve points per ready interval, as
-   checks of evaluators), ``max_eval_steps`` = 10 ready intervals (the paper's
-   6e8 / 6e7), 50 ready intervals in all. A *ready step* is a ``decide`` call at
-   which the members are ready (within-sub-population PBT, parent fitness from
-   all evaluator curves, evaluator checks): the expensive one. Reported per
-   ready step: wall time and the calling thread's CPU time (``time.thread_time``:
-   on a shared, loaded machine the wall time also counts time spent waiting
-   for a core), median and p95, number of GP fits and their curve lengths;
-   the same for the other ``decide`` calls. Two modes, same run otherwise:
-
-   * ``cached`` -- the strategy as shipped: GP fits kept across ``decide``
-     calls, an unchanged curve not refitted (``SmoothingCache``);
-   * ``uncached`` -- every curve refitted at every ``decide`` (a
-     ``SmoothingCache`` that forgets everything between calls).
+   Q every 10 steps, ready every 100 (10 curve points per ready interval;
+   evaluators check as often), ``max_eval_steps`` = 10 ready intervals (the
+   paper's 6e8 / 6e7), 50 ready intervals in all. A *ready step* is a
+   ``decide`` call at which the members are ready: within-sub-population PBT
+   with the parent fitness from all evaluator curves (a GP fit per curve,
+   ``best_score_diff`` per ordered pair), evaluator checks -- the expensive
+   call. Per ready step: wall time and the calling thread's CPU time
+   (``time.thread_time``: on a shared, loaded machine the wall time also
+   counts time spent waiting for a core), live and as the fastest of
+   ``--replays`` replays of the same call from a copy of the strategy's state;
+   median and p95 over the ready steps; GP fits and their curve lengths; the
+   other ``decide`` calls too. ``--baseline REV`` replays the same ready steps
+   with ``FirePBT`` (and its ``curves``) as of a git revision, interleaved: a
+   before/after comparison on identical inputs.
 
 2. **RS vs PBT vs FIRE** (``comparison``). ``experiments/toy_rs.py``,
    ``toy_pbt.py``, ``toy_fire.py`` -- 16 workers each, the same lr space,
@@ -41,8 +42,11 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import importlib
 import io
+import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +69,6 @@ from rlpop.experiment import FIRE, Agent, Experiment, RandomSearch  # noqa: E402
 from rlpop.hparams import LogUniform  # noqa: E402
 from rlpop.run import execute, load_experiment  # noqa: E402
 from rlpop.store import RunDir  # noqa: E402
-from rlpop.strategies import fire as fire_module  # noqa: E402
 
 # -------------------------------------------------------------------------------------- decision cost
 
@@ -88,13 +91,6 @@ def cost_experiment(ready_intervals: int, seed: int = 0) -> Experiment:
     )
 
 
-class _ForgetfulCache(fire_module.SmoothingCache):
-    """The ``uncached`` mode: no fit survives a ``decide`` call (cleared at the start of each)."""
-
-    def forget_except(self, keep: set[int]) -> None:
-        super().forget_except(set())
-
-
 def _summary(values: list[float], scale: float = 1e3) -> dict[str, float] | None:
     if not values:
         return None
@@ -103,15 +99,47 @@ def _summary(values: list[float], scale: float = 1e3) -> dict[str, float] | None
             "mean": round(float(np.mean(v)), 2), "max": round(float(np.max(v)), 2), "n": int(v.size)}
 
 
-def decision_cost(mode: str, ready_intervals: int, seed: int = 0, replays: int = 5) -> dict[str, Any]:
-    """Time every ``FirePBT.decide`` of one toy run; split ready steps from the other calls.
+def load_fire_at(rev: str) -> type:
+    """``FirePBT`` as it was at git revision ``rev`` (its ``fire.py`` and ``curves.py``, loaded
+    as private modules from ``git show``): the baseline a before/after comparison replays."""
+    tmp = Path(tempfile.mkdtemp(prefix="fire_baseline_"))
+    modules = {}
+    for name, path in (("curves", "rlpop/curves.py"), ("fire", "rlpop/strategies/fire.py")):
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
+                                capture_output=True, text=True).stdout
+        source = source.replace("from rlpop import curves\n", "import _baseline_curves as curves\n")
+        (tmp / f"_baseline_{name}.py").write_text(source)
+    sys.path.insert(0, str(tmp))
+    try:
+        for name in ("curves", "fire"):
+            modules[name] = importlib.import_module(f"_baseline_{name}")
+    finally:
+        sys.path.remove(str(tmp))
+    return modules["fire"].FirePBT
 
-    Each ready step is also replayed ``replays`` times from a deep copy of the
-    strategy as it was before the call (same view, same cache): the fastest
-    replay is the step's cost with the least interference from other processes.
+
+def _replay(cls: type, state: dict[str, Any], view) -> tuple[float, float, list]:
+    """One ``decide`` of class ``cls`` from a copy of ``state`` on ``view``: (wall s, thread CPU s, decisions)."""
+    strategy = object.__new__(cls)
+    strategy.__dict__.update(copy.deepcopy(state))
+    w0, c0 = time.perf_counter(), time.thread_time()
+    out = cls.decide(strategy, view)
+    return time.perf_counter() - w0, time.thread_time() - c0, out
+
+
+def decision_cost(ready_intervals: int, seed: int = 0, replays: int = 5,
+                  baseline: str | None = None) -> dict[str, Any]:
+    """Time ``FirePBT.decide`` at every ready step of one toy run, live and replayed.
+
+    Live: the call as the controller makes it (wall and thread CPU time).
+    Replayed: after the run, each ready step's ``decide`` again, ``replays``
+    times, from a deep copy of the strategy as it was before the call and the
+    same view -- the fastest replay is the step's cost with the least
+    interference from other processes; a replay must return the same
+    decisions (``decide`` is deterministic). With ``baseline`` (a git
+    revision), that revision's ``FirePBT`` replays the same steps, interleaved
+    with the current one: a before/after comparison on identical inputs.
     """
-    if mode not in ("cached", "uncached"):
-        raise ValueError(f"mode={mode!r}: use 'cached' or 'uncached'")
     exp = cost_experiment(ready_intervals, seed)
     fits: list[int] = []
     real_smooth = curves.smooth
@@ -120,7 +148,8 @@ def decision_cost(mode: str, ready_intervals: int, seed: int = 0, replays: int =
         fits.append(len(y))
         return real_smooth(x, y)
 
-    records: list[dict[str, Any]] = []
+    live: list[dict[str, Any]] = []
+    snapshots: list[tuple[dict[str, Any], Any, list]] = []
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(tmp, exp.name)
         backend = make_backend("inline", None)
@@ -128,33 +157,21 @@ def decision_cost(mode: str, ready_intervals: int, seed: int = 0, replays: int =
             ctl = Controller(exp, run, backend)
             ctl.start()
             strategy = ctl.strategy
-            if mode == "uncached":
-                strategy._smoothing = _ForgetfulCache()
             decide = strategy.decide
             every = exp.strategy.ready_steps // exp.eval_steps
 
             def timed(view):
                 ready = ctl.round % every == 0
-                snapshot = copy.deepcopy(strategy.__dict__) if ready and replays else None
+                state = copy.deepcopy(strategy.__dict__) if ready else None
                 fits.clear()
                 w0, c0 = time.perf_counter(), time.thread_time()
                 out = decide(view)
                 wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
-                record = {"round": ctl.round, "ready": ready, "wall": wall, "cpu": cpu, "fits": len(fits),
-                          "fit_lengths": list(fits), "kinds": [d.kind for d in out]}
-                if snapshot is not None:  # the same decide again, from the same state: its cost without load
-                    snapshot.pop("decide", None)
-                    best = math.inf
-                    for _ in range(replays):
-                        clone = object.__new__(type(strategy))
-                        clone.__dict__.update(copy.deepcopy(snapshot))
-                        w0 = time.perf_counter()
-                        again = type(strategy).decide(clone, view)
-                        best = min(best, time.perf_counter() - w0)
-                        if again != out:
-                            raise RuntimeError("a replayed decide differs from the original: not deterministic")
-                    record["replay_min"] = best
-                records.append(record)
+                live.append({"ready": ready, "wall": wall, "cpu": cpu, "fits": list(fits),
+                             "kinds": [d.kind for d in out]})
+                if ready:
+                    state.pop("decide", None)
+                    snapshots.append((state, view, out))
                 return out
 
             strategy.decide = timed
@@ -165,24 +182,54 @@ def decision_cost(mode: str, ready_intervals: int, seed: int = 0, replays: int =
         finally:
             curves.smooth = real_smooth
             backend.close()
-    ready = [r for r in records if r["ready"] and r["round"] >= every]
-    other = [r for r in records if not r["ready"]]
-    lengths = [n for r in ready for n in r["fit_lengths"]]
-    return {
-        "mode": mode,
+    cls = type(strategy)
+    old_cls = load_fire_at(baseline) if baseline else None
+    best: dict[str, list[float]] = {"wall": [], "cpu": [], "baseline_wall": [], "baseline_cpu": []}
+    baseline_same = 0
+    for state, view, out in snapshots:
+        times = {k: math.inf for k in best}
+        for _ in range(replays):
+            wall, cpu, again = _replay(cls, state, view)
+            if again != out:
+                raise RuntimeError("a replayed decide returned other decisions: decide is not deterministic")
+            times["wall"], times["cpu"] = min(times["wall"], wall), min(times["cpu"], cpu)
+            if old_cls is not None:
+                wall, cpu, old_out = _replay(old_cls, state, view)
+                times["baseline_wall"] = min(times["baseline_wall"], wall)
+                times["baseline_cpu"] = min(times["baseline_cpu"], cpu)
+        if old_cls is not None:
+            baseline_same += old_out == out
+        for k, v in times.items():
+            if math.isfinite(v):
+                best[k].append(v)
+    ready = [r for r in live if r["ready"]]
+    other = [r for r in live if not r["ready"]]
+    result = {
         "workers": len(ctl.records),
-        "decide_calls": len(records),
+        "decide_calls": len(live),
         "ready_steps": len(ready),
         "run_wall_s": round(total, 2),
-        "ready_step_ms": {"wall": _summary([r["wall"] for r in ready]), "cpu": _summary([r["cpu"] for r in ready]),
-                          "fastest_of_replays": _summary([r["replay_min"] for r in ready if "replay_min" in r])},
-        "other_decide_ms": {"wall": _summary([r["wall"] for r in other]), "cpu": _summary([r["cpu"] for r in other])},
-        "fits_per_ready_step": _summary([r["fits"] for r in ready], scale=1.0),
-        "fitted_curve_length": _summary(lengths, scale=1.0),
-        "decisions": {k: sum(r["kinds"].count(k) for r in records)
-                      for k in ("exploit", "assign", "success", "stop")},
+        "ready_step_ms": {
+            "live_wall": _summary([r["wall"] for r in ready]),
+            "live_cpu": _summary([r["cpu"] for r in ready]),
+            f"fastest_of_{replays}_replays_wall": _summary(best["wall"]),
+            f"fastest_of_{replays}_replays_cpu": _summary(best["cpu"]),
+        },
+        "other_decide_ms": {"live_wall": _summary([r["wall"] for r in other]),
+                            "live_cpu": _summary([r["cpu"] for r in other])},
+        "gp_fits_per_ready_step": _summary([len(r["fits"]) for r in ready], scale=1.0),
+        "fitted_curve_length": _summary([n for r in ready for n in r["fits"]], scale=1.0),
+        "decisions": {k: sum(r["kinds"].count(k) for r in live) for k in ("exploit", "assign", "success", "stop")},
         "load_average_after": load_average(),
     }
+    if old_cls is not None:
+        result["baseline"] = {
+            "revision": baseline,
+            f"fastest_of_{replays}_replays_wall": _summary(best["baseline_wall"]),
+            f"fastest_of_{replays}_replays_cpu": _summary(best["baseline_cpu"]),
+            "same_decisions_at_ready_steps": f"{baseline_same}/{len(snapshots)}",
+        }
+    return result
 
 
 # -------------------------------------------------------------------------------------- RS vs PBT vs FIRE
@@ -306,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS_DIR / "fire_toy.json"))
     p.add_argument("--seeds", type=int, default=10, help="seeds per method in the comparison (default 10)")
     p.add_argument("--only", choices=["cost", "compare"], help="run one part only")
+    p.add_argument("--replays", type=int, default=5, help="replays of each ready step (default 5)")
+    p.add_argument("--baseline", metavar="GIT_REV", help="also replay FirePBT as of this git revision")
     args = p.parse_args(argv)
     out: dict[str, Any] = {"machine": machine_info()}
     if args.only in (None, "cost"):
@@ -314,14 +363,13 @@ def main(argv: list[str] | None = None) -> int:
             "setup": {"subpops": 2, "subpop_size": 18, "evaluators": 14, "eval_steps": COST_EVAL_STEPS,
                       "ready_steps": COST_READY_STEPS, "max_eval_steps": 10 * COST_READY_STEPS,
                       "ready_intervals": intervals, "learner": "toy (NoisyQuadratic)"},
-            "cached": decision_cost("cached", intervals),
-            "uncached": decision_cost("uncached", intervals),
+            **decision_cost(intervals, replays=args.replays, baseline=args.baseline),
         }
-        for mode in ("cached", "uncached"):
-            r = out["decision_cost"][mode]
-            print(f"{mode:6s} ready step ms: fastest replay {r['ready_step_ms']['fastest_of_replays']} | cpu "
-                  f"{r['ready_step_ms']['cpu']} | wall {r['ready_step_ms']['wall']} | fits {r['fits_per_ready_step']}",
-                  flush=True)
+        r = out["decision_cost"]
+        print(f"ready step ms: {json.dumps(r['ready_step_ms'])}\nGP fits per ready step: "
+              f"{r['gp_fits_per_ready_step']}", flush=True)
+        if "baseline" in r:
+            print(f"baseline {args.baseline}: {json.dumps(r['baseline'])}", flush=True)
     if args.only in (None, "compare"):
         out["comparison"] = comparison(3 if args.quick else args.seeds)
         c = out["comparison"]

@@ -76,7 +76,7 @@ def _curve(x: ArrayLike, y: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarra
         raise ValueError(
             f"curve {name}: x has {xs.size} points but y has {ys.size}; pass one step per Q value"
         )
-    if not np.all(np.isfinite(xs)):
+    if not np.isfinite(xs).all():
         raise ValueError(f"curve {name}: x contains NaN/inf; x must be the (finite) actor steps")
     return xs, ys
 

@@ -502,3 +502,29 @@ def test_real_curves_success_when_the_evaluator_climbs_faster_than_its_child():
     assert (success.p_value, success.score_diff) in [(pytest.approx(13 / 4096), pytest.approx(2.75)),
                                                      (pytest.approx(12 / 2048), pytest.approx(2.45))]
     assert stop == StopEvaluator(4, "success") and reassign == AssignEvaluator(4, 3, 0)
+
+
+# -- real GP fits: one per curve and decide, deterministic, exact resume -------------------------
+
+def test_real_fits_once_per_curve_per_decide_deterministic_and_resumed_exactly(monkeypatch):
+    fitted = []
+    real = curves.smooth
+    monkeypatch.setattr(curves, "smooth", lambda x, y: fitted[-1].append(tuple(y)) or real(x, y))
+    runs = []
+    for _ in range(2):
+        sim = Sim(fire(subpop_sizes=(4, 4), n_evaluators=3, seed=3), _noisy(0))
+        run = []
+        for _ in range(24):
+            fitted.append([])
+            run.append(sim.step())
+            assert len(fitted[-1]) == len(set(fitted[-1]))  # no curve fitted twice in one decide
+        runs.append(run)
+    assert runs[0] == runs[1]
+    assert sum(map(len, fitted)) > 20 and {"exploit", "assign", "stop"} <= {d.kind for ds in runs[0] for d in ds}
+    # a strategy resumed from its JSON state continues exactly, real GP comparisons included
+    sim = Sim(fire(subpop_sizes=(4, 4), n_evaluators=3, seed=3), _noisy(0))
+    head = [sim.step() for _ in range(10)]
+    resumed = fire(subpop_sizes=(4, 4), n_evaluators=3, seed=99)
+    resumed.set_state(json.loads(json.dumps(sim.s.get_state())))
+    sim.s = resumed
+    assert head + [sim.step() for _ in range(14)] == runs[0]

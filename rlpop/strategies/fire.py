@@ -61,10 +61,9 @@ Choices where the paper is silent (documented, tested):
 - Dead workers: an evaluator that died is dropped from the bookkeeping; one
   whose parent or child died stops (``'parent gone'`` / ``'child gone'``).
 
-GP smoothing is cached across ``decide`` calls per worker and matched on the
-curve's data (:class:`SmoothingCache`: an unchanged curve is not refitted;
-``smooth`` is pure, so the cache never changes a decision); pairwise
-``best_score_diff`` is memoised per evaluator pair within a ``decide``.
+GP smoothing is cached per worker within one ``decide`` call (each curve is
+fitted once however many comparisons use it), and pairwise ``best_score_diff``
+per evaluator pair.
 """
 from __future__ import annotations
 
@@ -95,46 +94,18 @@ class Assignment:
     last_check: int = 0
 
 
-class SmoothingCache:
-    """GP smoothings kept across ``decide`` calls: per worker, its latest smoothed curve.
+class _Curves:
+    """Per-decide cache of GP smoothings (one fit per worker's curve) and evaluator-pair score differences.
 
-    :func:`rlpop.curves.smooth` is a pure function of the curve, so a curve
-    that has not changed since the last ``decide`` (a member that finished its
-    budget, a curve compared at two consecutive calls) is not refitted. Entries
-    are matched on the data itself, never on a count, so a reused answer is
-    always the answer a refit would give: decisions are identical with and
-    without the cache, and a resumed strategy (fresh cache) continues exactly.
-    Not part of the strategy state.
+    Not kept across ``decide`` calls: a curve compared at a ready step has grown
+    since the previous call (members and assigned evaluators add a point every
+    round), so a cross-call cache would not hit; and :func:`rlpop.curves.smooth`
+    being pure, the decisions are a function of the strategy's state and the
+    view alone (a resumed strategy continues exactly).
     """
 
-    def __init__(self) -> None:
-        self._fits: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def __len__(self) -> int:
-        return len(self._fits)
-
-    def smoothed(self, wid: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """GP posterior mean of worker ``wid``'s curve ``(x, y)`` (paper 3.1.1, step 1)."""
-        prev = self._fits.get(wid)
-        if prev is not None and np.array_equal(prev[0], x) and np.array_equal(prev[1], y, equal_nan=True):
-            return prev[2]
-        mean = curves.smooth(x, y)
-        self._fits[wid] = (x.copy(), y.copy(), mean)
-        return mean
-
-    def forget_except(self, keep: set[int]) -> None:
-        """Drop the fits of workers not in ``keep`` (gone from the view)."""
-        for wid in [w for w in self._fits if w not in keep]:
-            del self._fits[wid]
-
-
-class _Curves:
-    """Per-decide view of the curves: smoothings (through the cross-decide
-    :class:`SmoothingCache`) and memoised evaluator-pair score differences."""
-
-    def __init__(self, view: PopulationView, cache: SmoothingCache | None = None) -> None:
+    def __init__(self, view: PopulationView) -> None:
         self.view = view
-        self._cache = cache if cache is not None else SmoothingCache()
         self._smoothed: dict[int, np.ndarray] = {}
         self._diff: dict[tuple[int, int], float] = {}
 
@@ -144,7 +115,7 @@ class _Curves:
 
     def smoothed(self, wid: int) -> np.ndarray:
         if wid not in self._smoothed:
-            self._smoothed[wid] = self._cache.smoothed(wid, *self.curve(wid))
+            self._smoothed[wid] = curves.smooth(*self.curve(wid))
         return self._smoothed[wid]
 
     def score_diff(self, eta: int, kappa: int) -> float:
@@ -263,7 +234,6 @@ class FirePBT:
         self._clock = ReadyClock(self.ready_steps)
         self._assign: dict[int, Assignment] = {}
         self._mark: dict[int, int] = {}  # member -> its steps when last evaluated or when it last lost
-        self._smoothing = SmoothingCache()  # GP fits across decide calls (an optimisation, not state)
 
     # -- protocol ---------------------------------------------------------------------------------
     def layout(self) -> Sequence[WorkerSlot]:
@@ -280,8 +250,7 @@ class FirePBT:
         return {e: Assignment(**asdict(a)) for e, a in self._assign.items()}
 
     def decide(self, view: PopulationView) -> list[Decision]:
-        self._smoothing.forget_except({w.id for w in view.workers.values() if w.alive})
-        cache = _Curves(view, self._smoothing)
+        cache = _Curves(view)
         out: list[Decision] = []
         out += self._drop_dead(view)
         members = sorted(view.members(), key=lambda w: w.id)
@@ -338,7 +307,6 @@ class FirePBT:
         self._clock.set_state(state["last_ready"])
         self._assign = {int(e): Assignment(**a) for e, a in state["assignments"].items()}
         self._mark = {int(m): int(s) for m, s in state["last_evaluated_or_lost"].items()}
-        self._smoothing = SmoothingCache()  # fits of another history: not needed, never wrong, dropped
 
     # -- pieces -----------------------------------------------------------------------------------
     def _stop(self, e: int, view: PopulationView, reason: str) -> StopEvaluator:
