@@ -99,11 +99,20 @@ def round_budget(steps: float, window: int) -> int:
 
 
 def estimate_seconds(budgets: dict[str, int], rates: dict[str, dict[str, float]], n_seeds: int,
-                     parallel: int, startup: float = 0.0) -> float:
-    """Wall time to train every (env, algo, seed) at the measured steps/s (which were
-    measured ``parallel`` at a time, so the sum of run times is shared by ``parallel``)."""
-    total = sum((budgets[env] / rates[env][algo] + startup) * n_seeds for env in budgets for algo in rates[env])
+                     parallel: int, startup: dict[str, dict[str, float]] | None = None) -> float:
+    """Wall time to train every (env, algo, seed) at the measured steps/s plus each
+    configuration's start-up seconds; the rates were measured ``parallel`` at a time,
+    so the sum of run times is shared by ``parallel`` processes."""
+    startup = startup or {}
+    total = sum((budgets[env] / rates[env][algo] + startup.get(env, {}).get(algo, 0.0)) * n_seeds
+                for env in budgets for algo in rates[env])
     return total / max(1, parallel)
+
+
+def startup_overhead(burst: dict[str, Any]) -> float:
+    """A burst's start-up seconds less its first rollout's share at the timed rate
+    (that rollout's steps are part of the budget already)."""
+    return max(0.0, burst["startup_seconds"] - burst["startup_steps"] / burst["steps_per_sec"])
 
 
 def shrink_budgets(budgets: dict[str, int], windows: dict[str, int], estimate: float,
@@ -441,13 +450,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 raise RuntimeError(f"burst failed for {failed}; see 'errors' in {args.out}")
             bursts = report.doc["settings"]["budget"]["burst"]
             rates = {env: {a: bursts[env][a]["steps_per_sec"] for a in ALGOS} for env in args.envs}
-            startup = max(b["startup_seconds"] for d in bursts.values() for b in d.values())
+            startup = {env: {a: round(startup_overhead(bursts[env][a]), 1) for a in ALGOS} for env in args.envs}
             available = SAFETY * (deadline - time.time())
             estimate = estimate_seconds(budgets, rates, len(args.seeds), args.parallel, startup)
             used, factor = shrink_budgets(budgets, windows, estimate, available)
             report.doc["settings"]["budget"].update(
                 estimate_seconds_at_requested=round(estimate, 1), seconds_available=round(available, 1),
-                safety_share=SAFETY, shrink_factor=round(factor, 3),
+                safety_share=SAFETY, shrink_factor=round(factor, 3), startup_seconds_per_run=startup,
                 estimate_seconds_at_used=round(estimate_seconds(used, rates, len(args.seeds), args.parallel,
                                                                 startup), 1))
             print(f"burst rates {rates}; estimate {estimate:.0f}s for {available:.0f}s available "
