@@ -202,18 +202,21 @@ def _newton(
 ) -> tuple[np.ndarray, float] | None:
     """Maximise the marginal likelihood by projected Newton steps from ``theta0``.
 
-    Exact second derivatives (:func:`_nlml_newton_terms`) converge in ~7
-    evaluations from :func:`_initial_theta` on FIRE toy curves, where L-BFGS-B,
-    which starts from a gradient step, needs ~20. Each step: parameters at a bound
-    whose gradient pushes outwards are held; on the others, ``p = -H^-1 g``
-    with ``H``'s eigenvalues replaced by their absolute values (a descent
-    direction where ``H`` is indefinite), at most ``_NEWTON_MAX_STEP`` in any
+    Exact second derivatives (:func:`_nlml_newton_terms`) converge in ~6
+    likelihood evaluations from :func:`_initial_theta` on FIRE toy curves,
+    where L-BFGS-B, which starts from a gradient step, needs ~20. Each step:
+    parameters at a bound whose gradient pushes outwards are held; on the
+    others, ``p = -H^-1 g`` (:func:`_newton_step`; ``H`` made positive
+    definite where it is not), at most ``_NEWTON_MAX_STEP`` in any
     log-coordinate, then halved until the Armijo condition holds (the point is
     clipped into the bounds). Stops when the projected gradient is below
     ``_NEWTON_GTOL`` (L-BFGS-B's default ``pgtol``) or the predicted decrease
-    ``-g'p / 2`` below ``_NEWTON_DECREMENT``. Returns ``(theta, nll)``, or
-    ``None`` when it does not converge in ``_NEWTON_MAX_ITER`` steps or meets a
-    non-finite value (the caller falls back to L-BFGS-B).
+    ``-g'p / 2`` below ``_NEWTON_DECREMENT``; below ``_NEWTON_LAST_STEP``, with
+    ``H`` definite, it takes that last Newton step without evaluating the
+    likelihood after it (measured: 1.2 evaluations fewer a fit, at most 0.003
+    nats from the exact maximum). Returns ``(theta, nll)``, or ``None`` when it
+    does not converge in ``_NEWTON_MAX_ITER`` steps or meets a non-finite
+    value (the caller falls back to L-BFGS-B).
     """
     lo, hi = bounds[:, 0].tolist(), bounds[:, 1].tolist()
     theta = [min(max(t, l), u) for t, l, u in zip(np.asarray(theta0, dtype=float).tolist(), lo, hi)]
