@@ -15,6 +15,7 @@ else. Non-finite ``x`` or mismatched lengths are caller bugs and raise
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -58,9 +59,21 @@ _NEWTON_DECREMENT = 1e-7
 _NEWTON_LAST_STEP = 1e-4
 _NEWTON_MAX_STEP = 2.0
 _NEWTON_MAX_ITER = 30
-# The GP matrices are tiny: BLAS threads only add contention (5x slower
-# measured on a busy 2-core box), so fits run single-threaded.
+_LOG_AMPLITUDE_BOUNDS = (math.log(_AMPLITUDE_BOUNDS[0]), math.log(_AMPLITUDE_BOUNDS[1]))
+_LOG_LENGTH_SCALE_MAX = math.log(_LENGTH_SCALE_MAX)
+_LOG_NOISE_BOUNDS = (math.log(_NOISE_BOUNDS[0]), math.log(_NOISE_BOUNDS[1]))
+# The GP matrices are small: BLAS threads only add contention (5x slower
+# measured on a busy 2-core box), so fits run single-threaded. Below
+# _BLAS_THREADED_FROM points OpenBLAS does not start its threads anyway (its
+# multithreading thresholds), and switching them off costs more than the fit's
+# own linear algebra.
 _BLAS = ThreadpoolController()
+_BLAS_THREADED_FROM = 64
+
+
+def _single_threaded_blas(n: int) -> contextlib.AbstractContextManager:
+    """BLAS limited to one thread for a fit on ``n`` points (a no-op for small ``n``)."""
+    return _BLAS.limit(limits=1, user_api="blas") if n >= _BLAS_THREADED_FROM else contextlib.nullcontext()
 
 
 def _curve(x: ArrayLike, y: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +92,6 @@ def _curve(x: ArrayLike, y: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarra
     if not np.isfinite(xs).all():
         raise ValueError(f"curve {name}: x contains NaN/inf; x must be the (finite) actor steps")
     return xs, ys
-
-
-def _is_flat(y: np.ndarray) -> bool:
-    """True when ``y`` has no variation worth fitting (std 0 up to rounding)."""
-    return float(np.std(y)) <= 1e-12 * max(1.0, float(np.max(np.abs(y))))
 
 
 def _interpolate(x: np.ndarray, xf: np.ndarray, yf: np.ndarray) -> np.ndarray:
@@ -148,14 +156,17 @@ def _nlml_newton_terms(
     factor and the inverse gives every term. Returns ``(inf, None, None)``
     when ``K`` is not positive definite.
     """
-    amplitude, length_scale, noise = np.exp(theta)
+    amplitude, length_scale, noise = np.exp(theta).tolist()
     n = y.size
     c = noise + _JITTER
     u = dist * (_SQRT5 / length_scale)
     decay = np.exp(-u)
-    ud = u * decay
-    k = decay + ud + (u * ud) / 3.0
-    k *= amplitude
+    ud = u * decay                          # u e^-u
+    k = ud * u
+    k *= 1.0 / 3.0
+    k += ud
+    k += decay
+    k *= amplitude                          # A (1 + u + u^2/3) e^-u
     k.flat[:: n + 1] += c
     chol, info = dpotrf(k, lower=1, clean=1, overwrite_a=1)
     if info != 0:
@@ -165,36 +176,43 @@ def _nlml_newton_terms(
     if info != 0:
         return np.inf, None, None
     p += np.tril(p, -1).T  # dpotri fills the lower triangle; the upper one holds zeros (clean=1)
+    k_len = ud * u
+    k_len *= amplitude / 3.0                # A u^2 e^-u / 3
+    poly = u - 2.0
+    poly *= u
+    poly -= 2.0
+    k_len2 = k_len * poly                   # A u^2 (u^2 - 2u - 2) e^-u / 3
+    k_len += k_len * u                      # A u^2 (1 + u) e^-u / 3
+    m_len = p @ k_len
     a = p @ y
     b = p @ a
-    nll = 0.5 * float(y @ a) + logdet_half + 0.5 * n * _LOG_2PI
-    k_len = u * ud * (amplitude / 3.0)     # A u^2 exp(-u) / 3
-    k_len2 = k_len * (u * u - 2.0 * u - 2.0)
-    k_len += k_len * u                     # A u^2 (1 + u) exp(-u) / 3
-    m_len = p @ k_len
-    tr_p = float(p.trace())
-    pp = float(np.vdot(p, p))
-    tr_len = float(np.vdot(p, k_len))
-    tr_pm = float(np.vdot(p, m_len))       # tr(K^-1 K^-1 K_l): K^-1 is symmetric
-    tr_mm = float(np.einsum("ij,ji->", m_len, m_len))
-    tr_len2 = float(np.vdot(p, k_len2))
     v_len = k_len @ a
     w_len = p @ v_len
-    ya, aa, ab = float(y @ a), float(a @ a), float(a @ b)
-    a_vlen = float(a @ v_len)
-    v_amp_a = ya - c * aa                  # a'K_A a with K_A a = y - c a
+    # the vector products, as one small Gram matrix: rows y, a, b, K_l a, K^-1 K_l a, K_ll a; columns y, a, b
+    vecs = np.stack([y, a, b, v_len, w_len, k_len2 @ a])
+    gram = (vecs @ vecs[:3].T).tolist()
+    ya, aa, ab = gram[1][0], gram[1][1], gram[2][1]
+    a_vlen, v_len_b = gram[3][1], gram[3][2]
+    y_wlen, a_wlen = gram[4][0], gram[4][1]
+    a_klen2_a = gram[5][1]
+    v_len_w_len = float(v_len @ w_len)
+    # the traces tr(K^-1 M) = sum(K^-1 * M) (K^-1 symmetric) for M = K^-1, K_l, K^-1 K_l, K_ll, as one product
+    mats = np.stack([p, k_len, m_len, k_len2]).reshape(4, -1)
+    pp, tr_len, tr_pm, tr_len2 = (mats @ mats[0]).tolist()
+    tr_p = float(p.trace())
+    tr_mm = float(np.einsum("ij,ji->", m_len, m_len))
+    nll = 0.5 * ya + logdet_half + 0.5 * n * _LOG_2PI
+    v_amp_a = ya - c * aa
     tr_amp = n - c * tr_p
-    grad = 0.5 * np.array([v_amp_a - tr_amp, a_vlen - tr_len, noise * (aa - tr_p)])
-    # v_amp . w_amp = (y - c a).(a - c b) = ya - c (y.b) - c aa + c^2 a.b, and y.b = a.a
+    grad = [0.5 * (v_amp_a - tr_amp), 0.5 * (a_vlen - tr_len), 0.5 * noise * (aa - tr_p)]
     vw_aa = ya - 2.0 * c * aa + c * c * ab
     h00 = -vw_aa + 0.5 * v_amp_a + 0.5 * (n - 2.0 * c * tr_p + c * c * pp) - 0.5 * tr_amp
-    h01 = -(float(y @ w_len) - c * float(a @ w_len)) + 0.5 * a_vlen + 0.5 * (tr_len - c * tr_pm) - 0.5 * tr_len
-    h11 = -float(v_len @ w_len) + 0.5 * float(a @ (k_len2 @ a)) + 0.5 * tr_mm - 0.5 * tr_len2
+    h01 = -(y_wlen - c * a_wlen) + 0.5 * a_vlen + 0.5 * (tr_len - c * tr_pm) - 0.5 * tr_len
+    h11 = -v_len_w_len + 0.5 * a_klen2_a + 0.5 * tr_mm - 0.5 * tr_len2
     h02 = -noise * (aa - c * ab) + 0.5 * noise * (tr_p - c * pp)
-    h12 = -noise * float(v_len @ b) + 0.5 * noise * tr_pm
+    h12 = -noise * v_len_b + 0.5 * noise * tr_pm
     h22 = -noise * noise * ab + 0.5 * noise * aa + 0.5 * noise * noise * pp - 0.5 * noise * tr_p
-    hess = np.array([[h00, h01, h02], [h01, h11, h12], [h02, h12, h22]])
-    return nll, -grad, -hess
+    return nll, -np.array(grad), -np.array([[h00, h01, h02], [h01, h11, h12], [h02, h12, h22]])
 
 
 def _newton(
@@ -304,8 +322,14 @@ def _initial_theta(y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     0.3 of the span. Clipped into ``bounds``. Measured on FIRE toy curves:
     ~25% fewer Newton steps than a fixed start, same maxima.
     """
-    noise = float(np.clip(np.mean(np.diff(y, 2) ** 2) / 6.0, 1e-6, 1.0)) if y.size >= 3 else 0.1
-    return np.clip(np.log([max(1.0 - noise, 1e-3), 0.3, noise]), bounds[:, 0], bounds[:, 1])
+    if y.size >= 3:
+        second = np.diff(y, 2)
+        noise = min(max(float(second @ second) / (6.0 * second.size), 1e-6), 1.0)
+    else:
+        noise = 0.1
+    start = (math.log(max(1.0 - noise, 1e-3)), math.log(0.3), math.log(noise))
+    lo, hi = bounds[:, 0].tolist(), bounds[:, 1].tolist()
+    return np.array([min(max(v, l), u) for v, l, u in zip(start, lo, hi)])
 
 
 def _empirical_bayes(dist: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -362,8 +386,8 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
       finite ones), since there is nothing to smooth.
     - if the GP fit fails numerically, the same raw answer as above.
 
-    BLAS runs single-threaded during the fit (tiny matrices; extra threads only
-    contend).
+    BLAS runs single-threaded during fits of 64 points or more (small
+    matrices; extra threads only contend).
     """
     xs, ys = _curve(x, y, "(x, y)")
     if xs.size == 0:
@@ -376,21 +400,25 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     def raw() -> np.ndarray:
         return ys.copy() if finite.all() else _interpolate(xs, xf, yf)
 
-    if yf.size < 3 or _is_flat(yf):
+    if yf.size < 3:
         return raw()
-
-    x0 = float(xf.min())
-    span = float(np.ptp(xf)) or 1.0
-    xu = (xf - x0) / span
     mu, sd = float(yf.mean()), float(yf.std())
-    ls_min = float(np.clip(np.median(np.diff(np.sort(xu))), 1e-3, 0.5))
+    if sd <= 1e-12 * max(1.0, abs(float(yf.max())), abs(float(yf.min()))):
+        return raw()  # flat: nothing to smooth (std 0 up to rounding)
+    x0 = float(xf.min())
+    span = (float(xf.max()) - x0) or 1.0
+    xu = (xf - x0) / span
+    spacing = np.diff(np.sort(xu))
+    spacing.sort()
+    half = spacing.size // 2  # np.median of the spacing, without its overhead
+    median = float(spacing[half]) if spacing.size % 2 else float(spacing[half - 1] + spacing[half]) / 2.0
+    ls_min = min(max(median, 1e-3), 0.5)
     target = (yf - mu) / sd
-    bounds = np.log([_AMPLITUDE_BOUNDS, (ls_min, _LENGTH_SCALE_MAX), _NOISE_BOUNDS])
+    bounds = np.array([_LOG_AMPLITUDE_BOUNDS, (math.log(ls_min), _LOG_LENGTH_SCALE_MAX), _LOG_NOISE_BOUNDS])
     try:
-        with _BLAS.limit(limits=1, user_api="blas"), \
-                sklearn_config(assume_finite=True, skip_parameter_validation=True):
+        with _single_threaded_blas(yf.size), sklearn_config(assume_finite=True, skip_parameter_validation=True):
             theta = _empirical_bayes(np.abs(xu[:, None] - xu[None, :]), target, bounds)
-            amplitude, length_scale, noise = np.exp(theta)
+            amplitude, length_scale, noise = np.exp(theta).tolist()
             # the noise as GaussianProcessRegressor's alpha ("the variance of additional Gaussian
             # measurement noise on the training observations"): the same model as "+ WhiteKernel"
             # (bitwise the same mean at x), with less kernel bookkeeping
@@ -404,7 +432,7 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     except (np.linalg.LinAlgError, ValueError):
         return raw()
     out = np.asarray(mean, dtype=float) * sd + mu
-    return out if np.all(np.isfinite(out)) else raw()
+    return out if np.isfinite(out).all() else raw()
 
 
 def overlap_sections(yhat_eta: ArrayLike, yhat_kappa: ArrayLike) -> tuple[int, int, int] | None:
@@ -552,7 +580,7 @@ def _score(y_eta: np.ndarray, h_eta: np.ndarray, y_kappa: np.ndarray, h_kappa: n
     # smoothed curves (robust to noise) or on the raw ones (the paper's test).
     eta_hi = h_eta[0] > h_kappa[0]
     y_hi, h_hi, y_lo, h_lo = (y_eta, h_eta, y_kappa, h_kappa) if eta_hi else (y_kappa, h_kappa, y_eta, h_eta)
-    strictly_above = np.min(h_hi) > np.max(h_lo) or np.min(y_hi) > np.max(y_lo)
+    strictly_above = h_hi.min() > h_lo.max() or y_hi.min() > y_lo.max()
     if not strictly_above:
         return 0.0
     swept = _penalised_sweep(y_hi, h_hi, y_lo, h_lo)
