@@ -469,16 +469,17 @@ def _overlap(he: np.ndarray, hk: np.ndarray) -> tuple[int, int, int] | None:
     if he.size == 0 or hk.size == 0:
         return None
     r = s = 0
-    if he[0] > hk[0]:
-        reached = np.flatnonzero(hk >= he[0])
-        if reached.size == 0:
+    start_e, start_k = float(he[0]), float(hk[0])
+    if start_e > start_k:
+        reached = hk >= start_e
+        s = int(reached.argmax())  # the first index that reaches the level, if any does
+        if not reached[s]:
             return None
-        s = int(reached[0])
-    elif hk[0] > he[0]:
-        reached = np.flatnonzero(he >= hk[0])
-        if reached.size == 0:
+    elif start_k > start_e:
+        reached = he >= start_k
+        r = int(reached.argmax())
+        if not reached[r]:
             return None
-        r = int(reached[0])
     return r, s, min(he.size - r, hk.size - s)
 
 
@@ -519,7 +520,7 @@ def _section_diff(
     if sections is None:
         return None
     r, s, n = sections
-    return float(np.max(y_eta[r : r + n]) - np.max(y_kappa[s : s + n]))
+    return float(y_eta[r : r + n].max() - y_kappa[s : s + n].max())
 
 
 def _penalised_sweep(y_hi: np.ndarray, h_hi: np.ndarray, y_lo: np.ndarray, h_lo: np.ndarray) -> float:
