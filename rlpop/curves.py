@@ -426,9 +426,12 @@ def smooth(x: ArrayLike, y: ArrayLike) -> np.ndarray:
             gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=False, alpha=noise + _JITTER,
                                           copy_X_train=False)
             gp.fit(xu[:, None], target)
-            # GaussianProcessRegressor.predict's mean, without its input validation:
-            # k(x*, X) K^-1 y with the fitted model's kernel_ and alpha_ = K^-1 y
-            mean = gp.kernel_(((xs - x0) / span)[:, None], gp.X_train_) @ gp.alpha_
+            # GaussianProcessRegressor.predict's mean k(x*, X) K^-1 y, from the fitted model's
+            # alpha_ = K^-1 y: at the training points k(X, X) = K - alpha I, so it is y - alpha alpha_
+            if finite.all():
+                mean = target - (noise + _JITTER) * gp.alpha_
+            else:  # also at the points left out of the fit
+                mean = gp.kernel_(((xs - x0) / span)[:, None], gp.X_train_) @ gp.alpha_
     except (np.linalg.LinAlgError, ValueError):
         return raw()
     out = np.asarray(mean, dtype=float) * sd + mu
