@@ -71,6 +71,7 @@ def train_seed(env_id: str, steps: int, seed: int, layout: dict[str, int], curve
     wall = time.perf_counter() - t0
     final = {"kind": "final", "seed": seed, "steps": done, "wall_seconds": round(wall, 1),
              "steps_per_sec": round(done / wall, 1), "final_mean_return_last20": mean_last(returns),
+             "final_mean_return_last100": mean_last(returns, 100),
              "episodes": len(returns), "stopped_early": stopped_early, "learner_device": device}
     emit(final)
     return final
@@ -114,7 +115,13 @@ class Report:
                            all_seeds_reached_target_steps=all(
                                s.get("steps", 0) >= self.doc["settings"]["steps"] and not s.get("stopped_early")
                                for s in self.doc["seeds"].values()))
-            summary["meets_bar_mean_ge_2000"] = summary["mean_final_return"] >= BAR
+            # the bar is defined at the target step count: no verdict from a run cut short
+            summary["meets_bar_mean_ge_2000"] = (summary["mean_final_return"] >= BAR
+                                                 if summary["all_seeds_reached_target_steps"] else None)
+            last_points = [s["curve"][-1]["mean_return_last20"] for s in self.doc["seeds"].values()
+                           if s["curve"] and s["curve"][-1]["mean_return_last20"] is not None]
+            if last_points:
+                summary["mean_of_last_curve_points"] = round(float(np.mean(last_points)), 1)
         self.doc["summary"] = summary
         self.doc["status"] = status
         self.doc["machine"]["load_average_at_end"] = load_average()
