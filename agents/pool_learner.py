@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlpop.agents.actors import ActorPool
-from rlpop.agents.base import resolve_hparams
+from rlpop.agents.actors import ActorPool, Rollout
+from rlpop.agents.base import TrainResult, resolve_hparams
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd
 
@@ -70,6 +70,28 @@ class PoolLearner:
                              f"of envs (num_actors x envs_per_actor = {n_envs})")
         self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
         return net_kwargs
+
+    def actor_weights(self) -> dict[str, torch.Tensor]:
+        """CPU weights the actors act with (the learner's policy, or its target network)."""
+        raise NotImplementedError
+
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        """One learner update on a rollout; returns its diagnostics."""
+        raise NotImplementedError
+
+    def train(self, steps: int) -> TrainResult:
+        """Collect and learn, whole rollouts at a time, until at least ``steps`` env steps were consumed."""
+        pool = self._ensure_pool()
+        done_steps, returns, metrics, updates = 0, [], {}, []
+        while done_steps < steps:
+            rollout = pool.collect(self.actor_weights(), self._obs_norm(),
+                                   self.hp["rollout_steps"] // pool.num_envs)
+            metrics = self.learn(rollout)
+            updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
+            done_steps += rollout.steps
+            returns += rollout.episode_returns
+        self.env_steps += done_steps
+        return TrainResult(done_steps, returns, metrics, updates)
 
     def _ensure_pool(self) -> ActorPool:
         if self.pool is None:

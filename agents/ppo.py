@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlpop.agents.base import TrainResult, check_mutable
+from rlpop.agents.base import check_mutable
 from rlpop.agents.networks import ActorCritic
 from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.pool_learner import PoolLearner, to_cpu
@@ -71,19 +71,6 @@ class PPO(PoolLearner):
         self.hp.update(hparams)
         self.reward_scaler.gamma = self.hp["gamma"]
 
-    def train(self, steps: int) -> TrainResult:
-        """Run whole PPO updates until at least ``steps`` env steps were consumed."""
-        pool = self._ensure_pool()
-        done_steps, returns, metrics, updates = 0, [], {}, []
-        while done_steps < steps:
-            rollout = pool.collect(self._cpu_weights(), self._obs_norm(), self.hp["rollout_steps"] // pool.num_envs)
-            metrics = self._update(rollout)
-            updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
-            done_steps += rollout.steps
-            returns += rollout.episode_returns
-        self.env_steps += done_steps
-        return TrainResult(done_steps, returns, metrics, updates)
-
     def get_state(self) -> dict[str, Any]:
         return {
             "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
@@ -111,8 +98,11 @@ class PPO(PoolLearner):
         self._restart_episodes()
 
     # ---------------------------------------------------------------- internals
-    def _cpu_weights(self) -> dict[str, torch.Tensor]:
+    def actor_weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    def learn(self, rollout) -> dict[str, float]:
+        return self._update(rollout)
 
     def _norm(self, obs: np.ndarray, stats) -> np.ndarray:
         return obs.astype(np.float32) if stats is None else normalize_obs(obs, *stats)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rlpop.agents.actors import Rollout
-from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
+from rlpop.agents.base import check_mutable, resolve_hparams
 from rlpop.agents.networks import ActorCritic
 from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.pool_learner import PoolLearner, to_cpu
@@ -166,20 +166,6 @@ class VMPO(PoolLearner):
             raise ValueError(f"VMPO: gamma must be in [0, 1], got {new['gamma']!r}")
         self.hp = new
         self.reward_scaler.gamma = self.hp["gamma"]
-
-    def train(self, steps: int) -> TrainResult:
-        """Collect with the target policy and learn until at least ``steps`` env steps were consumed."""
-        pool = self._ensure_pool()
-        done_steps, returns, metrics, updates = 0, [], {}, []
-        while done_steps < steps:
-            rollout = pool.collect(self.actor_weights(), self._obs_norm(),
-                                   self.hp["rollout_steps"] // pool.num_envs)
-            metrics = self.learn(rollout)
-            updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
-            done_steps += rollout.steps
-            returns += rollout.episode_returns
-        self.env_steps += done_steps
-        return TrainResult(done_steps, returns, metrics, updates)
 
     def get_state(self) -> dict[str, Any]:
         cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}  # noqa: E731

@@ -63,7 +63,7 @@ def test_state_round_trip_gives_identical_actions_and_update():
         ga, gb = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
         assert torch.equal(a.net.act(obs, ga)[0], b.net.act(obs, gb)[0])
         # the same next update from the same data
-        ro = a._ensure_pool().collect(a._cpu_weights(), a._obs_norm(), 64)
+        ro = a._ensure_pool().collect(a.actor_weights(), a._obs_norm(), 64)
         a._update(ro)
         b._update(ro)
         for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
