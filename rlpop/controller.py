@@ -173,10 +173,7 @@ class Controller:
             src, dst = R[d.src], R[d.dst]
             if not src.has_state:
                 raise RuntimeError(f"strategy asked worker {dst.id} to copy worker {src.id}, which has no state yet")
-            self.backend.copy_state(src.id, dst.id)
-            dst.hparams = dict(src.hparams)
-            self.backend.set_hparams(dst.id, dst.hparams)
-            dst.reset_curve()
+            self._copy(src, dst, hparams=src.hparams)
             dst.copies += 1
             self.counts["exploit"] += 1
             text = f"w{dst.id} (Q={dst.q:.4g}) <- w{src.id} (Q={src.q:.4g}): weights, optimiser, normalisers, hparams"
@@ -188,18 +185,13 @@ class Controller:
             text = f"w{dst.id} explore | " + ", ".join(f"{k}: {v}" for k, v in changes.items())
         elif isinstance(d, AssignEvaluator):
             ev, parent, child = R[d.evaluator], R[d.parent], R[d.child]
-            self.backend.copy_state(parent.id, ev.id)
-            ev.hparams = dict(child.hparams)
-            self.backend.set_hparams(ev.id, ev.hparams)
-            ev.reset_curve()
+            self._copy(parent, ev, hparams=child.hparams)
             ev.assigned, ev.has_state = True, True
             self.counts["assign"] += 1
             text = f"evaluator w{ev.id} <- weights of w{parent.id} (P{parent.subpop}), hparams of target w{child.id} (P{child.subpop})"
         elif isinstance(d, EvaluatorSuccess):
             ev, child = R[d.evaluator], R[d.child]
-            self.backend.copy_state(ev.id, child.id)
-            self.backend.set_hparams(child.id, child.hparams)  # the child keeps its own hparams
-            child.reset_curve()
+            self._copy(ev, child, hparams=child.hparams)  # the child keeps its own hparams
             child.copies += 1
             self.counts["success"] += 1
             text = f"evaluator w{ev.id} SUCCESS: target w{child.id} copies its weights (p={d.p_value:.3g}, score diff={d.score_diff:.4g})"
@@ -212,6 +204,13 @@ class Controller:
             raise TypeError(f"unknown decision {d!r}")
         step = R[getattr(d, "dst", None) if hasattr(d, "dst") else getattr(d, "evaluator")].steps
         self._log({**to_record(d), "round": self.round, "step": step}, text)
+
+    def _copy(self, src: WorkerRecord, dst: WorkerRecord, hparams: dict[str, Any]) -> None:
+        """``dst`` takes ``src``'s learner state, then ``hparams``; its curve restarts (paper: since the last copy)."""
+        self.backend.copy_state(src.id, dst.id)
+        dst.hparams = dict(hparams)
+        self.backend.set_hparams(dst.id, dst.hparams)
+        dst.reset_curve()
 
     def _log(self, record: dict[str, Any], text: str) -> None:
         line = f"round {self.round} step {record.get('step', '')}: {text}"
