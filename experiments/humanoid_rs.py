@@ -4,22 +4,20 @@
     python -m rlpop.run experiments/humanoid_rs.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.population=11
 """
-import importlib.util
 from pathlib import Path
 
-from rlpop.experiment import Agent, Experiment, RandomSearch
+from rlpop.experiment import RandomSearch, Experiment
+from rlpop.run import load_experiment
 
-_spec = importlib.util.spec_from_file_location("humanoid_fire", Path(__file__).with_name("humanoid_fire.py"))
-_fire = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fire)
+fire = load_experiment(Path(__file__).with_name("humanoid_fire.py"))
 
 experiment = Experiment(
     name="humanoid_rs",
-    env="Humanoid-v5",
-    agent=Agent(_fire.AGENT.learner, dict(_fire.AGENT.hparams)),
-    space=_fire.SPACE,
+    env=fire.env,
+    agent=fire.agent,
+    space=fire.space,
     strategy=RandomSearch(population=50),
-    total_steps=_fire.TOTAL_STEPS,
-    eval_steps=_fire.EVAL_STEPS,
-    backend="ray",
+    total_steps=fire.total_steps,
+    eval_steps=fire.eval_steps,
+    backend=fire.backend,
 )
