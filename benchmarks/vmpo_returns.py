@@ -306,14 +306,16 @@ class Report:
 
 def summarise(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (env, algo): median/min/max over seeds of the final last-20 mean return,
-    mean steps/s (wall and CPU) -- finished configurations only."""
+    mean steps/s (wall and CPU) -- over the configurations that reached their target steps
+    only; ``seeds_stopped_early`` counts those the deadline cut short (left out here)."""
     rows = []
     for env in dict.fromkeys(r["env"] for r in runs.values()):
         for algo in dict.fromkeys(r["algo"] for r in runs.values() if r["env"] == env):
-            done = [r for r in runs.values() if r["env"] == env and r["algo"] == algo and "final_mean_return_last20"
-                    in r]
+            mine = [r for r in runs.values() if r["env"] == env and r["algo"] == algo]
+            done = [r for r in mine if "final_mean_return_last20" in r and not r["stopped_early"]]
             finals = [r["final_mean_return_last20"] for r in done if r["final_mean_return_last20"] is not None]
             row: dict[str, Any] = {"env": env, "algo": algo, "seeds_finished": len(done),
+                                   "seeds_stopped_early": sum(bool(r.get("stopped_early")) for r in mine),
                                    "steps": sorted({r["steps"] for r in done})}
             if finals:
                 row.update(median_final_return=round(float(np.median(finals)), 1),
@@ -331,12 +333,13 @@ def summarise(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def mean_curves(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per env and algo: at each window end, the mean over seeds of the window's mean return
-    (seeds whose window had no finished episode are left out; ``seeds`` says how many counted)."""
+    (seeds whose window had no finished episode, and windows a deadline cut short, are left
+    out; ``seeds`` says how many counted)."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in runs.values():
         by_step = out.setdefault(r["env"], {}).setdefault(r["algo"], {})  # type: ignore[arg-type]
         for p in r["curve"]:
-            if p["mean_return_window"] is not None:
+            if p["mean_return_window"] is not None and not p.get("partial_window"):
                 by_step.setdefault(p["steps"], []).append(p["mean_return_window"])  # type: ignore[union-attr]
     return {env: {algo: [{"steps": s, "mean_return": round(float(np.mean(v)), 1), "seeds": len(v)}
                          for s, v in sorted(d.items())]  # type: ignore[union-attr]
