@@ -257,7 +257,7 @@ def test_parent_fitness_from_evaluator_curves_drives_truncation(fake_curves):
     # evaluator: exempt); fitness = sum over the others of (last eval Q - their last eval Q)
     exploits = [(d.src, d.dst) for d in ds if isinstance(d, Exploit)]
     assert exploits == [(3, 0), (7, 5)]  # 4 y_j - sum: 4 -> 2, 5 -> -6, 6 -> -2, 7 -> 6
-    assert len(calls) == 12  # 4 * 3 ordered pairs, each computed once
+    assert len(calls) == 6  # 4 * 3 / 2 unordered pairs, each computed once (antisymmetry gives the other order)
     # 5 lost: its evaluator (10) stops, 0 lost: evaluators targeting child 3 keep going
     stops = [d for d in ds if isinstance(d, StopEvaluator)]
     assert stops == [StopEvaluator(10, "parent lost evolution")]

@@ -119,8 +119,15 @@ class _Curves:
         return self._smoothed[wid]
 
     def score_diff(self, eta: int, kappa: int) -> float:
-        """best_score_diff(eta, kappa) between two workers' curves (paper 3.1.1)."""
+        """best_score_diff(eta, kappa) between two workers' curves (paper 3.1.1).
+
+        best_score_diff is antisymmetric by construction (the overlap is the same
+        section seen from either side; the strictly-above case negates the swap),
+        so each unordered pair is computed once.
+        """
         key = (eta, kappa)
+        if (kappa, eta) in self._diff:
+            return -self._diff[(kappa, eta)]
         if key not in self._diff:
             xe, ye = self.curve(eta)
             xk, yk = self.curve(kappa)
