@@ -71,6 +71,8 @@ class Controller:
         self.train_s = 0.0   # wall time spent inside backend.train
         self.counts = {"exploit": 0, "success": 0, "assign": 0, "stop": 0, "failure": 0}
         self.space_names = list(exp.hparam_space().names)
+        self.curve_fields = CURVE_FIELDS + ["hparams"] + [f"hp_{n}" for n in self.space_names]
+        self.metric_fields: list[str] | None = None  # fixed by the first rows the learner reports
         self.records: dict[int, WorkerRecord] = {}
         self.last_results: dict[int, TrainReport] = {}
         for slot in self.strategy.layout():
@@ -140,12 +142,11 @@ class Controller:
             r.curve_steps.append(res.steps)
             r.curve_q.append(res.q)
             curve_rows.append(self._curve_row(r, res))
-        self.run_dir.append_rows("curves.csv", CURVE_FIELDS + ["hparams"] + [f"hp_{n}" for n in self.space_names],
-                                 curve_rows)
+        self.run_dir.append_rows("curves.csv", self.curve_fields, curve_rows)
         if metric_rows:
-            keys = sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
-            self._metric_fields = getattr(self, "_metric_fields", None) or METRIC_FIELDS + keys
-            self.run_dir.append_rows("metrics.csv", self._metric_fields, metric_rows)
+            if self.metric_fields is None:
+                self.metric_fields = METRIC_FIELDS + sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
+            self.run_dir.append_rows("metrics.csv", self.metric_fields, metric_rows)
         # after the last round a decision would only copy weights nobody trains again
         decisions = [] if self.done() else self.strategy.decide(self.view())
         for d in decisions:
