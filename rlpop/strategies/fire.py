@@ -76,7 +76,7 @@ import numpy as np
 from rlpop import curves
 from rlpop.decisions import AssignEvaluator, Decision, EvaluatorSuccess, StopEvaluator
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.pbt import (ReadyClock, check_quantile, due, eligible_fitness, exploit_and_explore,
+from rlpop.strategies.pbt import (ReadyClock, check_quantile, check_state_kind, due, eligible_fitness, exploit_and_explore,
                                   rng_from_state, rng_state, truncation_pairs)
 from rlpop.strategies.random_search import check_int, check_space, initial_draws
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerSlot, WorkerView
@@ -307,9 +307,7 @@ class FirePBT:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "fire_pbt":
-            raise ValueError(f"FirePBT.set_state: state is for strategy {state.get('strategy')!r}, not "
-                             "'fire_pbt'; resume with the strategy the run was started with")
+        check_state_kind(state, "fire_pbt", "FirePBT")
         self._rng = rng_from_state(state["rng"])
         self._clock.set_state(state["last_ready"])
         self._assign = {int(e): Assignment(**a) for e, a in state["assignments"].items()}

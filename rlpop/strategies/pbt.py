@@ -97,6 +97,13 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
+def check_state_kind(state: Mapping[str, Any], kind: str, owner: str) -> None:
+    """Refuse a saved strategy state that belongs to another strategy (a resume with the wrong one)."""
+    if state.get("strategy") != kind:
+        raise ValueError(f"{owner}.set_state: state is for strategy {state.get('strategy')!r}, not {kind!r}; "
+                         "resume with the strategy the run was started with")
+
+
 def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
     """A numpy Generator restored from :func:`rng_state`."""
     rng = np.random.default_rng()
@@ -182,8 +189,6 @@ class PBT:
         return {"strategy": "pbt", "rng": rng_state(self._rng), "last_ready": self._clock.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "pbt":
-            raise ValueError(f"PBT.set_state: state is for strategy {state.get('strategy')!r}, not 'pbt'; "
-                             "resume with the strategy the run was started with")
+        check_state_kind(state, "pbt", "PBT")
         self._rng = rng_from_state(state["rng"])
         self._clock.set_state(state["last_ready"])
