@@ -16,6 +16,22 @@ LEARNERS: dict[str, str] = {
 }
 
 
+#: learners with a batched implementation (K members in one process, one batched update):
+#: the backends' default engine for them
+BATCHED: dict[str, str] = {
+    "ppo": "rlpop.agents.batched_ppo:BatchedPPO",
+}
+
+
+def batched_learner_class(name: str) -> type | None:
+    """The batched implementation of learner ``name``, or None when it has none."""
+    path = BATCHED.get(name)
+    if path is None:
+        return None
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def learner_class(name: str) -> type:
     """The learner class for a registered name or a ``"module:Class"`` path."""
     path = LEARNERS.get(name, name)

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "norm_reward": True,
     "device": "auto",
     "torch_threads": 1,
+    # the batched engine (rlpop.agents.batched_ppo): how a shard steps its members' envs --
+    # "auto" (EnvPool where it provides the env, else gymnasium), "envpool" or "gym"
+    "env_backend": "auto",
 }
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
                      "minibatch_size", "max_grad_norm", "vf_clip"})

@@ -1,4 +1,11 @@
-"""PPO's math as pure functions (Schulman et al. 2017; GAE: Schulman et al. 2016)."""
+"""PPO's math as pure functions (Schulman et al. 2017; GAE: Schulman et al. 2016).
+
+The losses reduce over the LAST dimension only, and coefficients broadcast, so
+one call serves one member (``[B]`` samples, float coefficients) or K stacked
+members (``[K, B]`` samples, coefficients shaped ``[K, 1]``) -- member k's
+loss is then exactly what it would be alone. ``gae`` likewise broadcasts
+``gamma`` and ``lam`` against the trailing ``[..., N]`` env dimensions.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -36,10 +43,11 @@ def clipped_surrogate_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torc
     """
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
-    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    clipped = torch.clamp(ratio, 1 - clip, 1 + clip)
+    loss = torch.max(-adv * ratio, -adv * clipped).mean(-1)
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clip_frac = ((ratio - 1).abs() > clip).float().mean()
+        approx_kl = ((ratio - 1) - log_ratio).mean(-1)
+        clip_frac = ((ratio - 1).abs() > clip).float().mean(-1)
     return loss, approx_kl, clip_frac
 
 
@@ -47,13 +55,14 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
                clip: float | None) -> torch.Tensor:
     """0.5 * squared error, optionally with the PPO value clipping around the old values."""
     if clip is None:
-        return 0.5 * (values - returns).pow(2).mean()
-    clipped = old_values + (values - old_values).clamp(-clip, clip)
-    return 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+        return 0.5 * (values - returns).pow(2).mean(-1)
+    # an infinite clip (a member without value clipping, in a batch) is no clipping
+    clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    return 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean(-1)
 
 
 def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit std (per minibatch); a single sample is left centred."""
-    if adv.numel() < 2:
-        return adv - adv.mean()
-    return (adv - adv.mean()) / (adv.std() + 1e-8)
+    """Zero mean, unit std over the last dimension (per minibatch, per member); a single sample is left centred."""
+    if adv.shape[-1] < 2:
+        return adv - adv.mean(-1, keepdim=True)
+    return (adv - adv.mean(-1, keepdim=True)) / (adv.std(-1, keepdim=True) + 1e-8)

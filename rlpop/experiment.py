@@ -136,6 +136,11 @@ class Experiment:
     seed: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     backend: str = "inline"
+    #: "auto": members of a learner with a batched implementation (PPO) share shards -- one process, one
+    #: batched policy and update per shard; "member": one learner per member; "batched": insist on shards
+    engine: str = "auto"
+    #: members per shard on the batched engine (0: inline = one shard; ray = one per GPU, else per 2 CPUs)
+    shard_size: int = 0
     q_window_episodes: int = 10
     keep_checkpoints: int = 2
     worker_timeout_s: float = 3600.0
@@ -160,6 +165,11 @@ class Experiment:
                              "lower eval_steps or raise total_steps")
         if self.backend not in ("inline", "ray"):
             raise ValueError(f"backend={self.backend!r}: use 'inline' (one process) or 'ray'")
+        if self.engine not in ("auto", "batched", "member"):
+            raise ValueError(f"engine={self.engine!r}: use 'auto' (batched where the learner has it), 'batched' "
+                             "or 'member'")
+        if not isinstance(self.shard_size, int) or self.shard_size < 0:
+            raise ValueError(f"shard_size={self.shard_size!r} must be an integer >= 0 (0: the backend decides)")
         if not isinstance(self.agent, Agent):
             raise ValueError("agent: give rlpop.experiment.Agent(learner, hparams)")
         cls = learner_class(self.agent.learner)
@@ -169,6 +179,12 @@ class Experiment:
             if unknown:
                 raise ValueError(f"agent.hparams: unknown hyperparameter(s) {unknown} for learner "
                                  f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
+        if self.engine == "batched":
+            from rlpop.agents import BATCHED
+
+            if self.agent.learner not in BATCHED:
+                raise ValueError(f"engine='batched': learner {self.agent.learner!r} has no batched implementation "
+                                 f"(batched: {sorted(BATCHED)}); use engine='auto' or 'member'")
         if getattr(cls, "needs_env", True):
             from rlpop.envs import check_env_id
 
@@ -241,7 +257,8 @@ class Experiment:
             "space": {k: repr(p) for k, p in self.hparam_space().params.items()},
             "strategy": {"type": type(self.strategy).__name__, **dataclasses.asdict(self.strategy)},
             "method": self.method, "total_steps": self.total_steps, "eval_steps": self.eval_steps,
-            "seed": self.seed, "backend": self.backend, "q_window_episodes": self.q_window_episodes,
+            "seed": self.seed, "backend": self.backend, "engine": self.engine, "shard_size": self.shard_size,
+            "q_window_episodes": self.q_window_episodes,
         }
 
 

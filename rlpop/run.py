@@ -86,7 +86,7 @@ def plan(exp: Experiment) -> str:
              f"  budget: {exp.total_steps:,} actor steps per member ({members * exp.total_steps:,} for the members)",
              f"  Q every {exp.eval_steps:,} steps; checkpoints every {exp.checkpoint_steps:,} steps",
              f"  searched: {', '.join(f'{k} {_short(v)}' for k, v in exp.hparam_space().params.items()) or '(nothing)'}",
-             f"  backend: {exp.backend}"]
+             f"  backend: {exp.backend}, engine: {exp.engine}"]
     return "\n".join(lines)
 
 
@@ -162,7 +162,7 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
         tb(c)
         progress.update(c)
 
-    backend = make_backend(backend_name, address)
+    backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
     try:
         ctl = Controller(exp, run, backend, on_round=on_round)
         ctl.start()

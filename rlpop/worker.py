@@ -23,13 +23,40 @@ class TrainReport:
     updates: list[dict[str, float]] = field(default_factory=list)
 
 
+class QTracker:
+    """Q, the paper's objective ("the average episode return"), from the episodes of each ``train`` call.
+
+    Q is the mean return of the episodes that finished during the call; when
+    none finished, the mean of the last ``window`` episodes since the last
+    copy; NaN before any episode finished.
+    """
+
+    def __init__(self, window: int = 10):
+        self.recent: deque[float] = deque(maxlen=max(1, window))
+
+    def record(self, episode_returns: list[float]) -> float:
+        self.recent.extend(episode_returns)
+        if episode_returns:
+            return float(np.mean(episode_returns))
+        if self.recent:
+            return float(np.mean(self.recent))
+        return math.nan
+
+    def clear(self) -> None:
+        self.recent.clear()
+
+    def state(self) -> list[float]:
+        return list(self.recent)
+
+    def load(self, recent: list[float]) -> None:
+        self.recent.clear()
+        self.recent.extend(recent)
+
+
 class Worker:
     """Owns one learner (``rlpop.agents.make_learner``).
 
-    Q (the paper's objective, "the average episode return") is the mean return
-    of the episodes that finished during the last ``train`` call; when none
-    finished, the mean of the last ``q_window_episodes`` episodes since the
-    worker's last copy; NaN before any episode finished.
+    Q is kept by a :class:`QTracker` over the last ``q_window_episodes`` episodes.
     """
 
     def __init__(self, worker_id: int, learner: str, env_id: str | None, hparams: dict[str, Any], seed: int,
@@ -39,25 +66,19 @@ class Worker:
         self.id = worker_id
         self.learner = make_learner(learner, env_id, hparams, seed, env_kwargs)
         self.steps = 0
-        self.recent: deque[float] = deque(maxlen=max(1, q_window_episodes))
+        self.q = QTracker(q_window_episodes)
 
     def train(self, steps: int) -> TrainReport:
         t0 = time.perf_counter()
         res = self.learner.train(int(steps))
         self.steps += int(res.steps)
-        self.recent.extend(res.episode_returns)
-        if res.episode_returns:
-            q = float(np.mean(res.episode_returns))
-        elif self.recent:
-            q = float(np.mean(self.recent))
-        else:
-            q = math.nan
+        q = self.q.record(res.episode_returns)
         return TrainReport(self.id, self.steps, q, len(res.episode_returns), time.perf_counter() - t0,
                            dict(res.metrics), list(getattr(res, "updates", []) or []))
 
     def get_state(self) -> dict[str, Any]:
         """Learner state plus the worker's step counter (checkpoints)."""
-        return {"learner": self.learner.get_state(), "steps": self.steps, "recent": list(self.recent)}
+        return {"learner": self.learner.get_state(), "steps": self.steps, "recent": self.q.state()}
 
     def get_learner_state(self) -> dict[str, Any]:
         """Learner state only (what an exploit copies)."""
@@ -66,14 +87,13 @@ class Worker:
     def set_learner_state(self, state: dict[str, Any]) -> None:
         """Copy another worker's learner into this one (its own step counter is kept)."""
         self.learner.set_state(state)
-        self.recent.clear()
+        self.q.clear()
 
     def restore(self, state: dict[str, Any]) -> None:
         """Restore from this worker's own checkpoint."""
         self.learner.set_state(state["learner"])
         self.steps = int(state["steps"])
-        self.recent.clear()
-        self.recent.extend(state.get("recent", []))
+        self.q.load(state.get("recent", []))
 
     def set_hparams(self, hparams: dict[str, Any]) -> None:
         self.learner.set_hparams(dict(hparams))

@@ -1,25 +1,30 @@
 """Backends carry out what the controller asks: train workers, copy state, set hparams.
 
-* ``inline`` -- every worker in this process, trained one after the other:
-  deterministic for a seed, for tests and debugging.
-* ``ray`` -- every worker a Ray actor; state copies move through Ray's object
-  store (never the disk); ``ray.init()`` starts an embedded local cluster
-  unless an address is given.
+* ``inline`` -- every shard in this process: deterministic for a seed. With a
+  batched learner (PPO) the population is one shard (one batched policy, one
+  batched update); other learners run a member at a time.
+* ``ray`` -- every shard a Ray actor (GPUs requested when the cluster has
+  them); copies within a shard are slice copies, across shards they move
+  through Ray's object store (never the disk); ``ray.init()`` starts an
+  embedded local cluster unless an address is given.
+
+``engine``: ``"auto"`` (batched where the learner has it), ``"batched"`` or
+``"member"``; ``shard_size``: members per shard (0: the backend decides).
 """
 from __future__ import annotations
 
 from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
 
 
-def make_backend(name: str, address: str | None = None) -> Backend:
+def make_backend(name: str, address: str | None = None, engine: str = "auto", shard_size: int = 0) -> Backend:
     if name == "inline":
         from rlpop.backends.inline import InlineBackend
 
-        return InlineBackend()
+        return InlineBackend(engine=engine, shard_size=shard_size)
     if name == "ray":
         from rlpop.backends.ray_backend import RayBackend
 
-        return RayBackend(address=address)
+        return RayBackend(address=address, engine=engine, shard_size=shard_size)
     raise ValueError(f"backend={name!r}: use 'inline' or 'ray'")
 
 

@@ -1,17 +1,25 @@
-"""Workers as Ray actors; state copies through Ray's object store.
+"""Shards as Ray actors; copies within a shard are slice copies, across shards through the object store.
 
 ``ray.init()`` starts an embedded local cluster (the default) or joins one
-(``address="auto"`` or ``"HOST:PORT"``). Each worker asks for
-``min(1, cluster CPUs / workers)`` CPUs, so a population larger than the
-machine time-shares instead of waiting forever for resources.
+(``address="auto"`` or ``"HOST:PORT"``).
+
+* Batched learners (PPO): the population is split into shards of
+  ``shard_size`` members (0: one shard per GPU when the cluster has GPUs, else
+  one per two CPUs); each shard actor asks for its share of the cluster's CPUs
+  and, where there are GPUs, a (fractional) GPU, so its learner runs on CUDA.
+* Other learners: one member per actor, each asking for
+  ``min(1, cluster CPUs / workers)`` CPUs, so a population larger than the
+  machine time-shares instead of waiting forever for resources.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from rlpop.backends.base import WorkerFailure, WorkerSpec
-from rlpop.worker import TrainReport, Worker
+from rlpop.shard import BatchShard, MemberShard, split, use_batched
+from rlpop.worker import TrainReport
 
 
 def driver_pythonpath(extra: list[str] | None = None) -> str:
@@ -23,10 +31,13 @@ def driver_pythonpath(extra: list[str] | None = None) -> str:
 class RayBackend:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, engine: str = "auto",
+                 shard_size: int = 0):
         import ray
 
         self.ray = ray
+        self.engine = engine
+        self.shard_size = int(shard_size or 0)
         self._owns_ray = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True,
@@ -42,72 +53,118 @@ class RayBackend:
         from rlpop.envs import register_with_ray
 
         register_with_ray()
-        self.workers: dict[int, Any] = {}
-        self.cpus_per_worker = 1.0
+        self.where: dict[int, Any] = {}          # worker id -> shard actor
+        self.groups: dict[int, list[WorkerSpec]] = {}  # worker id -> the specs its shard was built from
+        self.batched = False
+        self.options: dict[str, float] = {}
 
-    def _remote(self, spec: WorkerSpec):
-        actor_cls = self.ray.remote(num_cpus=self.cpus_per_worker, max_restarts=0)(Worker)
-        return actor_cls.options(name=None).remote(spec.id, spec.learner, spec.env_id, spec.hparams, spec.seed,
-                                                   spec.env_kwargs, spec.q_window_episodes)
+    def _new_shard(self, group: list[WorkerSpec]):
+        cls = BatchShard if self.batched else MemberShard
+        actor = self.ray.remote(max_restarts=0)(cls).options(**self.options).remote(
+            group, self.options.get("num_cpus"))
+        for s in group:
+            self.where[s.id] = actor
+            self.groups[s.id] = group
+        return actor
 
     def start(self, specs: list[WorkerSpec]) -> None:
-        total = float(self.ray.cluster_resources().get("CPU", 1.0))
-        self.cpus_per_worker = max(0.01, min(1.0, total / max(1, len(specs))))
-        for s in specs:
-            self.workers[s.id] = self._remote(s)
-        self.ray.get([w.ping.remote() for w in self.workers.values()])  # surface construction errors now
+        res = self.ray.cluster_resources()
+        cpus, gpus = float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0))
+        self.batched = use_batched(specs, self.engine)
+        if self.batched:
+            if self.shard_size:
+                n = math.ceil(len(specs) / self.shard_size)
+            else:
+                n = int(gpus) if gpus >= 1 else max(1, int(cpus // 2))
+            groups = split(specs, n)
+            self.options = {"num_cpus": max(0.01, cpus / len(groups))}
+            if gpus > 0:
+                self.options["num_gpus"] = gpus / len(groups)
+        else:
+            groups = [[s] for s in specs]
+            self.options = {"num_cpus": max(0.01, min(1.0, cpus / max(1, len(specs))))}
+        actors = [self._new_shard(g) for g in groups]
+        self.ray.get([a.ping.remote() for a in actors])  # surface construction errors now
+
+    def _by_shard(self, ids: list[int]) -> list[tuple[Any, list[int]]]:
+        out: dict[Any, tuple[Any, list[int]]] = {}
+        for i in ids:
+            a = self.where[i]
+            out.setdefault(a, (a, []))[1].append(i)
+        return list(out.values())
 
     def train(self, ids: list[int], steps: int, timeout_s: float) -> dict[int, TrainReport | WorkerFailure]:
-        refs = {self.workers[i].train.remote(steps): i for i in ids}
+        refs = {a.train.remote(group, steps): (a, group) for a, group in self._by_shard(ids)}
         ready, pending = self.ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
         out: dict[int, TrainReport | WorkerFailure] = {}
         for ref in ready:
-            i = refs[ref]
+            _, group = refs[ref]
             try:
-                out[i] = self.ray.get(ref)
+                out.update(self.ray.get(ref))
             except Exception as exc:  # noqa: BLE001 -- RayActorError, RayTaskError: reported
-                out[i] = WorkerFailure(i, f"{type(exc).__name__}: {exc}")
+                out.update({i: WorkerFailure(i, f"{type(exc).__name__}: {exc}") for i in group})
         for ref in pending:
-            i = refs[ref]
-            self.ray.kill(self.workers[i])
-            out[i] = WorkerFailure(i, f"stalled: no result within worker_timeout_s={timeout_s}s")
+            actor, group = refs[ref]
+            self.ray.kill(actor)
+            out.update({i: WorkerFailure(i, f"stalled: no result within worker_timeout_s={timeout_s}s")
+                        for i in group})
         return out
 
     def copy_state(self, src: int, dst: int) -> None:
-        state_ref = self.workers[src].get_learner_state.remote()  # stays in the object store
-        self.ray.get(self.workers[dst].set_learner_state.remote(state_ref))
+        a, b = self.where[src], self.where[dst]
+        if a == b:
+            self.ray.get(a.copy.remote(src, dst))
+            return
+        state_ref = a.get_learner_state.remote(src)  # stays in the object store
+        self.ray.get(b.set_learner_state.remote(dst, state_ref))
 
     def set_hparams(self, worker: int, hparams: dict[str, Any]) -> None:
-        self.ray.get(self.workers[worker].set_hparams.remote(hparams))
+        self.ray.get(self.where[worker].set_hparams.remote(worker, hparams))
 
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        refs = [self.workers[i].get_state.remote() for i in ids]
-        return dict(zip(ids, self.ray.get(refs)))
+        out: dict[int, dict[str, Any]] = {}
+        for part in self.ray.get([a.get_states.remote(group) for a, group in self._by_shard(ids)]):
+            out.update(part)
+        return {i: out[i] for i in ids}
 
     def restore(self, worker: int, state: dict[str, Any]) -> None:
-        self.ray.get(self.workers[worker].restore.remote(state))
+        self.ray.get(self.where[worker].restore.remote(worker, state))
+
+    def _alive(self, actor) -> bool:
+        try:
+            self.ray.get(actor.ping.remote(), timeout=60)
+            return True
+        except Exception:  # noqa: BLE001 -- dead or killed
+            return False
 
     def rebuild(self, spec: WorkerSpec, state: dict[str, Any] | None) -> None:
-        old = self.workers.pop(spec.id, None)
-        if old is not None:
-            try:
-                self.ray.kill(old)
-            except Exception:  # noqa: BLE001
-                pass
-        self.workers[spec.id] = self._remote(spec)
+        old = self.where[spec.id]
+        if self.batched and self._alive(old):
+            # the shard process lives on: restore the member in place
+            self.ray.get(old.restore.remote(spec.id, state) if state is not None else old.reinit.remote(spec.id))
+            return
+        try:
+            self.ray.kill(old)
+        except Exception:  # noqa: BLE001
+            pass
+        # a dead batched shard comes back whole (its other failed members are restored by their own rebuild)
+        actor = self._new_shard(self.groups[spec.id] if self.batched else [spec])
         if state is not None:
             self.restore(spec.id, state)
+        else:
+            self.ray.get(actor.ping.remote())
 
     def close(self) -> None:
-        for w in self.workers.values():
+        actors = list(dict.fromkeys(self.where.values()))
+        for a in actors:
             try:
-                self.ray.get(w.close.remote(), timeout=10)
+                self.ray.get(a.close.remote(), timeout=10)
             except Exception:  # noqa: BLE001
                 pass
             try:
-                self.ray.kill(w)
+                self.ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        self.workers.clear()
+        self.where.clear()
         if self._owns_ray:
             self.ray.shutdown()

@@ -1,0 +1,231 @@
+"""The envs of K population members, stepped together for a batched learner.
+
+Every member owns ``N`` envs (its own seeds, its own episodes). A bank steps any
+subset of members -- members that do not train this round cost no env steps --
+and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward.
+
+* :class:`GymBank`: a ``gymnasium.vector.SyncVectorEnv`` per member in the
+  learner's process, autoreset in the SAME step (``next_obs`` holds the true
+  final observation of an episode, every step is a real transition). Works for
+  every env, custom ones included (they come from :func:`rlpop.envs.make_env`).
+* :class:`EnvPoolBank`: one EnvPool (C++ thread pool) over the stepped members'
+  envs, for the MuJoCo envs EnvPool provides. EnvPool resets an env on the step AFTER its episode ended: the
+  step that ended it returns the true final observation (so truncated episodes
+  bootstrap correctly), and the following step is a reset that is not a
+  transition -- the bank marks it ``valid=False`` and the learner leaves it out
+  of its losses.
+
+:func:`make_bank` picks EnvPool where it is installed and provides the env id
+(``env_backend="auto"``), gymnasium otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+#: gymnasium id -> EnvPool task id, for envs whose dynamics match gymnasium's (checked by
+#: tests/test_envbank.py::test_envpool_matches_gymnasium where EnvPool is installed)
+ENVPOOL_IDS: dict[str, str] = {
+    # same observations and rewards as gymnasium for the same actions from the same start (reset noise 0):
+    # max |obs diff| ~1e-7 or less (Humanoid-v5: 1.4e-2 in its contact-force terms, reward 4e-5)
+    "Hopper-v5": "Hopper-v5",
+    "HalfCheetah-v5": "HalfCheetah-v5",
+    "Walker2d-v5": "Walker2d-v5",
+    "Humanoid-v5": "Humanoid-v5",
+    "InvertedPendulum-v5": "InvertedPendulum-v5",
+    # not listed: Ant-v5 (observations differ by up to 7 after 300 steps in EnvPool 1.2.5)
+}
+
+
+@dataclass
+class Step:
+    """One step of the members ``[K', N]``: ``obs`` is what the policy sees next (after any
+    reset), ``next_obs`` the observation the step led to (the true final one where an episode
+    ended), ``valid`` False where the slot was a reset rather than a transition (None: all valid)."""
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    next_obs: np.ndarray
+    valid: np.ndarray | None = None
+
+
+def envpool_available(env_id: str) -> bool:
+    if env_id not in ENVPOOL_IDS:
+        return False
+    try:
+        import envpool  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or fails to load on this platform
+        return False
+    return ENVPOOL_IDS[env_id] in envpool.list_all_envs()
+
+
+def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int,
+              backend: str = "auto", num_threads: int | None = None) -> "GymBank | EnvPoolBank":
+    """A bank for ``len(seeds)`` members of ``num_envs`` envs each.
+
+    ``backend``: ``"auto"`` (EnvPool where it provides the env and no ``env_kwargs`` are given, else
+    gymnasium), ``"envpool"`` (an error if it cannot) or ``"gym"``.
+    """
+    if backend not in ("auto", "envpool", "gym"):
+        raise ValueError(f"env_backend={backend!r}: use 'auto', 'envpool' or 'gym'")
+    use_pool = backend == "envpool" or (backend == "auto" and not env_kwargs and envpool_available(env_id))
+    if use_pool:
+        if not envpool_available(env_id):
+            raise ValueError(f"env_backend='envpool': EnvPool is not installed or does not provide {env_id!r} "
+                             f"(it provides {sorted(ENVPOOL_IDS)}); use env_backend='auto' or 'gym'")
+        if env_kwargs:
+            raise ValueError(f"env_backend='envpool' takes no env_kwargs (got {sorted(env_kwargs)}); "
+                             "use env_backend='gym'")
+        return EnvPoolBank(env_id, seeds, num_envs, num_threads)
+    return GymBank(env_id, env_kwargs, seeds, num_envs)
+
+
+class GymBank:
+    """A SyncVectorEnv per member (same-step autoreset), in this process."""
+
+    kind = "gym"
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int):
+        from rlpop.envs import make_env  # the one registry, in every process
+
+        self.num_envs = num_envs
+        self.seeds = [int(s) for s in seeds]
+        self.envs = [gym.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(num_envs)],
+                                              autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+                     for _ in self.seeds]
+        self.single_observation_space = self.envs[0].single_observation_space
+        self.single_action_space = self.envs[0].single_action_space
+        self._resets = [0] * len(self.seeds)
+        self._obs: list[np.ndarray | None] = [None] * len(self.seeds)
+
+    def reset(self, members: Sequence[int]) -> None:
+        """Fresh episodes for ``members`` (a new seed each time: after a copy, not the same episodes again)."""
+        for m in members:
+            self._obs[m], _ = self.envs[m].reset(seed=self.seeds[m] + 100_003 * self._resets[m])
+            self._resets[m] += 1
+
+    def observe(self, members: Sequence[int]) -> np.ndarray:
+        for m in members:
+            if self._obs[m] is None:
+                self.reset([m])
+        return np.stack([self._obs[m] for m in members])
+
+    def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
+        obs, rew, term, trunc, nxt = [], [], [], [], []
+        for i, m in enumerate(members):
+            o, r, te, tr, info = self.envs[m].step(actions[i])
+            n = o
+            done = te | tr
+            if done.any():
+                n = o.copy()
+                final = info["final_obs"]
+                for j in np.flatnonzero(done):
+                    n[j] = final[j]
+            self._obs[m] = o
+            obs.append(o)
+            rew.append(r)
+            term.append(te)
+            trunc.append(tr)
+            nxt.append(n)
+        return Step(np.stack(obs), np.stack(rew), np.stack(term), np.stack(trunc), np.stack(nxt))
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+        self.envs = []
+
+
+class EnvPoolBank:
+    """One EnvPool over the envs of the members being stepped (one ``send``/``recv`` a step).
+
+    The pool is built for a set of members and kept while the same set steps (every round of a
+    synchronous PBT population); when the set changes -- an evaluator joins or stops, a member
+    reaches its budget -- a pool for the new set is built and its members start fresh episodes
+    (listed in :attr:`restarted` for the learner's episode bookkeeping). Members outside the set
+    step no env.
+    """
+
+    kind = "envpool"
+
+    def __init__(self, env_id: str, seeds: Sequence[int], num_envs: int, num_threads: int | None = None):
+        import os
+
+        import envpool
+
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.seeds = [int(s) for s in seeds]
+        self._envpool = envpool
+        self._threads = num_threads or len(os.sched_getaffinity(0))
+        probe = self._make(1, self.seeds[0])
+        self.single_observation_space = probe.observation_space
+        self.single_action_space = probe.action_space
+        probe.close()
+        self._members: tuple[int, ...] | None = None
+        self._pool = None
+        self._obs: np.ndarray | None = None
+        self._done: np.ndarray | None = None
+        self._builds = 0
+        #: members whose episodes restarted since the learner last looked (it clears the set)
+        self.restarted: set[int] = set()
+
+    def _make(self, n: int, seed: int):
+        return self._envpool.make(ENVPOOL_IDS[self.env_id], env_type="gymnasium", num_envs=n, seed=seed,
+                                  num_threads=min(self._threads, n), batch_size=n)
+
+    def _build(self, members: tuple[int, ...]) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        seed = (self.seeds[members[0]] * 1_000_003 + 7919 * self._builds + len(members)) % (2**31 - 1)
+        self._builds += 1
+        self._pool = self._make(len(members) * self.num_envs, seed)
+        obs, _ = self._pool.reset()
+        self._members = members
+        self._obs = np.asarray(obs)
+        self._done = np.zeros(len(obs), bool)
+        self._ids = np.arange(len(obs), dtype=np.int32)
+        self.restarted.update(members)
+
+    def reset(self, members: Sequence[int]) -> None:
+        """Fresh episodes for ``members``: the next step builds a new pool (EnvPool seeds at construction)."""
+        if self._members is not None and set(members) & set(self._members):
+            self._pool.close()
+            self._pool, self._members = None, None
+
+    def observe(self, members: Sequence[int]) -> np.ndarray:
+        key = tuple(members)
+        if key != self._members:
+            self._build(key)
+        return self._obs.reshape(len(key), self.num_envs, *self._obs.shape[1:])
+
+    def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
+        kk = len(members)
+        if tuple(members) != self._members:
+            raise RuntimeError("EnvPoolBank.step: call observe() with the same members first")
+        self._pool.send(np.ascontiguousarray(actions.reshape(kk * self.num_envs, *actions.shape[2:])), self._ids)
+        o, r, te, tr, info = self._pool.recv()
+        order = info["env_id"]
+        if not np.array_equal(order, self._ids):
+            inv = np.argsort(order)
+            o, r, te, tr = np.asarray(o)[inv], np.asarray(r)[inv], np.asarray(te)[inv], np.asarray(tr)[inv]
+        was_reset = self._done
+        # the step after an episode's end is EnvPool's reset: not a transition (no reward, no end)
+        te = te & ~was_reset
+        tr = tr & ~was_reset
+        self._done = te | tr
+        self._obs = np.asarray(o)
+        shape = (kk, self.num_envs)
+        obs = self._obs.reshape(*shape, *self._obs.shape[1:])
+        valid = None if not was_reset.any() else ~was_reset.reshape(shape)
+        return Step(obs, np.where(was_reset, 0.0, r).reshape(shape), te.reshape(shape), tr.reshape(shape), obs,
+                    valid)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        self._pool, self._members = None, None

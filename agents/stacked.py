@@ -1,0 +1,199 @@
+"""K members' actor-critic networks as stacked tensors, and the per-member optimiser math.
+
+A member's network is exactly :class:`rlpop.agents.networks.ActorCritic`; here
+K of them are held as one ``[K, P]`` tensor (a row of all P parameters per
+member) whose per-layer views are ``weight [K, in, out]`` and ``bias [K, out]``,
+evaluated for all members at once with one ``baddbmm`` per layer on inputs
+shaped ``[K, B, in]``. Member ``k``'s slice converts to and
+from an ``ActorCritic`` state dict (:meth:`StackedActorCritic.member_state_dict`),
+so a member's checkpoint is the same whichever engine trained it.
+
+The optimiser is Adam written out once over the ``[K, P]`` rows (:func:`adam_step`) with
+a per-member learning rate, step count and an ``active`` mask (a member that
+sits out an iteration is left exactly as it was), and gradient clipping by each
+member's own global norm (:func:`clip_grad_norm_per_member`) -- the same
+arithmetic as ``torch.optim.Adam`` and ``torch.nn.utils.clip_grad_norm_`` on
+one member.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from gymnasium import spaces
+
+from rlpop.agents.networks import ActorCritic, log_prob_entropy
+
+
+def _linear_names(prefix: str, n_layers: int) -> list[str]:
+    # nn.Sequential(Linear, Tanh, Linear, Tanh, ..., Linear): Linear layers sit at even indices
+    return [f"{prefix}.{2 * i}" for i in range(n_layers)]
+
+
+class StackedActorCritic:
+    """``K`` ActorCritic networks as one ``[K, P]`` parameter tensor (a plain container, not an nn.Module)."""
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Space, hidden: Sequence[int],
+                 init_log_std: float, seeds: Sequence[int], device: torch.device | str = "cpu"):
+        self.kwargs = dict(observation_space=observation_space, action_space=action_space, hidden=tuple(hidden),
+                           init_log_std=init_log_std)
+        self.device = torch.device(device)
+        nets = []
+        for s in seeds:  # member k starts exactly as a single learner seeded s (same init draws)
+            torch.manual_seed(int(s))
+            nets.append(ActorCritic(**self.kwargs))
+        ref = nets[0]
+        self.discrete = ref.discrete
+        self.n_layers = len(tuple(hidden)) + 1
+        #: parameter names in ActorCritic.parameters() order (the optimiser state's order too)
+        self.names = [n for n, _ in ref.named_parameters()]
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.offsets: dict[str, tuple[int, int]] = {}
+        rows, off = [], 0
+        for name in self.names:
+            stacked = torch.stack([dict(n.named_parameters())[name].detach() for n in nets])
+            if name.endswith(".weight"):
+                stacked = stacked.transpose(1, 2)  # [K, out, in] -> [K, in, out] for baddbmm
+            self.shapes[name] = tuple(stacked.shape[1:])
+            size = stacked[0].numel()
+            self.offsets[name] = (off, off + size)
+            off += size
+            rows.append(stacked.reshape(len(nets), size))
+        #: every member's parameters, one row each
+        self.flat = torch.cat(rows, 1).contiguous().to(self.device)
+
+    @property
+    def k(self) -> int:
+        return self.flat.shape[0]
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return self.views(self.flat)
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-layer views ``[K', *shape]`` into a ``[K', P]`` tensor (parameters, gradients or moments)."""
+        kk = flat.shape[0]
+        return {n: flat[:, a:b].view(kk, *self.shapes[n]) for n, (a, b) in self.offsets.items()}
+
+    # ---------------------------------------------------------------- forward
+    def _mlp(self, prefix: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        names = _linear_names(prefix, self.n_layers)
+        for i, name in enumerate(names):
+            x = torch.baddbmm(p[name + ".bias"].unsqueeze(1), x, p[name + ".weight"])
+            if i < len(names) - 1:
+                x = torch.tanh(x)
+        return x
+
+    def policy_params(self, obs: torch.Tensor, p: dict[str, torch.Tensor] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """obs ``[K, B, D]`` -> (logits, None) or (mean, log_std), each ``[K, B, A]``."""
+        p = self.params if p is None else p
+        out = self._mlp("actor", obs, p)
+        if self.discrete:
+            return out, None
+        return out, p["log_std"].unsqueeze(1).expand_as(out)
+
+    def value(self, obs: torch.Tensor, p: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """obs ``[K, B, D]`` -> values ``[K, B]``."""
+        return self._mlp("critic", obs, self.params if p is None else p).squeeze(-1)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor, p: dict[str, torch.Tensor] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.policy_params(obs, p)
+        return log_prob_entropy(a, b, actions, self.discrete)
+
+    # ---------------------------------------------------------------- members
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member ``k`` as an ``ActorCritic`` state dict (CPU tensors)."""
+        return to_module_layout(self, self.flat[k:k + 1])
+
+    @torch.no_grad()
+    def load_member(self, k: int, state_dict: dict[str, torch.Tensor]) -> None:
+        self.flat[k] = from_module_layout(self, state_dict).to(self.device)
+
+
+def to_module_layout(net: StackedActorCritic, row: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One member's ``[1, P]`` row (weights or Adam moments) as ActorCritic-shaped CPU tensors."""
+    out = {}
+    for name, t in net.views(row.detach()).items():
+        t = t[0]
+        out[name] = (t.t() if name.endswith(".weight") else t).cpu().clone().contiguous()
+    return out
+
+
+def from_module_layout(net: StackedActorCritic, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """ActorCritic-shaped tensors as one ``[P]`` row."""
+    parts = []
+    for name in net.names:
+        t = torch.as_tensor(tensors[name], dtype=torch.float32)
+        parts.append((t.t() if name.endswith(".weight") else t).reshape(-1))
+    return torch.cat(parts)
+
+
+# -------------------------------------------------------------------- optimiser math (pure functions)
+def clip_grad_norm_per_member(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
+    """Scale each member's row of ``grad`` [K, P] in place so its L2 norm is at most ``max_norm[k]``
+    (``torch.nn.utils.clip_grad_norm_``'s rule for one member). Returns the norms [K]."""
+    norms = grad.norm(dim=1)
+    grad.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
+    return norms
+
+
+@torch.no_grad()
+def adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+              step: torch.Tensor, lr: torch.Tensor, active: torch.Tensor | None = None,
+              betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5) -> None:
+    """One Adam step (Kingma & Ba; torch.optim.Adam's arithmetic) on stacked members' rows [K, P], in place.
+
+    ``step`` [K] (float64) counts each member's own steps; ``lr`` [K] (float64); members with
+    ``active[k]`` False are left untouched (parameters, moments and step count); ``active=None``: all step.
+    """
+    b1, b2 = betas
+    if active is None:
+        step.add_(1)
+        exp_avg.lerp_(grad, 1 - b1)
+        exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        step_size = lr / (1 - torch.pow(b1, step))
+    else:
+        step.add_(active.to(step.dtype))
+        a = active.unsqueeze(1)
+        exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
+        exp_avg_sq.copy_(torch.where(a, exp_avg_sq * b2 + grad * grad * (1 - b2), exp_avg_sq))
+        step_size = torch.where(active, lr / (1 - torch.pow(b1, step)).clamp(min=1e-12), torch.zeros_like(lr))
+    bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step)).clamp(min=1e-12)
+    denom = (exp_avg_sq.sqrt() / bc2_sqrt.to(exp_avg_sq.dtype).unsqueeze(1)).add_(eps)
+    param.addcdiv_(exp_avg * (-step_size).to(param.dtype).unsqueeze(1), denom)
+
+
+def adam_member_state(net: StackedActorCritic, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                      step: torch.Tensor, k: int, lr: float, eps: float = 1e-5) -> dict[str, Any]:
+    """Member ``k``'s moments as a ``torch.optim.Adam(...).state_dict()`` of one ActorCritic."""
+    state = {}
+    if float(step[k]) > 0:
+        m = to_module_layout(net, exp_avg[k:k + 1])
+        v = to_module_layout(net, exp_avg_sq[k:k + 1])
+        for i, name in enumerate(net.names):
+            state[i] = {"step": torch.tensor(float(step[k])), "exp_avg": m[name], "exp_avg_sq": v[name]}
+    group = {"lr": float(lr), "betas": (0.9, 0.999), "eps": eps, "weight_decay": 0, "amsgrad": False,
+             "maximize": False, "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+             "decoupled_weight_decay": False, "params": list(range(len(net.names)))}
+    return {"state": state, "param_groups": [group]}
+
+
+@torch.no_grad()
+def load_adam_member(net: StackedActorCritic, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                     step: torch.Tensor, k: int, opt_state: dict[str, Any]) -> None:
+    """Set member ``k``'s moments from an Adam state dict (``torch.optim.Adam`` over ActorCritic's parameters)."""
+    st = {int(i): s for i, s in opt_state.get("state", {}).items()}
+    if not st:
+        step[k] = 0.0
+        exp_avg[k].zero_()
+        exp_avg_sq[k].zero_()
+        return
+    step[k] = float(st[0]["step"])
+    zeros = {n: torch.zeros(net.shapes[n]).t() if n.endswith(".weight") else torch.zeros(net.shapes[n])
+             for n in net.names}
+    m = {n: st[i]["exp_avg"] if i in st else zeros[n] for i, n in enumerate(net.names)}
+    v = {n: st[i]["exp_avg_sq"] if i in st else zeros[n] for i, n in enumerate(net.names)}
+    exp_avg[k] = from_module_layout(net, m).to(exp_avg.device)
+    exp_avg_sq[k] = from_module_layout(net, v).to(exp_avg_sq.device)
