@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -89,7 +89,7 @@ class BatchedPPO:
             raise ValueError(f"PPO: rollout_steps={hp0['rollout_steps']} must be a multiple of the number "
                              f"of envs (num_actors x envs_per_actor = {self.num_envs})")
         self.bank = make_bank(env_id, self._env_kwargs, [s + 7919 for s in self.seeds], self.num_envs,
-                              hp0["env_backend"])
+                              hp0["env_backend"], num_actors=hp0["num_actors"])
         self.observation_space = self.bank.single_observation_space
         self.action_space = self.bank.single_action_space
         if isinstance(self.action_space, gym.spaces.Box):
@@ -156,8 +156,10 @@ class BatchedPPO:
         self._ep_len[list(members)] = 0
 
     # ---------------------------------------------------------------- training
-    def train(self, members: Sequence[int], steps: int) -> dict[int, TrainResult]:
-        """Collect and learn, whole rollouts at a time, until each of ``members`` consumed at least ``steps``."""
+    def train(self, members: Sequence[int], steps: int,
+              on_update: Callable[[int], None] | None = None) -> dict[int, TrainResult]:
+        """Collect and learn, whole rollouts at a time, until each of ``members`` consumed at least ``steps``.
+        ``on_update(steps_so_far)`` is called after every update (steps per member)."""
         members = list(members)
         out = {m: TrainResult(0) for m in members}
         if not members:
@@ -175,6 +177,8 @@ class BatchedPPO:
                 r.metrics = metrics[i]
                 r.updates.append({**metrics[i], "steps": n, "update": self.updates[m]})
             done += n
+            if on_update is not None:
+                on_update(done)
         for m in members:
             self.env_steps[m] += out[m].steps
         return out

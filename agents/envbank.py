@@ -8,6 +8,10 @@ and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward.
   learner's process, autoreset in the SAME step (``next_obs`` holds the true
   final observation of an episode, every step is a real transition). Works for
   every env, custom ones included (they come from :func:`rlpop.envs.make_env`).
+* :class:`ProcBank`: the same per-member vector envs spread over ``num_actors``
+  spawned actor processes (each holds ``envs_per_actor`` envs of every member),
+  so Python envs -- custom ones included -- step on every core while the
+  policy stays batched in the learner's process.
 * :class:`EnvPoolBank`: one EnvPool (C++ thread pool) over the stepped members'
   envs, for the MuJoCo envs EnvPool provides. EnvPool resets an env on the step AFTER its episode ended: the
   step that ended it returns the true final observation (so truncated episodes
@@ -16,10 +20,16 @@ and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward.
   of its losses.
 
 :func:`make_bank` picks EnvPool where it is installed and provides the env id
-(``env_backend="auto"``), gymnasium otherwise.
+(``env_backend="auto"``), gymnasium otherwise (in actor processes when
+``num_actors > 0``).
 """
 from __future__ import annotations
 
+import atexit
+import multiprocessing as mp
+import signal
+import traceback
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -65,11 +75,14 @@ def envpool_available(env_id: str) -> bool:
 
 
 def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int,
-              backend: str = "auto", num_threads: int | None = None) -> "GymBank | EnvPoolBank":
+              backend: str = "auto", num_threads: int | None = None, num_actors: int = 0
+              ) -> "GymBank | ProcBank | EnvPoolBank":
     """A bank for ``len(seeds)`` members of ``num_envs`` envs each.
 
     ``backend``: ``"auto"`` (EnvPool where it provides the env and no ``env_kwargs`` are given, else
-    gymnasium), ``"envpool"`` (an error if it cannot) or ``"gym"``.
+    gymnasium), ``"envpool"`` (an error if it cannot) or ``"gym"``. Gymnasium envs step in
+    ``num_actors`` actor processes (``num_envs / num_actors`` envs of every member each), or in
+    this process when ``num_actors`` is 0.
     """
     if backend not in ("auto", "envpool", "gym"):
         raise ValueError(f"env_backend={backend!r}: use 'auto', 'envpool' or 'gym'")
@@ -82,6 +95,8 @@ def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num
             raise ValueError(f"env_backend='envpool' takes no env_kwargs (got {sorted(env_kwargs)}); "
                              "use env_backend='gym'")
         return EnvPoolBank(env_id, seeds, num_envs, num_threads)
+    if num_actors > 0:
+        return ProcBank(env_id, env_kwargs, seeds, num_envs, num_actors)
     return GymBank(env_id, env_kwargs, seeds, num_envs)
 
 
@@ -138,6 +153,130 @@ class GymBank:
         for e in self.envs:
             e.close()
         self.envs = []
+
+
+def _bank_main(conn, env_id: str, env_kwargs: dict[str, Any], seeds: list[int], num_envs: int) -> None:
+    """An actor process: a GymBank over its share of every member's envs, stepped on command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+    bank = None
+    try:
+        bank = GymBank(env_id, env_kwargs, seeds, num_envs)
+        conn.send(("ready", (bank.single_observation_space, bank.single_action_space)))
+        while True:
+            try:
+                cmd, args = conn.recv()
+            except (EOFError, OSError):
+                break  # parent gone
+            if cmd == "close":
+                break
+            conn.send(("ok", getattr(bank, cmd)(*args)))
+    except Exception:  # noqa: BLE001 - everything goes back to the parent
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
+    finally:
+        if bank is not None:
+            bank.close()
+
+
+class BankError(RuntimeError):
+    """An env process of a bank failed; the message has the env id and the remote traceback."""
+
+
+_LIVE_BANKS: "weakref.WeakSet[ProcBank]" = weakref.WeakSet()
+
+
+class ProcBank:
+    """``num_actors`` spawned processes, each stepping ``num_envs / num_actors`` envs of every member."""
+
+    kind = "procs"
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int,
+                 num_actors: int):
+        if num_envs % num_actors:
+            raise ValueError(f"num_envs={num_envs} must be a multiple of num_actors={num_actors}")
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.per = num_envs // num_actors
+        self._closed = False
+        ctx = mp.get_context("spawn")
+        self._procs, self._conns = [], []
+        for a in range(num_actors):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_bank_main, daemon=True, name=f"rlpop-envs-{env_id}-{a}",
+                            args=(child, env_id, env_kwargs, [int(s) + 7919 * (a + 1) for s in seeds], self.per))
+            p.start()
+            child.close()
+            self._procs.append(p)
+            self._conns.append(parent)
+        _LIVE_BANKS.add(self)
+        spaces_ = [self._receive(a) for a in range(num_actors)]
+        self.single_observation_space, self.single_action_space = spaces_[0]
+
+    def _receive(self, a: int) -> Any:
+        try:
+            status, payload = self._conns[a].recv()
+        except (EOFError, OSError) as exc:
+            code = self._procs[a].exitcode
+            self.close()
+            raise BankError(f"env process {a} for env {self.env_id!r} died (exit code {code})") from exc
+        if status == "error":
+            self.close()
+            raise BankError(f"env process {a} for env {self.env_id!r} failed:\n{payload}")
+        return payload
+
+    def _call(self, cmd: str, args_per_actor: list[tuple]) -> list[Any]:
+        if self._closed:
+            raise BankError(f"env processes for env {self.env_id!r} are closed")
+        for c, args in zip(self._conns, args_per_actor):
+            c.send((cmd, args))
+        return [self._receive(a) for a in range(len(self._conns))]
+
+    def reset(self, members: Sequence[int]) -> None:
+        self._call("reset", [(list(members),)] * len(self._conns))
+
+    def observe(self, members: Sequence[int]) -> np.ndarray:
+        return np.concatenate(self._call("observe", [(list(members),)] * len(self._conns)), axis=1)
+
+    def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
+        m = list(members)
+        parts = self._call("step", [(m, actions[:, a * self.per:(a + 1) * self.per])
+                                    for a in range(len(self._conns))])
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)  # noqa: E731
+        return Step(cat("obs"), cat("reward"), cat("terminated"), cat("truncated"), cat("next_obs"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for c in self._conns:
+            try:
+                c.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self._procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)
+            if p.is_alive():
+                p.kill()
+        for c in self._conns:
+            c.close()
+        _LIVE_BANKS.discard(self)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@atexit.register
+def _close_all_banks() -> None:
+    for bank in list(_LIVE_BANKS):
+        bank.close()
 
 
 class EnvPoolBank:

@@ -37,6 +37,22 @@ def summary_line(c: "Controller") -> str:
             f"elapsed {t['wall']:6.0f}s ETA {_fmt(t['eta'])}s")
 
 
+def round_progress_line(c: "Controller", live: dict) -> str:
+    """``live``: {"steps": env steps of the running round so far, "target": the round's, "t0": its start}."""
+    elapsed = max(time.time() - float(live.get("t0", time.time())), 1e-9)
+    done, target = int(live.get("steps", 0)), int(live.get("target", 0))
+    sps = done / elapsed
+    left = (target - done) / sps if sps > 0 and target > done else math.nan
+    t = totals(c)
+    run_left = math.nan
+    if sps > 0:  # the members' remaining budget at this round's rate
+        members = [r for r in c.records.values() if r.role == "member" and r.alive]
+        remaining = sum(max(0, c.exp.total_steps - r.steps) for r in members) - done
+        run_left = max(0.0, remaining) / sps
+    return (f"round {c.round + 1:>5} running | env steps {done:,} / {target:,} | SPS {sps:8.0f} | "
+            f"round left ~{_fmt(left)}s | run: {100 * t['frac']:5.1f}% done, ETA ~{_fmt(run_left)}s")
+
+
 def table(c: "Controller", max_rows: int = 24) -> Table:
     hp_names = c.space_names[:3]
     tb = Table(title=f"rlpop · {c.exp.name} · {c.exp.method} · {c.exp.env or c.exp.agent.learner}", expand=False)
@@ -61,6 +77,7 @@ class Progress:
         self.live: Live | None = None
         self.min_interval_s = min_interval_s
         self._last = 0.0
+        self._last_beat = time.monotonic()
 
     def update(self, c: "Controller") -> None:
         if not self.enabled:
@@ -77,6 +94,17 @@ class Progress:
         if now - self._last >= self.min_interval_s or c.done():
             self._last = now
             print(summary_line(c), flush=True)
+
+    def heartbeat(self, c: "Controller", live: dict, every_s: float = 30.0) -> None:
+        """A line while a round is running (rounds can be hours long): env steps of this round so far,
+        their rate, and when the round will end; at most one every ``every_s`` seconds."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last_beat < every_s:
+            return
+        self._last_beat = now
+        print(round_progress_line(c, live), flush=True)
 
     def close(self) -> None:
         if self.live is not None:

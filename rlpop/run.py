@@ -165,6 +165,8 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
     backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
     try:
         ctl = Controller(exp, run, backend, on_round=on_round)
+        if hasattr(backend, "on_progress"):
+            backend.on_progress = lambda live: progress.heartbeat(ctl, live)
         ctl.start()
         if resume:
             ckpt = run.latest_checkpoint()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rlpop.backends.base import WorkerSpec
 from rlpop.worker import QTracker, TrainReport, Worker
@@ -70,14 +70,27 @@ class BatchShard:
         self.steps = {i: 0 for i in self.ids}
         self.q = {i: QTracker(s.q_window_episodes) for i, s in self.specs.items()}
         self._initial = {i: self.learner.get_state(self.slot[i]) for i in self.ids}  # to rebuild a member
+        self.live: dict[str, Any] = {"steps": 0, "target": 0, "t0": time.time()}
+
+    def progress(self) -> dict[str, Any]:
+        """Env steps taken so far in the current (or last) ``train`` call, all members together."""
+        return dict(self.live)
 
     def ping(self) -> list[int]:
         return list(self.ids)
 
-    def train(self, ids: Sequence[int], steps: int) -> dict[int, TrainReport]:
+    def train(self, ids: Sequence[int], steps: int,
+              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[int, TrainReport]:
         ids = [i for i in self.ids if i in set(ids)]
         t0 = time.perf_counter()
-        results = self.learner.train([self.slot[i] for i in ids], int(steps))
+        self.live = {"steps": 0, "target": int(steps) * len(ids), "t0": time.time()}
+
+        def on_update(per_member: int) -> None:
+            self.live["steps"] = per_member * len(ids)
+            if on_progress is not None:
+                on_progress(dict(self.live))
+
+        results = self.learner.train([self.slot[i] for i in ids], int(steps), on_update)
         dt = time.perf_counter() - t0
         out = {}
         for i in ids:
@@ -139,8 +152,11 @@ class MemberShard:
     def ping(self) -> list[int]:
         return list(self.ids)
 
-    def train(self, ids: Sequence[int], steps: int) -> dict[int, TrainReport]:
+    def train(self, ids: Sequence[int], steps: int, on_progress: Any = None) -> dict[int, TrainReport]:
         return {self.spec.id: self.worker.train(steps)} if self.spec.id in set(ids) else {}
+
+    def progress(self) -> dict[str, Any]:
+        return {}  # a per-member learner reports at the end of its train call
 
     def get_learner_state(self, i: int) -> dict[str, Any]:
         return self.worker.get_learner_state()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from rlpop.backends.base import WorkerFailure, WorkerSpec
 from rlpop.shard import BatchShard, MemberShard, split, use_batched
@@ -23,6 +23,8 @@ class InlineBackend:
         self.shard_size = int(shard_size or 0)
         self.where: dict[int, BatchShard | MemberShard] = {}
         self.batched = False
+        #: called with {"steps", "target", "t0"} after every batched update during a round (progress lines)
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def shards(self) -> list[BatchShard | MemberShard]:
@@ -51,7 +53,7 @@ class InlineBackend:
         out: dict[int, TrainReport | WorkerFailure] = {}
         for shard, group in self._by_shard(ids):
             try:
-                out.update(shard.train(group, steps))
+                out.update(shard.train(group, steps, self.on_progress))
             except Exception:  # noqa: BLE001 -- reported to the controller, which decides
                 tb = traceback.format_exc()
                 out.update({i: WorkerFailure(i, tb) for i in group})

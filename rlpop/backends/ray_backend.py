@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+import time
+from typing import Any, Callable
 
 from rlpop.backends.base import WorkerFailure, WorkerSpec
 from rlpop.shard import BatchShard, MemberShard, split, use_batched
@@ -57,10 +58,14 @@ class RayBackend:
         self.groups: dict[int, list[WorkerSpec]] = {}  # worker id -> the specs its shard was built from
         self.batched = False
         self.options: dict[str, float] = {}
+        #: called with {"steps", "target", "t0"} of the running shards every ~15 s during a round
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
+        self.poll_s = 15.0
 
     def _new_shard(self, group: list[WorkerSpec]):
         cls = BatchShard if self.batched else MemberShard
-        actor = self.ray.remote(max_restarts=0)(cls).options(**self.options).remote(
+        # max_concurrency=2: progress() answers while train() runs
+        actor = self.ray.remote(max_restarts=0, max_concurrency=2)(cls).options(**self.options).remote(
             group, self.options.get("num_cpus"))
         for s in group:
             self.where[s.id] = actor
@@ -95,7 +100,15 @@ class RayBackend:
 
     def train(self, ids: list[int], steps: int, timeout_s: float) -> dict[int, TrainReport | WorkerFailure]:
         refs = {a.train.remote(group, steps): (a, group) for a, group in self._by_shard(ids)}
-        ready, pending = self.ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            wait = left if self.on_progress is None else min(self.poll_s, left)
+            ready, pending = self.ray.wait(list(refs), num_returns=len(refs), timeout=wait)
+            if not pending or time.monotonic() >= deadline:
+                break
+            if self.on_progress is not None:
+                self._report_progress([refs[r][0] for r in pending], len(refs) * steps)
         out: dict[int, TrainReport | WorkerFailure] = {}
         for ref in ready:
             _, group = refs[ref]
@@ -109,6 +122,16 @@ class RayBackend:
             out.update({i: WorkerFailure(i, f"stalled: no result within worker_timeout_s={timeout_s}s")
                         for i in group})
         return out
+
+    def _report_progress(self, running: list[Any], target: int) -> None:
+        try:
+            live = self.ray.get([a.progress.remote() for a in running], timeout=5)
+        except Exception:  # noqa: BLE001 -- progress is best effort
+            return
+        done = sum(p.get("steps", 0) for p in live)
+        target = sum(p.get("target", 0) for p in live) or target
+        t0 = min((p["t0"] for p in live if "t0" in p), default=time.time())
+        self.on_progress({"steps": done, "target": target, "t0": t0})
 
     def copy_state(self, src: int, dst: int) -> None:
         a, b = self.where[src], self.where[dst]

@@ -1,0 +1,103 @@
+"""Shards in the backends: PPO populations run batched by default (one shard inline; shards as Ray actors),
+other learners per member; copies within a shard are slice copies, across shards through the object store."""
+import pytest
+import torch
+
+from rlpop.backends import make_backend
+from rlpop.backends.base import WorkerSpec
+from rlpop.controller import Controller
+from rlpop.decisions import Exploit, Explore
+from rlpop.experiment import PBT, Agent, Experiment, RandomSearch
+from rlpop.hparams import LogUniform
+from rlpop.shard import BatchShard, MemberShard, split
+from rlpop.store import RunDir
+
+
+def ppo_pbt(population=4, **kw):
+    # ready after 4 rounds: the tests' own copies are the only ones in their first rounds
+    return Experiment(name="ex", env="Corridor-v0",
+                      agent=Agent("ppo", hparams={"rollout_steps": 256, "envs_per_actor": 2, "epochs": 2}),
+                      space={"lr": LogUniform(1e-4, 3e-3)}, strategy=PBT(population=population, ready_steps=1024),
+                      total_steps=2048, eval_steps=256, **kw)
+
+
+def test_split_keeps_ids_in_order_and_sizes_even():
+    specs = [WorkerSpec(i, "ppo", "Corridor-v0", {}, i) for i in range(7)]
+    groups = split(specs, 3)
+    assert [[s.id for s in g] for g in groups] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert len(split(specs, 20)) == 7
+
+
+def test_inline_default_is_one_batched_shard_for_ppo_and_members_for_the_toy(tmp_path):
+    be = make_backend("inline")
+    ctl = Controller(ppo_pbt(3), RunDir.create(tmp_path, "a"), be)
+    ctl.start()
+    try:
+        assert len(be.shards) == 1 and isinstance(be.shards[0], BatchShard) and be.shards[0].ids == [0, 1, 2]
+    finally:
+        be.close()
+    toy = Experiment(name="toy", env=None, agent=Agent("toy"), space={"lr": LogUniform(1e-3, 1.0)},
+                     strategy=RandomSearch(population=2), total_steps=100, eval_steps=50)
+    be = make_backend("inline")
+    Controller(toy, RunDir.create(tmp_path, "b"), be).start()
+    try:
+        assert len(be.shards) == 2 and all(isinstance(s, MemberShard) for s in be.shards)
+    finally:
+        be.close()
+    be = make_backend("inline", engine="member")
+    Controller(ppo_pbt(2), RunDir.create(tmp_path, "c"), be).start()
+    try:
+        assert all(isinstance(s, MemberShard) for s in be.shards)
+    finally:
+        be.close()
+
+
+def test_batched_engine_is_refused_for_a_learner_without_one():
+    with pytest.raises(ValueError, match="engine='batched'.*toy"):
+        Experiment(name="t", env=None, agent=Agent("toy"), strategy=RandomSearch(population=2),
+                   total_steps=100, eval_steps=50, engine="batched")
+    with pytest.raises(ValueError, match="engine="):
+        ppo_pbt(engine="gpu")
+
+
+@pytest.mark.parametrize("backend", ["inline", "ray"])
+def test_copies_within_and_across_shards(backend, tmp_path, request):
+    if backend == "ray":
+        request.getfixturevalue("ray_cluster")
+    be = make_backend(backend, shard_size=2)  # 3 members: shards {0, 1} and {2}
+    ctl = Controller(ppo_pbt(3), RunDir.create(tmp_path, "x"), be)
+    ctl.start()
+    try:
+        ctl.step_round()
+        ctl.apply(Exploit(src=1, dst=0))   # within a shard: a slice copy
+        ctl.apply(Exploit(src=2, dst=1))   # across shards
+        ctl.apply(Explore(dst=1, hparams={"lr": 2.5e-3}, changes={"lr": "x"}))
+        states = be.get_states([0, 1, 2])
+        for k, v in states[2]["learner"]["net"].items():
+            assert torch.equal(v, states[1]["learner"]["net"][k]), k
+        assert not all(torch.equal(v, states[1]["learner"]["net"][k]) for k, v in states[0]["learner"]["net"].items())
+        assert states[1]["learner"]["hparams"]["lr"] == pytest.approx(2.5e-3)
+        ctl.step_round()
+        after = be.get_states([1])[1]["learner"]
+        assert after["opt"]["param_groups"][0]["lr"] == pytest.approx(2.5e-3)
+        assert [r.steps for r in ctl.records.values()] == [512, 512, 512]
+    finally:
+        be.close()
+
+
+def test_a_long_round_reports_progress_after_every_batched_update(tmp_path):
+    from rlpop.progress import round_progress_line
+
+    be = make_backend("inline")
+    ctl = Controller(ppo_pbt(2), RunDir.create(tmp_path, "p"), be)
+    seen = []
+    be.on_progress = seen.append
+    ctl.start()
+    try:
+        ctl.step_round()
+    finally:
+        be.close()
+    # eval_steps 256 = one update of 256 steps per member, two members
+    assert [(p["steps"], p["target"]) for p in seen] == [(512, 512)]
+    line = round_progress_line(ctl, {**seen[0], "steps": 256})
+    assert "env steps 256 / 512" in line and "SPS" in line and "ETA" in line
