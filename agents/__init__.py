@@ -20,6 +20,7 @@ LEARNERS: dict[str, str] = {
 #: the backends' default engine for them
 BATCHED: dict[str, str] = {
     "ppo": "rlpop.agents.batched_ppo:BatchedPPO",
+    "vmpo": "rlpop.agents.batched_vmpo:BatchedVMPO",
 }
 
 

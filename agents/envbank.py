@@ -118,11 +118,12 @@ class GymBank:
         self._resets = [0] * len(self.seeds)
         self._obs: list[np.ndarray | None] = [None] * len(self.seeds)
 
-    def reset(self, members: Sequence[int]) -> None:
+    def reset(self, members: Sequence[int]) -> bool:
         """Fresh episodes for ``members`` (a new seed each time: after a copy, not the same episodes again)."""
         for m in members:
             self._obs[m], _ = self.envs[m].reset(seed=self.seeds[m] + 100_003 * self._resets[m])
             self._resets[m] += 1
+        return True
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
         for m in members:
@@ -233,8 +234,13 @@ class ProcBank:
             c.send((cmd, args))
         return [self._receive(a) for a in range(len(self._conns))]
 
-    def reset(self, members: Sequence[int]) -> None:
+    def reset(self, members: Sequence[int]) -> bool:
         self._call("reset", [(list(members),)] * len(self._conns))
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
         return np.concatenate(self._call("observe", [(list(members),)] * len(self._conns)), axis=1)
@@ -330,11 +336,11 @@ class EnvPoolBank:
         self._ids = np.arange(len(obs), dtype=np.int32)
         self.restarted.update(members)
 
-    def reset(self, members: Sequence[int]) -> None:
-        """Fresh episodes for ``members``: the next step builds a new pool (EnvPool seeds at construction)."""
-        if self._members is not None and set(members) & set(self._members):
-            self._pool.close()
-            self._pool, self._members = None, None
+    def reset(self, members: Sequence[int]) -> bool:
+        """EnvPool cannot reset single envs in sync mode, and a new pool would restart every member's
+        episodes: the members' envs run on, and False tells the learner their running episodes are not
+        the members' own (their transitions still are valid data)."""
+        return self._members is None or not set(members) & set(self._members)
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
         key = tuple(members)

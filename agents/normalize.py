@@ -50,12 +50,16 @@ class RewardScaler:
         self.gamma = gamma
         self.clip = clip
 
-    def scale(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        """rewards, dones: [T, N]; returns the scaled rewards [T, N] (float32)."""
+    def scale(self, rewards: np.ndarray, dones: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """rewards, dones: [T, N]; returns the scaled rewards [T, N] (float32). ``valid`` [T, N]: slots
+        that are not transitions (EnvPool's resets) stay out of the return statistics."""
         out = np.empty_like(rewards, dtype=np.float32)
         for t in range(rewards.shape[0]):
             self.returns = self.returns * self.gamma + rewards[t]
-            self.rms.update(self.returns)
+            if valid is None:
+                self.rms.update(self.returns)
+            elif valid[t].any():
+                self.rms.update(self.returns[valid[t]])
             out[t] = np.clip(rewards[t] / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
             self.returns[dones[t]] = 0.0
         return out

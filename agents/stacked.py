@@ -131,11 +131,19 @@ def from_module_layout(net: StackedActorCritic, tensors: dict[str, torch.Tensor]
 
 
 # -------------------------------------------------------------------- optimiser math (pure functions)
-def clip_grad_norm_per_member(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
+def clip_grad_norm_per_member(grad: torch.Tensor, max_norm: torch.Tensor,
+                              columns: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
     """Scale each member's row of ``grad`` [K, P] in place so its L2 norm is at most ``max_norm[k]``
-    (``torch.nn.utils.clip_grad_norm_``'s rule for one member). Returns the norms [K]."""
-    norms = grad.norm(dim=1)
-    grad.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
+    (``torch.nn.utils.clip_grad_norm_``'s rule for one member); with ``columns`` (``(start, end)``
+    ranges), only those columns, as one group (e.g. one network's parameters). Returns the norms [K]."""
+    if columns is None:
+        norms = grad.norm(dim=1)
+        grad.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
+        return norms
+    norms = torch.stack([grad[:, a:b].pow(2).sum(1) for a, b in columns]).sum(0).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
+    for a, b in columns:
+        grad[:, a:b].mul_(coef)
     return norms
 
 

@@ -72,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "popart_beta": 1e-3,
     "device": "auto",
     "torch_threads": 1,
+    # the batched engine (rlpop.agents.batched_vmpo): how a shard steps its members' envs --
+    # "auto" (EnvPool where it provides the env, else gymnasium), "envpool" or "gym"
+    "env_backend": "auto",
 }
 MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
 

@@ -40,7 +40,7 @@ def nstep_targets(
     next_values: torch.Tensor,
     terminated: torch.Tensor,
     truncated: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
     n: int,
 ) -> torch.Tensor:
     """n-step bootstrapped returns ``G^(n)_t`` over a rollout (paper Eq. 3).
@@ -60,10 +60,12 @@ def nstep_targets(
 
     ``n >= T`` gives the paper's usual choice of bootstrapping from the end
     of the unroll (each step uses every remaining reward of the rollout).
-    The result carries no gradient.
+    The result carries no gradient. Trailing dimensions may be more than one
+    (``[T, K, N]`` for K stacked members) with ``gamma`` a tensor that
+    broadcasts against them (``[K, 1]``: one discount per member).
     """
-    if rewards.ndim != 2:
-        raise ValueError(f"rewards must be [T, N], got shape {tuple(rewards.shape)}")
+    if rewards.ndim < 2:
+        raise ValueError(f"rewards must be [T, N] (or [T, ...]), got shape {tuple(rewards.shape)}")
     for name, x in (("next_values", next_values), ("terminated", terminated),
                     ("truncated", truncated)):
         if x.shape != rewards.shape:
@@ -72,7 +74,7 @@ def nstep_targets(
                 f"got {tuple(x.shape)}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if not 0.0 <= gamma <= 1.0:
+    if not bool(torch.all((torch.as_tensor(gamma) >= 0) & (torch.as_tensor(gamma) <= 1))):
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
     with torch.no_grad():
         dtype = torch.promote_types(next_values.dtype, torch.float32)
@@ -82,6 +84,7 @@ def nstep_targets(
         ends = term | truncated.bool()
         ends = ends.clone()
         ends[-1] = True  # the rollout's end bootstraps like a truncation
+        gamma = torch.as_tensor(gamma, dtype=dtype, device=rewards.device)
         disc = gamma * (~term).to(dtype)
         # G^(1): one-step TD target; then G^(k)_t = r_t + disc_t *
         # (ends_t ? V(next_t) : G^(k-1)_{t+1}).
@@ -302,4 +305,62 @@ def vmpo_loss(
         metrics[f"kl_{c.name}"] = c.kl.detach().mean().item()
         metrics[f"alpha_{c.name}"] = c.alpha.detach().item()
     metrics["total_loss"] = total.detach().item()
+    return total, metrics
+
+
+# --------------------------------------------------------------------------
+# the same loss for K stacked members (the batched engine)
+# --------------------------------------------------------------------------
+def top_half_mask_members(advantages: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`top_half_mask` of each row of ``advantages [K, B]`` (each member's own batch); with
+    ``valid [K, B]``, the top half of each row's valid samples (ceil(n_valid / 2) of them)."""
+    adv = advantages.detach()
+    if not torch.isfinite(adv).all():
+        raise ValueError("advantages contains NaN or inf: check the value targets")
+    if valid is None:
+        k = (adv.shape[-1] + 1) // 2
+        order = torch.sort(adv, dim=-1, descending=True, stable=True).indices
+        return torch.zeros_like(adv, dtype=torch.bool).scatter_(-1, order[:, :k], True)
+    order = torch.sort(adv.masked_fill(~valid, float("-inf")), dim=-1, descending=True, stable=True).indices
+    pos = torch.arange(adv.shape[-1], device=adv.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(-1, order, pos)
+    k = (valid.sum(-1, keepdim=True) + 1) // 2
+    return (rank < k) & valid
+
+
+def vmpo_loss_members(
+    logprob: torch.Tensor,
+    values: torch.Tensor,
+    targets: torch.Tensor,
+    eta: torch.Tensor,
+    eps_eta: torch.Tensor,
+    kl_constraints: Sequence[KLConstraint],
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`vmpo_loss` for K members at once: inputs ``[K, B]`` (each row one member's
+    minibatch), ``eta`` and ``eps_eta`` ``[K]``, constraints with ``kl [K, B]`` and ``alpha [K]``.
+    Returns each member's loss ``[K]`` -- row k equals ``vmpo_loss`` on member k's tensors -- and
+    per-member metrics ``[K]`` (tensors, so no host sync per minibatch). ``valid [K, B]`` (EnvPool's
+    reset slots are not transitions) leaves samples out of the E-step and the value loss."""
+    adv = (targets.detach() - values.detach())
+    if valid is not None:  # a row without a valid sample (vanishingly rare) keeps all of its samples
+        valid = valid | ~valid.any(-1, keepdim=True)
+    mask = top_half_mask_members(adv, valid)
+    k = mask.sum(-1).to(adv.dtype)
+    scaled_sg = (adv / eta.detach().unsqueeze(-1)).masked_fill(~mask, float("-inf"))
+    psi = torch.softmax(scaled_sg, dim=-1)
+    sq = (targets.detach() - values).pow(2)
+    l_v = 0.5 * (sq.mean(-1) if valid is None else (sq * valid).sum(-1) / valid.sum(-1).clamp(min=1))
+    l_pi = -(psi * logprob).sum(-1)
+    scaled = (adv / eta.unsqueeze(-1)).masked_fill(~mask, float("-inf"))
+    l_eta = eta * eps_eta + eta * (torch.logsumexp(scaled, dim=-1) - torch.log(k))
+    total = l_v + l_pi + l_eta
+    metrics = {"value_loss": l_v.detach(), "policy_loss": l_pi.detach(), "temperature_loss": l_eta.detach(),
+               "eta": eta.detach(), "advantage_mean": adv.mean(-1), "psi_max": psi.max(-1).values}
+    for c in kl_constraints:
+        mean_kl = c.kl.mean(-1)
+        total = total + c.alpha.detach() * mean_kl + c.alpha * (c.eps - mean_kl.detach())
+        metrics[f"kl_{c.name}"] = mean_kl.detach()
+        metrics[f"alpha_{c.name}"] = c.alpha.detach()
+    metrics["total_loss"] = total.detach()
     return total, metrics

@@ -1,4 +1,4 @@
-"""``--dry-run``: estimate a run's wall time from a short measured burst."""
+"""``--dry-run``: estimate a run's wall time from a short measured burst, and its memory."""
 from __future__ import annotations
 
 import os
@@ -8,30 +8,48 @@ from rlpop.experiment import Experiment
 
 
 def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | None = None) -> str:
-    """Train one worker briefly here, then scale: every worker trains the same
-    number of steps, ``min(workers, cores)`` at a time."""
-    from rlpop.worker import Worker
+    """Train briefly here, then scale. Batched engine: a shard of up to 4 members for one rollout each,
+    and the population's steps at that aggregate rate (larger batches are faster per member, so this
+    errs long). Per-member engine: one worker, ``min(workers, cores)`` at a time on Ray, one inline."""
+    from rlpop.agents import BATCHED
+    from rlpop.backends.base import WorkerSpec
+    from rlpop.fit import estimate as memory
 
+    backend = backend or exp.backend
     strat = exp.build_strategy()
     slots = list(strat.layout())
-    hp = {**exp.agent.hparams, **strat.initial_hparams(slots[0])}
-    w = Worker(0, exp.agent.learner, exp.env, hp, exp.seed, exp.env_kwargs)
+    n = len(slots)
+    cores = os.cpu_count() or 1
+    total = n * exp.total_steps
+    batched = exp.engine != "member" and exp.agent.learner in BATCHED
+    specs = [WorkerSpec(s.id, exp.agent.learner, exp.env, {**exp.agent.hparams, **strat.initial_hparams(s)},
+                        exp.seed * 100_003 + s.id, dict(exp.env_kwargs)) for s in slots[:4 if batched else 1]]
+    if batched:
+        from rlpop.shard import BatchShard as Shard
+    else:
+        from rlpop.shard import MemberShard as Shard
+    shard = Shard(specs)
+    ids = [s.id for s in specs]
     try:
-        w.train(1)  # warm-up: starts actors, first rollout
-        steps = burst_steps or min(exp.eval_steps, 20_000)
+        warm = shard.train(ids, 1)  # warm-up: envs, first rollout and update
+        steps = burst_steps or (1 if batched else min(exp.eval_steps, 20_000))
         t0 = time.perf_counter()
-        rep = w.train(steps)
+        reps = shard.train(ids, steps)
         dt = time.perf_counter() - t0
     finally:
-        w.close()
-    sps = (rep.steps - 0) / dt if dt > 0 else float("nan")
-    sps = max(sps, 1e-9)
-    cores = os.cpu_count() or 1
-    n = len(slots)
-    total = n * exp.total_steps
-    parallel = 1 if exp.backend == "inline" else min(n, cores)  # inline trains one worker at a time
-    hours = total / (sps * parallel) / 3600
-    return (f"  measured: {sps:,.0f} actor steps/s for one worker on this machine ({cores} cores)\n"
-            f"  estimate: {total:,} worker-steps at ~{sps * parallel:,.0f} steps/s -> ~{hours:,.2f} h wall time "
-            f"on the {exp.backend} backend"
-            f"{' (FIRE evaluators are idle part of the time, so it runs somewhat faster)' if exp.method == 'fire' else ''}")
+        shard.close()
+    before = {i: r for i, r in warm.items()}
+    burst = sum(reps[i].steps - before[i].steps for i in ids)
+    sps = max(burst / dt if dt > 0 else float("nan"), 1e-9)
+    if batched:
+        rate, how = sps, f"a shard of {len(ids)} members"
+    else:
+        parallel = 1 if backend == "inline" else min(n, cores)
+        rate, how = sps * parallel, f"one worker x {parallel} at a time"
+    hours = total / rate / 3600
+    mem = memory(exp, backend)
+    return (f"  measured: {sps:,.0f} actor steps/s for {how} on this machine ({cores} cores)\n"
+            f"  estimate: {total:,} worker-steps at ~{rate:,.0f} steps/s -> ~{hours:,.2f} h wall time "
+            f"on the {backend} backend ({'batched' if batched else 'per-member'} engine)"
+            f"{' (FIRE evaluators are idle part of the time, so it runs somewhat faster)' if exp.method == 'fire' else ''}\n"
+            f"  memory: ~{mem.total_mb / 1024:.1f} GB ({mem.detail})")

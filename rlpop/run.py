@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where run directories are made (default: runs/)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (workers, roles, budget) and exit")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="start even when the run's estimated memory exceeds what this machine has available")
     return p
 
 
@@ -134,11 +136,18 @@ def _main(args: argparse.Namespace) -> int:
         backend_name = "ray" if args.address else (args.backend or exp.backend)
         exp.backend = backend_name
         address = args.address
+        if not args.dry_run and not args.no_fit_check and not address:
+            from rlpop.fit import check
+
+            try:
+                check(exp, backend_name)  # before the run directory exists
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
         if args.dry_run:
             print(plan(exp))
             from rlpop.dryrun import estimate
 
-            print(estimate(exp))
+            print(estimate(exp, backend=backend_name))
             return 0
         run = RunDir.create(args.runs_dir, exp.name)
         shutil.copy(args.experiment, run.path / "experiment.py")

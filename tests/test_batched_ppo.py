@@ -29,10 +29,13 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def test_a_member_in_a_batch_updates_exactly_as_alone():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_member_in_a_batch_updates_exactly_as_alone(threads, monkeypatch):
+    """threads=2: the members are split over two parallel update threads (as large batches are)."""
+    monkeypatch.setattr(BatchedPPO, "MIN_CHUNK", 1)
     env = "Pendulum-v1"
     singles = [PPO(env, h, seed=10 + i) for i, h in enumerate(HPS)]
-    batch = BatchedPPO(env, HPS, [10 + i for i in range(len(HPS))])
+    batch = BatchedPPO(env, HPS, [10 + i for i in range(len(HPS))], update_threads=threads)
     try:
         for i, s in enumerate(singles):
             assert _max_diff(s.net.state_dict(), batch.net.member_state_dict(i)) == 0.0  # same init
@@ -40,7 +43,7 @@ def test_a_member_in_a_batch_updates_exactly_as_alone():
             batch.set_state(i, s.get_state())
         rollouts = [s._ensure_pool().collect(s.actor_weights(), s._obs_norm(), 64) for s in singles]
         ro = _stack(rollouts)
-        ro["stats"] = batch._obs_stats([0, 1, 2])
+        ro["stats"] = batch.obs_stats([0, 1, 2])
         single_metrics = [s.learn(r) for s, r in zip(singles, rollouts)]
         batch_metrics = batch.learn([0, 1, 2], ro)
         for i, s in enumerate(singles):
@@ -133,6 +136,46 @@ def test_adam_step_matches_torch_adam_and_masks_inactive_members():
     for i in range(3):
         assert torch.allclose(p[i], ref[i].detach(), atol=1e-6), i
     assert steps.tolist() == [5.0, 3.0, 5.0]
+
+
+def test_masked_losses_equal_the_losses_on_the_valid_samples():
+    """EnvPool's reset slots are weighted out: the loss is the plain loss over the real transitions."""
+    torch.manual_seed(0)
+    logp, old, adv = torch.randn(2, 12), torch.randn(2, 12), torch.randn(2, 12)
+    values, old_v, ret = torch.randn(2, 12), torch.randn(2, 12), torch.randn(2, 12)
+    w = torch.ones(2, 12)
+    w[0, [1, 5, 7]] = 0.0
+    clip = torch.tensor([[0.2], [0.3]])
+    pg, kl, cf = BatchedPPO._policy_loss(logp, old, adv, clip, w)
+    v = BatchedPPO._value_loss(values, old_v, ret, clip, w)
+    from rlpop.agents.ppo_loss import clipped_surrogate_loss, normalize_advantages, value_loss
+
+    keep = w[0].bool()
+    pg0, kl0, _ = clipped_surrogate_loss(logp[0, keep], old[0, keep], normalize_advantages(adv[0, keep]), 0.2)
+    assert float(pg[0]) == pytest.approx(float(pg0), rel=1e-5) and float(kl[0]) == pytest.approx(float(kl0), rel=1e-5)
+    assert float(v[0]) == pytest.approx(float(value_loss(values[0, keep], old_v[0, keep], ret[0, keep], 0.2)), rel=1e-5)
+    pg1, _, _ = clipped_surrogate_loss(logp[1], old[1], normalize_advantages(adv[1]), 0.3)
+    assert float(pg[1]) == pytest.approx(float(pg1), rel=1e-5)
+
+
+def test_a_dead_env_process_is_replaced_when_the_member_is_restored():
+    import os
+    import signal as sig
+
+    from rlpop.agents.envbank import BankError
+
+    b = BatchedPPO("Pendulum-v1", [{**BASE, "num_actors": 2, "envs_per_actor": 1}] * 2, [0, 1])
+    try:
+        b.train([0, 1], 128)
+        state = b.get_state(0)
+        os.kill(b.bank._procs[0].pid, sig.SIGKILL)
+        with pytest.raises(BankError, match="Pendulum-v1"):
+            b.train([0, 1], 128)
+        b.set_state(0, state)  # what a backend's rebuild does: restore from the checkpoint
+        out = b.train([0, 1], 128)
+        assert out[0].steps == 128 and all(p.is_alive() for p in b.bank._procs)
+    finally:
+        b.close()
 
 
 def test_per_member_gradient_clipping():

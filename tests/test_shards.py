@@ -69,13 +69,18 @@ def test_copies_within_and_across_shards(backend, tmp_path, request):
     ctl.start()
     try:
         ctl.step_round()
+        before = be.get_states([0, 1, 2])
         ctl.apply(Exploit(src=1, dst=0))   # within a shard: a slice copy
+        after_first = be.get_states([0])[0]["learner"]
+        for k, v in before[1]["learner"]["net"].items():
+            assert torch.equal(v, after_first["net"][k]), k
+            assert not torch.equal(v, before[0]["learner"]["net"][k]), k
+        assert after_first["opt"]["state"][0]["step"] == before[1]["learner"]["opt"]["state"][0]["step"]
         ctl.apply(Exploit(src=2, dst=1))   # across shards
         ctl.apply(Explore(dst=1, hparams={"lr": 2.5e-3}, changes={"lr": "x"}))
         states = be.get_states([0, 1, 2])
         for k, v in states[2]["learner"]["net"].items():
             assert torch.equal(v, states[1]["learner"]["net"][k]), k
-        assert not all(torch.equal(v, states[1]["learner"]["net"][k]) for k, v in states[0]["learner"]["net"].items())
         assert states[1]["learner"]["hparams"]["lr"] == pytest.approx(2.5e-3)
         ctl.step_round()
         after = be.get_states([1])[1]["learner"]

@@ -57,7 +57,10 @@ class RayBackend:
         self.where: dict[int, Any] = {}          # worker id -> shard actor
         self.groups: dict[int, list[WorkerSpec]] = {}  # worker id -> the specs its shard was built from
         self.batched = False
-        self.options: dict[str, float] = {}
+        self.options: dict[str, Any] = {}
+        self.threads = 1
+        self.start_timeout_s = 600.0
+        self._last_states: dict[int, dict[str, Any]] = {}
         #: called with {"steps", "target", "t0"} of the running shards every ~15 s during a round
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         self.poll_s = 15.0
@@ -66,7 +69,7 @@ class RayBackend:
         cls = BatchShard if self.batched else MemberShard
         # max_concurrency=2: progress() answers while train() runs
         actor = self.ray.remote(max_restarts=0, max_concurrency=2)(cls).options(**self.options).remote(
-            group, self.options.get("num_cpus"))
+            group, self.threads)
         for s in group:
             self.where[s.id] = actor
             self.groups[s.id] = group
@@ -82,14 +85,25 @@ class RayBackend:
             else:
                 n = int(gpus) if gpus >= 1 else max(1, int(cpus // 2))
             groups = split(specs, n)
-            self.options = {"num_cpus": max(0.01, cpus / len(groups))}
+            share = cpus / len(groups)
+            # at most one CPU's reservation each (a shard never waits for a whole node to be free), spread
+            # over the nodes; its update threads use its share of the cluster's cores
+            self.options = {"num_cpus": max(0.01, min(1.0, share)), "scheduling_strategy": "SPREAD"}
+            self.threads = max(1, int(share))
             if gpus > 0:
                 self.options["num_gpus"] = gpus / len(groups)
         else:
             groups = [[s] for s in specs]
             self.options = {"num_cpus": max(0.01, min(1.0, cpus / max(1, len(specs))))}
+            self.threads = 1
         actors = [self._new_shard(g) for g in groups]
-        self.ray.get([a.ping.remote() for a in actors])  # surface construction errors now
+        ready, pending = self.ray.wait([a.ping.remote() for a in actors], num_returns=len(actors),
+                                       timeout=self.start_timeout_s)
+        if pending:
+            raise RuntimeError(f"{len(pending)} of {len(actors)} shard actors could not start within "
+                               f"{self.start_timeout_s:.0f} s (each asks {self.options}); cluster resources: "
+                               f"{self.ray.cluster_resources()}, available now: {self.ray.available_resources()}")
+        self.ray.get(ready)  # surface construction errors now
 
     def _by_shard(self, ids: list[int]) -> list[tuple[Any, list[int]]]:
         out: dict[Any, tuple[Any, list[int]]] = {}
@@ -108,7 +122,7 @@ class RayBackend:
             if not pending or time.monotonic() >= deadline:
                 break
             if self.on_progress is not None:
-                self._report_progress([refs[r][0] for r in pending], len(refs) * steps)
+                self._report_progress([refs[r][0] for r in pending], len(ids) * steps)
         out: dict[int, TrainReport | WorkerFailure] = {}
         for ref in ready:
             _, group = refs[ref]
@@ -148,6 +162,7 @@ class RayBackend:
         out: dict[int, dict[str, Any]] = {}
         for part in self.ray.get([a.get_states.remote(group) for a, group in self._by_shard(ids)]):
             out.update(part)
+        self._last_states.update(out)  # what a shard that dies is restored from (the controller's checkpoint)
         return {i: out[i] for i in ids}
 
     def restore(self, worker: int, state: dict[str, Any]) -> None:
@@ -170,12 +185,16 @@ class RayBackend:
             self.ray.kill(old)
         except Exception:  # noqa: BLE001
             pass
-        # a dead batched shard comes back whole (its other failed members are restored by their own rebuild)
-        actor = self._new_shard(self.groups[spec.id] if self.batched else [spec])
+        # a dead batched shard comes back whole: its other members -- idle evaluators, finished members,
+        # failed ones rebuilt after this -- start from the last checkpoint the controller took
+        group = self.groups[spec.id] if self.batched else [spec]
+        actor = self._new_shard(group)
+        self.ray.get(actor.ping.remote())
+        for s in group:
+            if s.id != spec.id and s.id in self._last_states:
+                self.restore(s.id, self._last_states[s.id])
         if state is not None:
             self.restore(spec.id, state)
-        else:
-            self.ray.get(actor.ping.remote())
 
     def close(self) -> None:
         actors = list(dict.fromkeys(self.where.values()))

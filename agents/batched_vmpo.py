@@ -1,0 +1,284 @@
+"""V-MPO for K population members at once (the batched engine's V-MPO).
+
+Member ``k`` is exactly :class:`rlpop.agents.vmpo.VMPO` with its own
+hyperparameters and seed: same networks and target network, same n-step
+targets, top-half E-step, temperature and KL multipliers, PopArt, gradient
+clipping per network, target refresh every ``target_period`` updates. The K
+members' online and target weights, Adam moments, multipliers (and their Adam
+moments), PopArt statistics and normalisers are stacked along a member
+dimension; one forward/backward pass updates every member. A member's state
+has the format of ``VMPO.get_state()``.
+
+Per member (``[K]`` tensors): ``lr``, ``eps_eta``, ``gamma``,
+``max_grad_norm`` -- every hyperparameter V-MPO lets a population change.
+Everything else (``epochs``, ``minibatch_size``, ``n_step``, ``target_period``,
+the KL bounds, ...) is fixed for a learner's lifetime and shared by a batch.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rlpop.agents.batched_base import BatchedLearner, member_major
+from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
+                                  to_module_layout, from_module_layout)
+from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO
+from rlpop.agents.vmpo_loss import (KLConstraint, categorical_kl, gaussian_cov_kl, gaussian_mean_kl,
+                                    inverse_positive, nstep_targets, positive, vmpo_loss_members)
+
+DUAL_EPS = 1e-8   # torch.optim.Adam's default, as VMPO's optimisers use it
+
+
+class BatchedVMPO(BatchedLearner):
+    """``BatchedVMPO(env_id, [hparams per member], [seed per member])``."""
+
+    NAME: ClassVar[str] = "VMPO"
+    DEFAULTS: ClassVar[dict[str, Any]] = DEFAULTS
+    MUTABLE: ClassVar[frozenset[str]] = MUTABLE
+    mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
+    SHARED: ClassVar[tuple[str, ...]] = tuple(k for k in DEFAULTS if k not in MUTABLE)
+
+    def __init__(self, env_id: str, hparams, seeds, env_kwargs=None, update_threads=None):
+        for h in hparams:
+            VMPO._validate({**DEFAULTS, **h})
+        super().__init__(env_id, hparams, seeds, env_kwargs, update_threads)
+        hp = self.hps[0]
+        dev = self.device
+        self.target_flat = self.net.flat.clone()
+        self.exp_avg = torch.zeros_like(self.net.flat)
+        self.exp_avg_sq = torch.zeros_like(self.net.flat)
+        self.adam_steps = torch.zeros(self.k, dtype=torch.float64, device=dev)
+        init = {"eta": hp["init_eta"]}
+        if self.net.discrete:
+            init["alpha"] = hp["init_alpha"]
+        else:
+            init["alpha_mu"] = hp["init_alpha"]
+            init["alpha_sigma"] = hp["init_alpha_sigma"]
+        self.dual_names = list(init)
+        self._dual_order = sorted(self.dual_names)  # the order of VMPO's dual optimiser state
+        self.duals = torch.tensor([[inverse_positive(float(v)) for v in init.values()]] * self.k, device=dev)
+        self.dual_m = torch.zeros_like(self.duals)
+        self.dual_v = torch.zeros_like(self.duals)
+        self.dual_steps = torch.zeros(self.k, dtype=torch.float64, device=dev)
+        self.popart = bool(hp["popart"])
+        self.popart_mean = np.zeros(self.k)
+        self.popart_sq = np.ones(self.k)
+        self.target_updates = [0] * self.k
+        # gradient clipping per network, as VMPO does: the critic's parameters, and the rest (the policy)
+        self.critic_cols = [self.net.offsets[n] for n in self.net.names if n.startswith("critic.")]
+        self.policy_cols = [self.net.offsets[n] for n in self.net.names if not n.startswith("critic.")]
+        self.head = f"critic.{2 * (self.net.n_layers - 1)}"
+
+    # ---------------------------------------------------------------- state
+    def acting_flat(self) -> torch.Tensor:
+        return self.target_flat  # the actors act with the target network (pi_old of the KL terms)
+
+    def multipliers(self, k: int) -> dict[str, float]:
+        return {n: float(positive(self.duals[k, i])) for i, n in enumerate(self.dual_names)}
+
+    def _popart_std(self, k: int | slice | np.ndarray) -> np.ndarray:
+        var = np.maximum(self.popart_sq[k] - self.popart_mean[k] ** 2, 0.0)
+        return np.clip(np.sqrt(var), 1e-4, 1e6)
+
+    def get_state(self, k: int) -> dict[str, Any]:
+        d = {"state": {}, "param_groups": [{"lr": float(self.hps[k]["dual_lr"]), "betas": (0.9, 0.999),
+                                             "eps": DUAL_EPS, "weight_decay": 0, "amsgrad": False,
+                                             "maximize": False, "foreach": None, "capturable": False,
+                                             "differentiable": False, "fused": None,
+                                             "decoupled_weight_decay": False,
+                                             "params": list(range(len(self.dual_names)))}]}
+        if float(self.dual_steps[k]) > 0:
+            for j, name in enumerate(self._dual_order):  # VMPO's ParameterDict orders its keys
+                i = self.dual_names.index(name)
+                d["state"][j] = {"step": torch.tensor(float(self.dual_steps[k])),
+                                 "exp_avg": self.dual_m[k, i].detach().cpu().clone(),
+                                 "exp_avg_sq": self.dual_v[k, i].detach().cpu().clone()}
+        return {
+            "net": self.net.member_state_dict(k),
+            "target": to_module_layout(self.net, self.target_flat[k:k + 1]),
+            "opt": adam_member_state(self.net, self.exp_avg, self.exp_avg_sq, self.adam_steps, k,
+                                     self.hps[k]["lr"], eps=DUAL_EPS),
+            "duals": {n: self.duals[k, i].detach().cpu().clone() for i, n in enumerate(self.dual_names)},
+            "dual_opt": d,
+            "multipliers": self.multipliers(k),
+            "obs_rms": self.obs_rms[k].state(),
+            "reward_scaler": self.reward_scalers[k].state(),
+            "popart": {"mean": float(self.popart_mean[k]), "sq_mean": float(self.popart_sq[k])} if self.popart else None,
+            "hparams": dict(self.hps[k]),
+            "rng": copy.deepcopy(self.rngs[k].bit_generator.state),
+            "updates": self.updates[k],
+            "target_updates": self.target_updates[k],
+            "env_steps": self.env_steps[k],
+        }
+
+    @torch.no_grad()
+    def set_state(self, k: int, state: dict[str, Any]) -> None:
+        self.net.load_member(k, state["net"])
+        self.target_flat[k] = from_module_layout(self.net, state["target"]).to(self.device)
+        load_adam_member(self.net, self.exp_avg, self.exp_avg_sq, self.adam_steps, k, state["opt"])
+        for i, n in enumerate(self.dual_names):
+            self.duals[k, i] = torch.as_tensor(state["duals"][n])
+        ds = {int(i): s for i, s in state["dual_opt"].get("state", {}).items()}
+        self.dual_steps[k] = float(ds[0]["step"]) if ds else 0.0
+        for j, name in enumerate(self._dual_order):
+            i = self.dual_names.index(name)
+            self.dual_m[k, i] = torch.as_tensor(ds[j]["exp_avg"]) if j in ds else 0.0
+            self.dual_v[k, i] = torch.as_tensor(ds[j]["exp_avg_sq"]) if j in ds else 0.0
+        self.obs_rms[k].load(state["obs_rms"])
+        self.reward_scalers[k].load(state["reward_scaler"])
+        if self.popart and state.get("popart") is not None:
+            self.popart_mean[k], self.popart_sq[k] = float(state["popart"]["mean"]), float(state["popart"]["sq_mean"])
+        self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
+        self.reward_scalers[k].gamma = self.hps[k]["gamma"]
+        self.rngs[k].bit_generator.state = copy.deepcopy(state["rng"])
+        self.updates[k], self.target_updates[k] = int(state["updates"]), int(state["target_updates"])
+        self.env_steps[k] = int(state["env_steps"])
+        self.restart_episodes([k])
+
+    def set_hparams(self, k: int, hparams: dict[str, Any]) -> None:
+        new = {**self.hps[k], **hparams}
+        for name in ("lr", "eps_eta"):
+            if not float(new[name]) > 0:
+                raise ValueError(f"VMPO: {name} must be > 0, got {new[name]!r}")
+        if not 0 <= float(new["gamma"]) <= 1:
+            raise ValueError(f"VMPO: gamma must be in [0, 1], got {new['gamma']!r}")
+        super().set_hparams(k, hparams)
+
+    # ---------------------------------------------------------------- learning
+    def _learn(self, members: list[int], pos: list[int], ro: dict[str, Any]) -> list[dict[str, float]]:
+        dev, kk = self.device, len(members)
+        hps = [self.hps[m] for m in members]
+        hp0 = hps[0]
+        sel = np.asarray(pos)
+        T, _, N = ro["rewards"].shape
+        batch = T * N
+        obs = self.normalized_obs(sel, ro, "obs")
+        next_obs = self.normalized_obs(sel, ro, "next_obs")
+        rewards = torch.as_tensor(self.scaled_rewards(members, sel, ro), device=dev)        # [T, K, N]
+        term = torch.as_tensor(ro["terminated"][:, sel], device=dev)
+        trunc = torch.as_tensor(ro["truncated"][:, sel], device=dev)
+        actions = torch.as_tensor(member_major(ro["actions"], sel), device=dev)
+        valid = None if ro["valid"] is None else torch.as_tensor(member_major(ro["valid"], sel), device=dev)
+        idx = torch.as_tensor(members, device=dev)
+        flat = self.net.flat[idx].clone()
+        target = self.target_flat[idx].clone()
+        m_sub, v_sub, st_sub = self.exp_avg[idx].clone(), self.exp_avg_sq[idx].clone(), self.adam_steps[idx].clone()
+        duals = self.duals[idx].clone()
+        dm, dv, dst = self.dual_m[idx].clone(), self.dual_v[idx].clone(), self.dual_steps[idx].clone()
+        gamma = torch.as_tensor([float(h["gamma"]) for h in hps], device=dev).reshape(kk, 1)
+        lr = torch.as_tensor([float(h["lr"]) for h in hps], dtype=torch.float64, device=dev)
+        dual_lr = torch.full((kk,), float(hp0["dual_lr"]), dtype=torch.float64, device=dev)
+        eps_eta = torch.as_tensor([float(h["eps_eta"]) for h in hps], device=dev)
+        max_norm = torch.as_tensor([float(h["max_grad_norm"]) if h["max_grad_norm"] else math.inf for h in hps],
+                                   device=dev)
+        n_step = T if hp0["n_step"] is None else int(hp0["n_step"])
+        mb = int(min(hp0["minibatch_size"], batch))
+        period = int(hp0["target_period"])
+        updates = np.asarray([self.updates[m] for m in members])
+        t_updates = np.asarray([self.target_updates[m] for m in members])
+        rows = torch.arange(kk, device=dev).unsqueeze(1)
+        last: dict[str, torch.Tensor] = {}
+        targets = None
+        for epoch in range(int(hp0["epochs"])):
+            with torch.no_grad():
+                next_v = self._unnormalised_value(next_obs, flat, members)                  # [K, T*N]
+                next_v = next_v.reshape(kk, T, N).transpose(0, 1)
+                targets = nstep_targets(rewards, next_v, term, trunc, gamma, n_step)         # [T, K, N]
+                targets = targets.transpose(0, 1).reshape(kk, batch)
+            if self.popart and epoch == 0:
+                self._popart_update(targets, flat, members)
+            perm = torch.as_tensor(np.stack([self.rngs[m].permutation(batch) for m in members]), device=dev)
+            sh_obs, sh_act, sh_tgt = obs[rows, perm], actions[rows, perm], targets[rows, perm]
+            sh_val = None if valid is None else valid[rows, perm]
+            for start in range(0, batch - mb + 1, mb):
+                o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
+                w = None if sh_val is None else sh_val[:, start:start + mb]
+                params = flat.detach().requires_grad_(True)
+                raw = duals.detach().requires_grad_(True)
+                p = self.net.views(params)
+                values = self.net.value(o, p)
+                if self.popart:  # loss and advantages in normalised units
+                    mean = torch.as_tensor(self.popart_mean[members], dtype=g.dtype, device=dev).unsqueeze(1)
+                    std = torch.as_tensor(self._popart_std(np.asarray(members)), dtype=g.dtype, device=dev).unsqueeze(1)
+                    g = (g - mean) / std
+                mu, log_std = self.net.policy_params(o, p)
+                from rlpop.agents.networks import log_prob_entropy
+
+                logprob, entropy = log_prob_entropy(mu, log_std, a, self.net.discrete)
+                mult = positive(raw)
+                loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
+                                                  self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
+                grad_p, grad_d = torch.autograd.grad(loss.sum(), [params, raw])
+                clip_grad_norm_per_member(grad_p, max_norm, self.critic_cols)
+                clip_grad_norm_per_member(grad_p, max_norm, self.policy_cols)
+                adam_step(flat, grad_p, m_sub, v_sub, st_sub, lr, eps=DUAL_EPS)
+                adam_step(duals, grad_d, dm, dv, dst, dual_lr, eps=DUAL_EPS)
+                updates += 1
+                refresh = updates % period == 0
+                if refresh.any():
+                    r = torch.as_tensor(refresh, device=dev)
+                    target = torch.where(r.unsqueeze(1), flat, target)
+                    t_updates += refresh
+                metrics["entropy"] = entropy.detach().mean(-1)
+                last = metrics
+        with torch.no_grad():
+            self.net.flat[idx] = flat
+            self.target_flat[idx] = target
+            self.exp_avg[idx], self.exp_avg_sq[idx], self.adam_steps[idx] = m_sub, v_sub, st_sub
+            self.duals[idx], self.dual_m[idx], self.dual_v[idx], self.dual_steps[idx] = duals, dm, dv, dst
+            ev = self._explained_variance(obs, targets, flat, members)
+        out = []
+        for i, m in enumerate(members):
+            self.updates[m], self.target_updates[m] = int(updates[i]), int(t_updates[i])
+            row = {k: float(v[i]) for k, v in last.items()}
+            row["explained_variance"] = ev[i]
+            row["lr"] = float(hps[i]["lr"])
+            out.append(row)
+        return out
+
+    def _unnormalised_value(self, obs: torch.Tensor, flat: torch.Tensor, members: list[int]) -> torch.Tensor:
+        v = self.net.value(obs, self.net.views(flat))
+        if self.popart:
+            sel = np.asarray(members)
+            std = torch.as_tensor(self._popart_std(sel), dtype=v.dtype, device=v.device).unsqueeze(1)
+            mean = torch.as_tensor(self.popart_mean[sel], dtype=v.dtype, device=v.device).unsqueeze(1)
+            v = v * std + mean
+        return v
+
+    @torch.no_grad()
+    def _popart_update(self, targets: torch.Tensor, flat: torch.Tensor, members: list[int]) -> None:
+        """PopArt per member (as ``rlpop.agents.vmpo.PopArt.update``): move the statistics, rescale the head."""
+        sel = np.asarray(members)
+        old_mean, old_std = self.popart_mean[sel].copy(), self._popart_std(sel)
+        b = float(self.hps[members[0]]["popart_beta"])
+        t64 = targets.double()
+        self.popart_mean[sel] = (1 - b) * self.popart_mean[sel] + b * t64.mean(-1).cpu().numpy()
+        self.popart_sq[sel] = (1 - b) * self.popart_sq[sel] + b * t64.pow(2).mean(-1).cpu().numpy()
+        new_std = self._popart_std(sel)
+        p = self.net.views(flat)
+        w, bias = p[self.head + ".weight"], p[self.head + ".bias"]
+        tt = lambda a: torch.as_tensor(a, dtype=flat.dtype, device=flat.device)  # noqa: E731
+        w.mul_(tt(old_std / new_std).reshape(-1, 1, 1))
+        bias.mul_(tt(old_std).reshape(-1, 1)).add_(tt(old_mean - self.popart_mean[sel]).reshape(-1, 1)).div_(
+            tt(new_std).reshape(-1, 1))
+
+    def _kl_constraints(self, obs, mu, log_std, target, mult, hp) -> list[KLConstraint]:
+        with torch.no_grad():
+            a_old, b_old = self.net.policy_params(obs, self.net.views(target))
+        if self.net.discrete:
+            return [KLConstraint("pi", categorical_kl(mu, a_old), mult[:, 1], float(hp["eps_alpha"]))]
+        std, std_old = log_std.exp(), b_old.exp()
+        return [KLConstraint("mu", gaussian_mean_kl(mu, a_old, std_old), mult[:, 1], float(hp["eps_alpha_mu"])),
+                KLConstraint("sigma", gaussian_cov_kl(std, std_old), mult[:, 2], float(hp["eps_alpha_sigma"]))]
+
+    @torch.no_grad()
+    def _explained_variance(self, obs, targets, flat, members) -> list[float]:
+        v = self._unnormalised_value(obs, flat, members)
+        var = targets.var(-1)
+        resid = (targets - v).var(-1)
+        return [float("nan") if float(var[i]) <= 0 else 1.0 - float(resid[i]) / float(var[i])
+                for i in range(len(members))]
