@@ -48,6 +48,8 @@ class BatchedLearner:
     SHARED: ClassVar[tuple[str, ...]] = ()
     #: fewest members per parallel update thread (see :meth:`learn`)
     MIN_CHUNK: ClassVar[int] = 16
+    #: collection reports its progress every this many steps of each env
+    PROGRESS_EVERY: ClassVar[int] = 64
 
     def __init__(self, env_id: str, hparams: Sequence[dict[str, Any]], seeds: Sequence[int],
                  env_kwargs: dict[str, Any] | None = None, update_threads: int | None = None):
@@ -115,6 +117,7 @@ class BatchedLearner:
         #: reset single envs): its return is not the member's, so it is not counted
         self._ep_own = np.ones((self.k, self.num_envs), bool)
         self._threads = None  # update threads (CPU), started at the first update
+        self._on_collect = None  # progress callback while collecting (set by train)
 
     # ---------------------------------------------------------------- per-member protocol
     def get_hparams(self, k: int) -> dict[str, Any]:
@@ -153,7 +156,8 @@ class BatchedLearner:
     def train(self, members: Sequence[int], steps: int,
               on_update: Callable[[int], None] | None = None) -> dict[int, TrainResult]:
         """Collect and learn, whole rollouts at a time, until each of ``members`` consumed at least ``steps``.
-        ``on_update(steps_so_far)`` is called after every rollout's update (steps per member)."""
+        ``on_update(steps_so_far)`` (steps per member) is called after every update, and every
+        :attr:`PROGRESS_EVERY` env steps of every env while collecting (rollouts can take minutes)."""
         members = list(members)
         out = {m: TrainResult(0) for m in members}
         if not members:
@@ -161,7 +165,9 @@ class BatchedLearner:
         per_env = self.hps[members[0]]["rollout_steps"] // self.num_envs
         done = 0
         while done < steps:
+            self._on_collect = None if on_update is None else (lambda part, d=done: on_update(d + part))
             ro = self.collect(members, per_env)
+            self._on_collect = None
             metrics = self.learn(members, ro)
             n = per_env * self.num_envs
             for i, m in enumerate(members):
@@ -236,6 +242,8 @@ class BatchedLearner:
                 ep_len[done] = 0
                 own[done] = True
             obs = st.obs
+            if self._on_collect is not None and (t + 1) % self.PROGRESS_EVERY == 0:
+                self._on_collect((t + 1) * n)
         self._ep_ret[members], self._ep_len[members], self._ep_own[members] = ep_ret, ep_len, own
         return {"obs": obs_buf, "actions": act_buf, "logprobs": logp_buf, "rewards": rew, "terminated": term,
                 "truncated": trunc, "next_obs": next_buf, "valid": valid if any_invalid else None,
