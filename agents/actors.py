@@ -17,11 +17,7 @@ which also runs at interpreter exit.
 """
 from __future__ import annotations
 
-import atexit
-import multiprocessing as mp
-import signal
 import traceback
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +27,7 @@ import torch
 
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import normalize_obs
+from rlpop.agents.procs import ChildProcesses
 
 
 class ActorError(RuntimeError):
@@ -92,6 +89,14 @@ class ActorCore:
         self._reset_count = 0
         self.reset()
 
+    @property
+    def single_observation_space(self) -> gym.Space:
+        return self.envs.single_observation_space
+
+    @property
+    def single_action_space(self) -> gym.Space:
+        return self.envs.single_action_space
+
     def reset(self) -> None:
         """Start fresh episodes (after the learner's state was replaced)."""
         self.obs, _ = self.envs.reset(seed=self.seed + 100_003 * self._reset_count)
@@ -144,49 +149,17 @@ class ActorCore:
         self.envs.close()
 
 
-def _actor_main(conn, env_id, env_kwargs, policy_spec, num_envs, seed) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+def _actor_core(env_id, env_kwargs, policy_spec, num_envs, seed) -> "ActorCore":
+    """What an actor process serves (one torch thread: the cores are the envs')."""
     torch.set_num_threads(1)
-    core = None
-    try:
-        core = ActorCore(env_id, env_kwargs, policy_spec, num_envs, seed)
-        conn.send(("ready", (core.envs.single_observation_space, core.envs.single_action_space)))
-        while True:
-            try:
-                cmd, payload = conn.recv()
-            except (EOFError, OSError):
-                break  # parent gone
-            if cmd == "collect":
-                conn.send(("ok", core.collect(*payload)))
-            elif cmd == "reset":
-                core.reset()
-                conn.send(("ok", None))
-            elif cmd == "close":
-                break
-    except Exception:  # noqa: BLE001 - everything goes back to the parent
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except (BrokenPipeError, OSError):
-            pass
-    finally:
-        if core is not None:
-            core.close()
-
-
-_LIVE_POOLS: "weakref.WeakSet[ActorPool]" = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_pools() -> None:
-    for pool in list(_LIVE_POOLS):
-        pool.close()
+    return ActorCore(env_id, env_kwargs, policy_spec, num_envs, seed)
 
 
 class ActorPool:
     """``num_actors`` processes x ``envs_per_actor`` envs (or in-process when 0)."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], policy_spec: PolicySpec,
-                 num_actors: int = 0, envs_per_actor: int = 1, seed: int = 0, start_method: str = "spawn"):
+                 num_actors: int = 0, envs_per_actor: int = 1, seed: int = 0):
         if num_actors < 0 or envs_per_actor < 1:
             raise ValueError(f"num_actors must be >= 0 and envs_per_actor >= 1 "
                              f"(got {num_actors}, {envs_per_actor})")
@@ -194,38 +167,28 @@ class ActorPool:
         self.num_actors = num_actors
         self.num_envs = max(1, num_actors) * envs_per_actor
         self._local: ActorCore | None = None
-        self._procs: list[mp.Process] = []
-        self._conns: list[Any] = []
-        self._closed = False
+        self._children: ChildProcesses | None = None
+        self._closed_here = False
         if num_actors == 0:
             self._local = ActorCore(env_id, env_kwargs, policy_spec, envs_per_actor, seed)
             self.observation_space = self._local.envs.single_observation_space
             self.action_space = self._local.envs.single_action_space
             return
-        ctx = mp.get_context(start_method)
-        for i in range(num_actors):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_actor_main, daemon=True, name=f"rlpop-actor-{env_id}-{i}",
-                            args=(child, env_id, env_kwargs, policy_spec, envs_per_actor, seed + 7919 * (i + 1)))
-            p.start()
-            child.close()
-            self._procs.append(p)
-            self._conns.append(parent)
-        _LIVE_POOLS.add(self)
-        spaces_ = [self._receive(i) for i in range(num_actors)]
+        self._children = ChildProcesses(
+            _actor_core, [(env_id, env_kwargs, policy_spec, envs_per_actor, seed + 7919 * (i + 1))
+                          for i in range(num_actors)],
+            [f"rlpop-actor-{env_id}-{i}" for i in range(num_actors)], ActorError, "actor", env_id)
+        spaces_ = [self._children.receive(i) for i in range(num_actors)]
         self.observation_space, self.action_space = spaces_[0]
 
-    def _receive(self, i: int) -> Any:
-        try:
-            status, payload = self._conns[i].recv()
-        except (EOFError, OSError) as exc:
-            code = self._procs[i].exitcode
-            self.close()
-            raise ActorError(f"actor {i} for env {self.env_id!r} died (exit code {code})") from exc
-        if status == "error":
-            self.close()
-            raise ActorError(f"actor {i} for env {self.env_id!r} failed:\n{payload}")
-        return payload
+    @property
+    def _procs(self) -> list[Any]:
+        return [] if self._children is None else self._children.procs
+
+    @property
+    def _closed(self) -> bool:
+        """Closed by :meth:`close`, or because an actor failed (the pool then shut every actor down)."""
+        return self._closed_here or (self._children is not None and self._children.closed)
 
     def collect(self, weights: dict[str, torch.Tensor], obs_norm: tuple[np.ndarray, np.ndarray] | None,
                 steps_per_env: int) -> Rollout:
@@ -234,46 +197,27 @@ class ActorPool:
                 return self._local.collect(weights, obs_norm, steps_per_env)
             except Exception as exc:
                 raise ActorError(f"in-process actor for env {self.env_id!r} failed: {exc!r}") from exc
-        self._check_open()
-        for c in self._conns:
-            c.send(("collect", (weights, obs_norm, steps_per_env)))
-        return Rollout.concat([self._receive(i) for i in range(len(self._conns))])
+        if self._closed:
+            raise ActorError(f"actor pool for env {self.env_id!r} is closed")
+        return Rollout.concat(self._children.call([("collect", (weights, obs_norm, steps_per_env))]
+                                                  * len(self._children)))
 
     def reset(self) -> None:
         if self._local is not None:
             self._local.reset()
             return
-        self._check_open()
-        for c in self._conns:
-            c.send(("reset", None))
-        for i in range(len(self._conns)):
-            self._receive(i)
-
-    def _check_open(self) -> None:
         if self._closed:
             raise ActorError(f"actor pool for env {self.env_id!r} is closed")
+        self._children.call([("reset", ())] * len(self._children))
 
     def close(self) -> None:
-        if self._closed:
+        if self._closed_here:
             return
-        self._closed = True
+        self._closed_here = True
         if self._local is not None:
             self._local.close()
-        for c in self._conns:
-            try:
-                c.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
-        for p in self._procs:
-            p.join(timeout=2)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=2)
-            if p.is_alive():
-                p.kill()
-        for c in self._conns:
-            c.close()
-        _LIVE_POOLS.discard(self)
+        if self._children is not None:
+            self._children.close()
 
     def __del__(self) -> None:
         try:

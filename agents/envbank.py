@@ -25,16 +25,13 @@ and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward.
 """
 from __future__ import annotations
 
-import atexit
-import multiprocessing as mp
-import signal
-import traceback
-import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
+
+from rlpop.agents.procs import ChildProcesses
 
 #: gymnasium id -> EnvPool task id, for envs whose dynamics match gymnasium's (checked by
 #: tests/test_envbank.py::test_envpool_matches_gymnasium where EnvPool is installed)
@@ -156,36 +153,8 @@ class GymBank:
         self.envs = []
 
 
-def _bank_main(conn, env_id: str, env_kwargs: dict[str, Any], seeds: list[int], num_envs: int) -> None:
-    """An actor process: a GymBank over its share of every member's envs, stepped on command."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
-    bank = None
-    try:
-        bank = GymBank(env_id, env_kwargs, seeds, num_envs)
-        conn.send(("ready", (bank.single_observation_space, bank.single_action_space)))
-        while True:
-            try:
-                cmd, args = conn.recv()
-            except (EOFError, OSError):
-                break  # parent gone
-            if cmd == "close":
-                break
-            conn.send(("ok", getattr(bank, cmd)(*args)))
-    except Exception:  # noqa: BLE001 - everything goes back to the parent
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except (BrokenPipeError, OSError):
-            pass
-    finally:
-        if bank is not None:
-            bank.close()
-
-
 class BankError(RuntimeError):
     """An env process of a bank failed; the message has the env id and the remote traceback."""
-
-
-_LIVE_BANKS: "weakref.WeakSet[ProcBank]" = weakref.WeakSet()
 
 
 class ProcBank:
@@ -200,89 +169,40 @@ class ProcBank:
         self.env_id = env_id
         self.num_envs = num_envs
         self.per = num_envs // num_actors
-        self._closed = False
-        ctx = mp.get_context("spawn")
-        self._procs, self._conns = [], []
-        for a in range(num_actors):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_bank_main, daemon=True, name=f"rlpop-envs-{env_id}-{a}",
-                            args=(child, env_id, env_kwargs, [int(s) + 7919 * (a + 1) for s in seeds], self.per))
-            p.start()
-            child.close()
-            self._procs.append(p)
-            self._conns.append(parent)
-        _LIVE_BANKS.add(self)
-        spaces_ = [self._receive(a) for a in range(num_actors)]
+        self._children = ChildProcesses(
+            GymBank, [(env_id, env_kwargs, [int(s) + 7919 * (a + 1) for s in seeds], self.per)
+                         for a in range(num_actors)],
+            [f"rlpop-envs-{env_id}-{a}" for a in range(num_actors)], BankError, "env process", env_id)
+        spaces_ = [self._children.receive(a) for a in range(num_actors)]
         self.single_observation_space, self.single_action_space = spaces_[0]
 
-    def _receive(self, a: int) -> Any:
-        try:
-            status, payload = self._conns[a].recv()
-        except (EOFError, OSError) as exc:
-            code = self._procs[a].exitcode
-            self.close()
-            raise BankError(f"env process {a} for env {self.env_id!r} died (exit code {code})") from exc
-        if status == "error":
-            self.close()
-            raise BankError(f"env process {a} for env {self.env_id!r} failed:\n{payload}")
-        return payload
-
-    def _call(self, cmd: str, args_per_actor: list[tuple]) -> list[Any]:
-        if self._closed:
-            raise BankError(f"env processes for env {self.env_id!r} are closed")
-        for c, args in zip(self._conns, args_per_actor):
-            c.send((cmd, args))
-        return [self._receive(a) for a in range(len(self._conns))]
-
-    def reset(self, members: Sequence[int]) -> bool:
-        self._call("reset", [(list(members),)] * len(self._conns))
-        return True
+    @property
+    def _procs(self) -> list[Any]:
+        return self._children.procs
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._children.closed
+
+    def _call(self, cmd: str, args_per_actor: list[tuple]) -> list[Any]:
+        return self._children.call([(cmd, a) for a in args_per_actor])
+
+    def reset(self, members: Sequence[int]) -> bool:
+        self._call("reset", [(list(members),)] * len(self._children))
+        return True
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
-        return np.concatenate(self._call("observe", [(list(members),)] * len(self._conns)), axis=1)
+        return np.concatenate(self._call("observe", [(list(members),)] * len(self._children)), axis=1)
 
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
         m = list(members)
         parts = self._call("step", [(m, actions[:, a * self.per:(a + 1) * self.per])
-                                    for a in range(len(self._conns))])
+                                    for a in range(len(self._children))])
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts], axis=1)  # noqa: E731
         return Step(cat("obs"), cat("reward"), cat("terminated"), cat("truncated"), cat("next_obs"))
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for c in self._conns:
-            try:
-                c.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
-        for p in self._procs:
-            p.join(timeout=2)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=2)
-            if p.is_alive():
-                p.kill()
-        for c in self._conns:
-            c.close()
-        _LIVE_BANKS.discard(self)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-@atexit.register
-def _close_all_banks() -> None:
-    for bank in list(_LIVE_BANKS):
-        bank.close()
+        self._children.close()
 
 
 class EnvPoolBank:

@@ -20,6 +20,16 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def duration(seconds: float) -> str:
+    """A duration for people: 45s, 12.5min, 3.2h, 4.1d, 2.8y."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size if unit != "min" else seconds >= 120:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def totals(c: "Controller") -> dict[str, float]:
     members = [r for r in c.records.values() if r.role == "member" and r.alive]
     steps = sum(r.steps for r in c.records.values())
@@ -50,7 +60,7 @@ def round_progress_line(c: "Controller", live: dict) -> str:
         remaining = sum(max(0, c.exp.total_steps - r.steps) for r in members) - done
         run_left = max(0.0, remaining) / sps
     return (f"round {c.round + 1:>5} running | env steps {done:,} / {target:,} | SPS {sps:8.0f} | "
-            f"round left ~{_fmt(left)}s | run: {100 * t['frac']:5.1f}% done, ETA ~{_fmt(run_left)}s")
+            f"round left ~{duration(left)} | run: {100 * t['frac']:5.1f}% done, ETA ~{duration(run_left)}")
 
 
 def table(c: "Controller", max_rows: int = 24) -> Table:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,6 +95,9 @@ def plan(exp: Experiment) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # a CLI started from a background job inherits an ignored SIGINT: Ctrl-C must still stop it cleanly
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     try:
         return _main(args)

@@ -106,4 +106,7 @@ def test_a_long_round_reports_progress_after_every_batched_update(tmp_path):
     # every 64 steps of each env, then the update
     assert [(p["steps"], p["target"]) for p in seen] == [(256, 512), (512, 512), (512, 512)]
     line = round_progress_line(ctl, {**seen[0], "steps": 256})
-    assert "env steps 256 / 512" in line and "SPS" in line and "ETA" in line
+    assert "env steps 256 / 512" in line and "SPS" in line and "ETA ~" in line
+    from rlpop.progress import duration
+
+    assert [duration(x) for x in (45, 750, 3 * 3600, 5 * 86400, 8.8e7)] == ["45s", "12.5min", "3.0h", "5.0d", "2.8y"]
