@@ -13,11 +13,20 @@ A user's own env plugs in three ways:
 * one ``register_env("MyEnv-v0", "my_pkg.my_module:MyEnv")`` line in ``envs/__init__.py``;
 * an entry point in the ``rlpop.envs`` group of an installed package, pointing
   at a function that calls ``register_env``.
+
+A ``register_env`` call made anywhere else -- at the top of an experiment file,
+the natural place with an installed rlpop -- is shipped to every process
+started after it: it is recorded in the ``RLPOP_ENV_REGISTRATIONS``
+environment variable, which spawned actor and env processes inherit and Ray
+workers receive through the backend's runtime environment, and importing
+``rlpop.envs`` replays it there (:func:`replay_shipped`).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import json
+import os
 import sys
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -45,8 +54,46 @@ def register_env(name: str, creator: EnvCreator, *, max_episode_steps: int | Non
     gym.register(id=name, entry_point=creator, max_episode_steps=max_episode_steps,
                  kwargs=default_kwargs)
     _RLPOP_ENVS[name] = creator
+    _ship(name, creator, max_episode_steps, default_kwargs)
     if "ray" in sys.modules:
         register_with_ray([name])
+
+
+#: the environment variable that carries registrations to processes started later
+SHIP_VAR = "RLPOP_ENV_REGISTRATIONS"
+
+
+def _importable(creator: EnvCreator) -> str | None:
+    """``"module:attr"`` for a creator another process can import (None for lambdas and local classes)."""
+    if isinstance(creator, str):
+        return creator
+    module, qual = getattr(creator, "__module__", None), getattr(creator, "__qualname__", "")
+    if not module or "<" in qual or module == "__main__":
+        return None
+    return f"{module}:{qual}"
+
+
+def _ship(name: str, creator: EnvCreator, max_episode_steps: int | None, kwargs: dict[str, Any]) -> None:
+    path = _importable(creator)
+    if path is None or path.startswith("rlpop."):
+        return  # rlpop's own envs are registered by every import of rlpop.envs anyway
+    try:
+        entry = json.dumps({"entry_point": path, "max_episode_steps": max_episode_steps, "kwargs": kwargs})
+    except TypeError:
+        return  # kwargs that JSON cannot carry: the env must be registered where it is built
+    shipped = json.loads(os.environ.get(SHIP_VAR) or "{}")
+    shipped[name] = json.loads(entry)
+    os.environ[SHIP_VAR] = json.dumps(shipped, sort_keys=True)
+
+
+def replay_shipped() -> list[str]:
+    """Register the envs a parent process registered at run time (see the module docstring)."""
+    names = []
+    for name, r in json.loads(os.environ.get(SHIP_VAR) or "{}").items():
+        if name not in _RLPOP_ENVS:
+            register_env(name, r["entry_point"], max_episode_steps=r.get("max_episode_steps"), **r.get("kwargs", {}))
+            names.append(name)
+    return names
 
 
 def register_with_ray(names: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import signal
 import sys
@@ -27,6 +28,14 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"experiment file {str(path)!r} not found. Give a path such as experiments/quick_fire.py")
+    # modules beside the experiment file (a user's env or learner) import here, in spawned processes
+    # (they inherit sys.path) and in Ray workers (PYTHONPATH)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if folder not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([folder, *filter(None, parts)])
     spec = importlib.util.spec_from_file_location(f"rlpop_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:

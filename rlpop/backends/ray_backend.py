@@ -43,13 +43,18 @@ class RayBackend:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True,
                                           logging_level="WARNING", configure_logging=True)
+            # workers import what the driver imports from its working directory and the experiment's folder
+            # (a user's "my_pkg.my_envs:MyEnv-v0" or learner module next to the experiment), and replay the
+            # envs it registered at run time (an experiment file's register_env)
+            env_vars = {"PYTHONPATH": driver_pythonpath()}
+            from rlpop.envs import SHIP_VAR
+
+            if os.environ.get(SHIP_VAR):
+                env_vars[SHIP_VAR] = os.environ[SHIP_VAR]
             if address:
-                ray.init(address=address, **kwargs)
+                ray.init(address=address, runtime_env={"env_vars": env_vars}, **kwargs)
             else:
-                # embedded cluster: workers import what the driver imports from its working directory
-                # (a user's "my_pkg.my_envs:MyEnv-v0" or learner module next to the experiment)
-                ray.init(num_cpus=num_cpus or os.cpu_count(),
-                         runtime_env={"env_vars": {"PYTHONPATH": driver_pythonpath()}}, **kwargs)
+                ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env={"env_vars": env_vars}, **kwargs)
             self._owns_ray = True
         from rlpop.envs import register_with_ray
 
