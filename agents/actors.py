@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlpop.agents.envbank import true_next_obs
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.procs import ChildProcesses
@@ -129,13 +130,8 @@ class ActorCore:
             env_action = np.clip(action, self.low, self.high) if self.box_actions else action
             obs, r, te, tr, info = self.envs.step(env_action)
             rew[t], term[t], trunc[t] = r, te, tr
-            nxt = obs.copy()
             done = te | tr
-            if done.any():
-                final = info["final_obs"]
-                for i in np.flatnonzero(done):
-                    nxt[i] = final[i]
-            next_buf[t] = nxt
+            next_buf[t] = true_next_obs(obs, done, info)
             self.ep_ret += r
             self.ep_len += 1
             for i in np.flatnonzero(done):

@@ -17,8 +17,8 @@ import torch
 
 from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
 from rlpop.agents.envbank import make_bank
-from rlpop.agents.networks import log_prob_entropy
-from rlpop.agents.normalize import RewardScaler, RunningMeanStd
+from rlpop.agents.networks import sample_actions
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
 from rlpop.agents.pool_learner import pick_device
 from rlpop.agents.stacked import StackedActorCritic
 
@@ -26,7 +26,7 @@ from rlpop.agents.stacked import StackedActorCritic
 def normalize_members(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, clip: float = 10.0) -> np.ndarray:
     """``rlpop.agents.normalize.normalize_obs`` with per-member statistics: obs ``[K, ..., D]``, mean/var ``[K, D]``."""
     shape = (mean.shape[0],) + (1,) * (obs.ndim - 2) + (mean.shape[1],)
-    return np.clip((obs - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + 1e-8), -clip, clip).astype(np.float32)
+    return normalize_obs(obs, mean.reshape(shape), var.reshape(shape), clip)
 
 
 def member_major(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
@@ -219,7 +219,8 @@ class BatchedLearner:
         for t in range(T):
             obs_buf[t] = obs
             x = obs.astype(np.float32) if stats is None else normalize_members(obs, *stats)
-            action, logp = self._act(torch.as_tensor(x, device=dev), p)
+            action, logp = sample_actions(*self.net.policy_params(torch.as_tensor(x, device=dev), p),
+                                          self.net.discrete, self.generator)
             action = action.cpu().numpy()
             if act_buf is None:
                 act_buf = np.empty((T, *action.shape), action.dtype)
@@ -248,17 +249,6 @@ class BatchedLearner:
         return {"obs": obs_buf, "actions": act_buf, "logprobs": logp_buf, "rewards": rew, "terminated": term,
                 "truncated": trunc, "next_obs": next_buf, "valid": valid if any_invalid else None,
                 "episode_returns": returns, "stats": stats}
-
-    def _act(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self.net.policy_params(x, p)
-        if self.net.discrete:
-            logp_all = torch.log_softmax(a, -1)
-            flat = logp_all.reshape(-1, logp_all.shape[-1]).exp().cpu()
-            action = torch.multinomial(flat, 1, generator=self.generator).reshape(a.shape[:-1]).to(a.device)
-            return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        noise = torch.randn(a.shape, generator=self.generator, dtype=a.dtype).to(a.device)
-        action = a + b.exp() * noise
-        return action, log_prob_entropy(a, b, action, False)[0]
 
     def learn(self, members: Sequence[int], ro: dict[str, Any]) -> list[dict[str, float]]:
         """One update of each of ``members`` on its slice of the rollout; returns each one's diagnostics.

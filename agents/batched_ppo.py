@@ -31,12 +31,8 @@ import torch
 
 from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.ppo import DEFAULTS, MUTABLE
-from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
+from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss, weighted_mean
 from rlpop.agents.stacked import adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member
-
-
-def _masked_mean(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    return x.mean(-1) if w is None else (x * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 
 class BatchedPPO(BatchedLearner):
@@ -142,13 +138,13 @@ class BatchedPPO(BatchedLearner):
             shuffled = {key: v[rows, perm] for key, v in data.items()}  # one gather per epoch, then slices
             for start in range(0, batch, mb):
                 d = {key: v[:, start:start + mb] for key, v in shuffled.items()}
-                w = d.get("w")
+                w = d.get("w")  # EnvPool's reset slots carry no transition: weighted out of every mean
                 params = flat.detach().requires_grad_(True)
                 p = self.net.views(params)
                 logp, entropy = self.net.log_prob_entropy(d["obs"], d["act"], p)
-                pg_l, kl, cf = self._policy_loss(logp, d["logp"], d["adv"], clip, w)
-                v_l = self._value_loss(self.net.value(d["obs"], p), d["val"], d["ret"], vf_clip, w)
-                ent = _masked_mean(entropy, w)
+                pg_l, kl, cf = clipped_surrogate_loss(logp, d["logp"], normalize_advantages(d["adv"], w), clip, w)
+                v_l = value_loss(self.net.value(d["obs"], p), d["val"], d["ret"], vf_clip, w)
+                ent = weighted_mean(entropy, w)
                 loss = pg_l - ent_coef * ent + vf_coef * v_l   # [K']: member k's loss, as alone
                 (grad,) = torch.autograd.grad(loss.sum() if active is None else (loss * active).sum(), params)
                 clip_grad_norm_per_member(grad, max_norm)
@@ -177,27 +173,3 @@ class BatchedPPO(BatchedLearner):
                 "lr": float(hps[i]["lr"]),
             })
         return out
-
-    @staticmethod
-    def _policy_loss(logp, old_logp, adv, clip, w):
-        if w is None:
-            return clipped_surrogate_loss(logp, old_logp, normalize_advantages(adv), clip)
-        # reset slots (EnvPool) carry no transition: weighted statistics over the real ones
-        n = w.sum(-1, keepdim=True).clamp(min=1.0)
-        mean = (adv * w).sum(-1, keepdim=True) / n
-        std = (((adv - mean) ** 2 * w).sum(-1, keepdim=True) / (n - 1).clamp(min=1.0)).sqrt()
-        adv_n = (adv - mean) / (std + 1e-8) * w
-        log_ratio = logp - old_logp
-        ratio = log_ratio.exp()
-        obj = torch.max(-adv_n * ratio, -adv_n * torch.clamp(ratio, 1 - clip, 1 + clip))
-        with torch.no_grad():
-            kl = _masked_mean((ratio - 1) - log_ratio, w)
-            cf = _masked_mean(((ratio - 1).abs() > clip).float(), w)
-        return _masked_mean(obj, w), kl, cf
-
-    @staticmethod
-    def _value_loss(values, old_values, returns, clip, w):
-        if w is None:
-            return value_loss(values, old_values, returns, clip)
-        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-        return 0.5 * _masked_mean(torch.max((values - returns).pow(2), (clipped - returns).pow(2)), w)

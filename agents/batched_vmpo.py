@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rlpop.agents.batched_base import BatchedLearner, member_major
+from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
                                   to_module_layout, from_module_layout)
 from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO
@@ -191,6 +192,10 @@ class BatchedVMPO(BatchedLearner):
                 targets = targets.transpose(0, 1).reshape(kk, batch)
             if self.popart and epoch == 0:
                 self._popart_update(targets, flat, members)
+                # the statistics stay put for the rest of the update: loss and advantages in normalised units
+                sel_m = np.asarray(members)
+                pop_mean = torch.as_tensor(self.popart_mean[sel_m], dtype=targets.dtype, device=dev).unsqueeze(1)
+                pop_std = torch.as_tensor(self._popart_std(sel_m), dtype=targets.dtype, device=dev).unsqueeze(1)
             perm = torch.as_tensor(np.stack([self.rngs[m].permutation(batch) for m in members]), device=dev)
             sh_obs, sh_act, sh_tgt = obs[rows, perm], actions[rows, perm], targets[rows, perm]
             sh_val = None if valid is None else valid[rows, perm]
@@ -201,13 +206,9 @@ class BatchedVMPO(BatchedLearner):
                 raw = duals.detach().requires_grad_(True)
                 p = self.net.views(params)
                 values = self.net.value(o, p)
-                if self.popart:  # loss and advantages in normalised units
-                    mean = torch.as_tensor(self.popart_mean[members], dtype=g.dtype, device=dev).unsqueeze(1)
-                    std = torch.as_tensor(self._popart_std(np.asarray(members)), dtype=g.dtype, device=dev).unsqueeze(1)
-                    g = (g - mean) / std
+                if self.popart:
+                    g = (g - pop_mean) / pop_std
                 mu, log_std = self.net.policy_params(o, p)
-                from rlpop.agents.networks import log_prob_entropy
-
                 logprob, entropy = log_prob_entropy(mu, log_std, a, self.net.discrete)
                 mult = positive(raw)
                 loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,

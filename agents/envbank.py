@@ -61,6 +61,18 @@ class Step:
     valid: np.ndarray | None = None
 
 
+def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """The observation each env's step led to, from a same-step-autoreset vector env: ``obs``, with the
+    true final observation (``info["final_obs"]``) where an episode ended (kept for bootstrapping)."""
+    if not done.any():
+        return obs
+    nxt = obs.copy()
+    final = info["final_obs"]
+    for j in np.flatnonzero(done):
+        nxt[j] = final[j]
+    return nxt
+
+
 def envpool_available(env_id: str) -> bool:
     if env_id not in ENVPOOL_IDS:
         return False
@@ -69,6 +81,13 @@ def envpool_available(env_id: str) -> bool:
     except Exception:  # noqa: BLE001 - not installed, or fails to load on this platform
         return False
     return ENVPOOL_IDS[env_id] in envpool.list_all_envs()
+
+
+def uses_envpool(env_id: str, env_kwargs: dict[str, Any], backend: str = "auto") -> bool:
+    """Whether :func:`make_bank` steps ``env_id`` on EnvPool for this ``env_backend``."""
+    if backend not in ("auto", "envpool", "gym"):
+        raise ValueError(f"env_backend={backend!r}: use 'auto', 'envpool' or 'gym'")
+    return backend == "envpool" or (backend == "auto" and not env_kwargs and envpool_available(env_id))
 
 
 def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int,
@@ -81,10 +100,7 @@ def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num
     ``num_actors`` actor processes (``num_envs / num_actors`` envs of every member each), or in
     this process when ``num_actors`` is 0.
     """
-    if backend not in ("auto", "envpool", "gym"):
-        raise ValueError(f"env_backend={backend!r}: use 'auto', 'envpool' or 'gym'")
-    use_pool = backend == "envpool" or (backend == "auto" and not env_kwargs and envpool_available(env_id))
-    if use_pool:
+    if uses_envpool(env_id, env_kwargs, backend):
         if not envpool_available(env_id):
             raise ValueError(f"env_backend='envpool': EnvPool is not installed or does not provide {env_id!r} "
                              f"(it provides {sorted(ENVPOOL_IDS)}); use env_backend='auto' or 'gym'")
@@ -132,13 +148,7 @@ class GymBank:
         obs, rew, term, trunc, nxt = [], [], [], [], []
         for i, m in enumerate(members):
             o, r, te, tr, info = self.envs[m].step(actions[i])
-            n = o
-            done = te | tr
-            if done.any():
-                n = o.copy()
-                final = info["final_obs"]
-                for j in np.flatnonzero(done):
-                    n[j] = final[j]
+            n = true_next_obs(o, te | tr, info)
             self._obs[m] = o
             obs.append(o)
             rew.append(r)

@@ -77,18 +77,27 @@ class ActorCritic(nn.Module):
             deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample actions and their log-probabilities."""
         a, b = self.policy_params(obs)
+        if not deterministic:
+            return sample_actions(a, b, self.discrete, generator)
         if self.discrete:
             logp_all = torch.log_softmax(a, -1)
-            if deterministic:
-                action = logp_all.argmax(-1)
-            else:
-                action = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
+            action = logp_all.argmax(-1)
             return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        if deterministic:
-            action = a
-        else:
-            action = a + b.exp() * torch.randn(a.shape, generator=generator, dtype=a.dtype)
-        return action, log_prob_entropy(a, b, action, False)[0]
+        return a, log_prob_entropy(a, b, a, False)[0]
+
+
+@torch.no_grad()
+def sample_actions(a: torch.Tensor, b: torch.Tensor | None, discrete: bool,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions sampled from policy parameters (logits, or mean and log-std; any leading dimensions, e.g.
+    ``[K, N, A]`` for K stacked members) and their log-probabilities. ``generator`` is a CPU generator."""
+    if discrete:
+        logp_all = torch.log_softmax(a, -1)
+        probs = logp_all.reshape(-1, logp_all.shape[-1]).exp().cpu()
+        action = torch.multinomial(probs, 1, generator=generator).reshape(a.shape[:-1]).to(a.device)
+        return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    action = a + b.exp() * torch.randn(a.shape, generator=generator, dtype=a.dtype).to(a.device)
+    return action, log_prob_entropy(a, b, action, False)[0]
 
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

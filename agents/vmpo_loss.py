@@ -117,17 +117,9 @@ def top_half_mask(advantages: torch.Tensor) -> torch.Tensor:
     keep the middle one. Ties are broken deterministically: among equal
     advantages the sample with the lower flat index is kept.
     """
-    flat = advantages.detach().reshape(-1)
-    if flat.numel() == 0:
+    if advantages.numel() == 0:
         raise ValueError("advantages is empty: the E-step needs at least one sample")
-    if not torch.isfinite(flat).all():
-        raise ValueError("advantages contains NaN or inf: check the value targets")
-    k = (flat.numel() + 1) // 2
-    # stable descending sort keeps the original order among ties
-    order = torch.sort(flat, descending=True, stable=True).indices
-    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    mask[order[:k]] = True
-    return mask.reshape(advantages.shape)
+    return top_half_mask_members(advantages.reshape(1, -1))[0].reshape(advantages.shape)
 
 
 def _check_mask(advantages: torch.Tensor, mask: torch.Tensor) -> None:
@@ -313,7 +305,8 @@ def vmpo_loss(
 # --------------------------------------------------------------------------
 def top_half_mask_members(advantages: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`top_half_mask` of each row of ``advantages [K, B]`` (each member's own batch); with
-    ``valid [K, B]``, the top half of each row's valid samples (ceil(n_valid / 2) of them)."""
+    ``valid [K, B]``, the top half of each row's valid samples (ceil(n_valid / 2) of them). A stable
+    descending sort keeps the lower index among equal advantages."""
     adv = advantages.detach()
     if not torch.isfinite(adv).all():
         raise ValueError("advantages contains NaN or inf: check the value targets")

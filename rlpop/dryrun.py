@@ -11,7 +11,6 @@ def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | Non
     """Train briefly here, then scale. Batched engine: a shard of up to 4 members for one rollout each,
     and the population's steps at that aggregate rate (larger batches are faster per member, so this
     errs long). Per-member engine: one worker, ``min(workers, cores)`` at a time on Ray, one inline."""
-    from rlpop.agents import BATCHED
     from rlpop.backends.base import WorkerSpec
     from rlpop.fit import estimate as memory
 
@@ -21,7 +20,9 @@ def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | Non
     n = len(slots)
     cores = os.cpu_count() or 1
     total = n * exp.total_steps
-    batched = exp.engine != "member" and exp.agent.learner in BATCHED
+    from rlpop.shard import use_batched
+
+    batched = use_batched(exp.agent.learner, exp.engine)
     specs = [WorkerSpec(s.id, exp.agent.learner, exp.env, {**exp.agent.hparams, **strat.initial_hparams(s)},
                         exp.seed * 100_003 + s.id, dict(exp.env_kwargs)) for s in slots[:4 if batched else 1]]
     if batched:
@@ -38,8 +39,7 @@ def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | Non
         dt = time.perf_counter() - t0
     finally:
         shard.close()
-    before = {i: r for i, r in warm.items()}
-    burst = sum(reps[i].steps - before[i].steps for i in ids)
+    burst = sum(reps[i].steps - warm[i].steps for i in ids)
     sps = max(burst / dt if dt > 0 else float("nan"), 1e-9)
     if batched:
         rate, how = sps, f"a shard of {len(ids)} members"

@@ -179,12 +179,9 @@ class Experiment:
             if unknown:
                 raise ValueError(f"agent.hparams: unknown hyperparameter(s) {unknown} for learner "
                                  f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
-        if self.engine == "batched":
-            from rlpop.agents import BATCHED
+        from rlpop.shard import use_batched
 
-            if self.agent.learner not in BATCHED:
-                raise ValueError(f"engine='batched': learner {self.agent.learner!r} has no batched implementation "
-                                 f"(batched: {sorted(BATCHED)}); use engine='auto' or 'member'")
+        use_batched(self.agent.learner, self.engine)  # engine='batched' for a learner without one: the fix
         if getattr(cls, "needs_env", True):
             from rlpop.envs import check_env_id
 

@@ -60,14 +60,15 @@ def _shapes(exp) -> tuple[int, int] | None:
 
 def estimate(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
     """The run's memory on ``backend`` ('inline' or 'ray') with ``cpus`` CPUs in the cluster."""
-    from rlpop.agents import BATCHED, learner_defaults
+    from rlpop.agents import learner_defaults
+    from rlpop.shard import use_batched
 
     cpus = cpus or len(os.sched_getaffinity(0))
     workers = len(list(exp.build_strategy().layout()))
     hp = {**learner_defaults(exp.agent.learner), **exp.agent.hparams}
     actors = int(hp.get("num_actors", 0) or 0)
     ray_mb = RAY_MB if backend == "ray" else 0.0
-    batched = exp.engine != "member" and exp.agent.learner in BATCHED
+    batched = use_batched(exp.agent.learner, exp.engine)
     if not batched:
         if backend == "ray":  # a process per worker, each with its own actor processes
             total = ray_mb + workers * (PROCESS_MB + actors * ACTOR_MB)
@@ -93,18 +94,17 @@ def estimate(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
     n_envs = max(1, actors) * int(hp.get("envs_per_actor", 1))
     rollout = int(hp.get("rollout_steps", 2048)) * (2 * obs + act + 8) * 4 * ROLLOUT_COPIES
     per_member = (params * 4 * copies + rollout) / 2**20 + n_envs * ENV_MB
-    env_procs = actors if not _envpool(exp) else 0
+    env_procs = 0 if _envpool(exp, hp) else actors
     total = ray_mb + shards * (PROCESS_MB + env_procs * ACTOR_MB) + workers * per_member
     return MemoryPlan(total, shards * (1 + env_procs),
                       f"{shards} shard process(es){f' x {env_procs} env processes' if env_procs else ''}"
                       f"{' + Ray' if ray_mb else ''} + {workers} members x {per_member:.0f} MB, the batched engine")
 
 
-def _envpool(exp) -> bool:
-    from rlpop.agents.envbank import envpool_available
+def _envpool(exp, hp: dict) -> bool:
+    from rlpop.agents.envbank import uses_envpool
 
-    backend = exp.agent.hparams.get("env_backend", "auto")
-    return backend != "gym" and not exp.env_kwargs and bool(exp.env) and envpool_available(exp.env)
+    return bool(exp.env) and uses_envpool(exp.env, exp.env_kwargs, hp.get("env_backend", "auto"))
 
 
 def check(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
@@ -112,9 +112,9 @@ def check(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
     plan = estimate(exp, backend, cpus)
     avail = available_mb()
     if avail is not None and plan.total_mb > 0.9 * avail:
-        from rlpop.agents import BATCHED
+        from rlpop.shard import use_batched
 
-        if exp.engine == "member" and exp.agent.learner in BATCHED:
+        if exp.engine == "member" and use_batched(exp.agent.learner, "auto"):
             fix = "drop engine='member' (the batched engine holds the population in a few processes)"
         else:
             fix = ("shrink the population (strategy.population, subpop_size, evaluators) or "

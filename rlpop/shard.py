@@ -28,16 +28,19 @@ def batched_learner(learner: str) -> type | None:
     return batched_learner_class(learner)
 
 
-def use_batched(specs: Sequence[WorkerSpec], engine: str) -> bool:
-    """Whether ``specs`` run on the batched engine (``engine``: 'auto', 'batched' or 'member')."""
+def use_batched(learner: str | None, engine: str) -> bool:
+    """Whether members of ``learner`` run on the batched engine (``engine``: 'auto', 'batched' or 'member')."""
+    from rlpop.agents import BATCHED
+
     if engine not in ("auto", "batched", "member"):
         raise ValueError(f"engine={engine!r}: use 'auto' (batched where the learner has it), 'batched' or 'member'")
-    if not specs or engine == "member":
+    if learner is None or engine == "member":
         return False
-    has = batched_learner(specs[0].learner) is not None
+    has = learner in BATCHED
     if engine == "batched" and not has:
-        raise ValueError(f"engine='batched': learner {specs[0].learner!r} has no batched implementation; "
-                         "use engine='member' (or 'auto')")
+        raise ValueError(f"engine='batched': learner {learner!r} has no batched implementation "
+                         f"(batched: {sorted(BATCHED)}); "
+                         "use engine='auto' or 'member'")
     return has
 
 

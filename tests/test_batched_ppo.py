@@ -146,9 +146,10 @@ def test_masked_losses_equal_the_losses_on_the_valid_samples():
     w = torch.ones(2, 12)
     w[0, [1, 5, 7]] = 0.0
     clip = torch.tensor([[0.2], [0.3]])
-    pg, kl, cf = BatchedPPO._policy_loss(logp, old, adv, clip, w)
-    v = BatchedPPO._value_loss(values, old_v, ret, clip, w)
     from rlpop.agents.ppo_loss import clipped_surrogate_loss, normalize_advantages, value_loss
+
+    pg, kl, cf = clipped_surrogate_loss(logp, old, normalize_advantages(adv, w), clip, w)
+    v = value_loss(values, old_v, ret, clip, w)
 
     keep = w[0].bool()
     pg0, kl0, _ = clipped_surrogate_loss(logp[0, keep], old[0, keep], normalize_advantages(adv[0, keep]), 0.2)

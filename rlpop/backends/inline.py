@@ -31,7 +31,7 @@ class InlineBackend:
         return list({id(s): s for s in self.where.values()}.values())
 
     def start(self, specs: list[WorkerSpec]) -> None:
-        self.batched = use_batched(specs, self.engine)
+        self.batched = use_batched(specs[0].learner if specs else None, self.engine)
         if self.batched:
             n = math.ceil(len(specs) / self.shard_size) if self.shard_size else 1
             groups, cls = split(specs, n), BatchShard

@@ -83,7 +83,7 @@ class RayBackend:
     def start(self, specs: list[WorkerSpec]) -> None:
         res = self.ray.cluster_resources()
         cpus, gpus = float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0))
-        self.batched = use_batched(specs, self.engine)
+        self.batched = use_batched(specs[0].learner if specs else None, self.engine)
         if self.batched:
             if self.shard_size:
                 n = math.ceil(len(specs) / self.shard_size)
