@@ -1,7 +1,7 @@
 """rlpop's learners (imported as ``rlpop.agents``).
 
 ``make_learner(name, env_id, hparams, seed, env_kwargs)`` builds one by name
--- ``"ppo"``, ``"vmpo"``, ``"toy"`` -- or by ``"module:Class"`` for a learner
+-- ``"ppo"``, ``"vmpo"``, ``"toy"`` --, by adapter (``"sb3:PPO"``, ``"rllib:PPO"``), or by ``"module:Class"`` for a learner
 of your own that follows :class:`rlpop.agents.base.Learner`.
 """
 from __future__ import annotations
@@ -33,8 +33,25 @@ def batched_learner_class(name: str) -> type | None:
     return getattr(importlib.import_module(module), attr)
 
 
+#: library adapters, by prefix: ``"sb3:PPO"`` -> ``adapter_class("PPO")`` of the module (imported lazily, so
+#: rlpop starts without stable-baselines3 or RLlib)
+ADAPTERS: dict[str, str] = {
+    "sb3": "rlpop.agents.sb3",
+    "rllib": "rlpop.agents.rllib",
+}
+
+
 def learner_class(name: str) -> type:
-    """The learner class for a registered name or a ``"module:Class"`` path."""
+    """The learner class for a registered name, an adapter (``"sb3:PPO"``, ``"rllib:PPO"``) or a
+    ``"module:Class"`` path."""
+    prefix, colon, algo = name.partition(":")
+    if colon and prefix in ADAPTERS:
+        try:
+            module = importlib.import_module(ADAPTERS[prefix])
+        except ImportError as exc:
+            raise ValueError(f"agent.learner={name!r}: the {prefix} adapter needs its library ({exc}); "
+                             f"pip install 'rlpop[{prefix}]'") from exc
+        return module.adapter_class(algo)  # raises ValueError naming the algorithms it knows
     path = LEARNERS.get(name, name)
     if ":" not in path:
         raise ValueError(f"agent.learner={name!r} is not a known learner; use one of {sorted(LEARNERS)} "
