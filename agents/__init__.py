@@ -80,3 +80,19 @@ def make_learner(name: str, env_id: str | None, hparams: dict[str, Any], seed: i
     if getattr(cls, "needs_env", True):
         return cls(env_id, hparams, seed=seed, env_kwargs=env_kwargs or {})
     return cls(hparams=hparams, seed=seed, **(env_kwargs or {}))
+
+
+def learner_rules(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The learner's value rules (``rlpop.agents.hparam_rules.Rule`` per hyperparameter) for its resolved
+    ``hparams``: a ``hparam_rules(hp)`` function on the class or in its module; {} when it declares none."""
+    cls = learner_class(name)
+    fn = getattr(cls, "hparam_rules", None) or getattr(importlib.import_module(cls.__module__), "hparam_rules", None)
+    return dict(fn(hparams)) if fn is not None else {}
+
+
+def check_learner_layout(name: str, hparams: dict[str, Any]) -> None:
+    """Cross-field checks a learner declares (``check_layout(hp)``, e.g. rollout_steps divisible by the envs)."""
+    cls = learner_class(name)
+    fn = getattr(cls, "check_layout", None) or getattr(importlib.import_module(cls.__module__), "check_layout", None)
+    if fn is not None:
+        fn(hparams)

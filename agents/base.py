@@ -21,6 +21,42 @@ class TrainResult:
     #: one dict per learner update made during the call (its diagnostics, plus ``"steps"``: the env
     #: steps that update consumed); the run directory's metrics.csv gets one row per update
     updates: list[dict[str, float]] = field(default_factory=list)
+    #: set when this member failed during the call (its env gave NaN/inf, or its loss or weights went
+    #: non-finite): the reason, one line; the rest of the result is void and the member stopped training
+    failed: str | None = None
+
+
+#: the start of a ``failed`` reason when the member's own training diverged (loss or weights non-finite)
+DIVERGED = "diverged"
+
+
+class NonFiniteError(RuntimeError):
+    """A learner met NaN/inf: in an env's observations or rewards, or in its own loss or weights."""
+
+
+def nonfinite_inputs(env_id: str | None, obs: Any, rewards: Any) -> str | None:
+    """None when every observation and reward is finite, else a one-line reason naming the env."""
+    import numpy as np
+
+    bad = [what for what, x in (("observation", obs), ("reward", rewards))
+           if x is not None and not np.isfinite(np.asarray(x, dtype=np.float64)).all()]
+    if not bad:
+        return None
+    return f"env {env_id!r} returned a non-finite {' and '.join(bad)} (NaN or inf); fix the env or wrap it"
+
+
+def nonfinite_training(metrics: dict[str, float], weights: Any) -> str | None:
+    """None when the update's losses and the weights are finite, else a one-line reason (starts "diverged")."""
+    import math
+
+    import torch
+
+    bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if weights is not None and not bool(torch.isfinite(weights).all()):
+        bad.append("weights")
+    if not bad:
+        return None
+    return f"{DIVERGED}: non-finite {', '.join(bad)} after an update (learning rate too high?)"
 
 
 class Learner(Protocol):

@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlpop.agents.base import TrainResult, check_mutable, resolve_hparams
+from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.envbank import make_bank
 from rlpop.agents.networks import sample_actions
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
@@ -164,10 +164,13 @@ class BatchedLearner:
             return out
         per_env = self.hps[members[0]]["rollout_steps"] // self.num_envs
         done = 0
-        while done < steps:
+        while done < steps and members:
             self._on_collect = None if on_update is None else (lambda part, d=done: on_update(d + part))
             ro = self.collect(members, per_env)
             self._on_collect = None
+            members = self._drop_failed(members, out, ro)  # an env's NaN/inf fails its member, not the batch
+            if not members:
+                break
             metrics = self.learn(members, ro)
             n = per_env * self.num_envs
             for i, m in enumerate(members):
@@ -177,11 +180,36 @@ class BatchedLearner:
                 r.metrics = metrics[i]
                 r.updates.append({**metrics[i], "steps": n, "update": self.updates[m]})
             done += n
+            diverged = {m: why for i, m in enumerate(members)
+                        if (why := nonfinite_training(metrics[i], self.net.flat[m]))}
+            for m, why in diverged.items():
+                out[m].failed = why
+            members = [m for m in members if m not in diverged]
             if on_update is not None:
                 on_update(done)
-        for m in members:
-            self.env_steps[m] += out[m].steps
+        for m, r in out.items():
+            self.env_steps[m] += r.steps
         return out
+
+    def _drop_failed(self, members: list[int], out: dict[int, TrainResult], ro: dict[str, Any]) -> list[int]:
+        """Members whose envs gave a non-finite observation or reward fail; the rollout keeps the others."""
+        bad = []
+        for i, m in enumerate(members):
+            why = (nonfinite_inputs(self.env_id, ro["obs"][:, i], ro["rewards"][:, i])
+                   or nonfinite_inputs(self.env_id, ro["next_obs"][:, i], None))
+            if why:
+                out[m].failed = why
+                bad.append(i)
+        if not bad:
+            return members
+        keep = [i for i in range(len(members)) if i not in bad]
+        for key in ("obs", "actions", "logprobs", "rewards", "terminated", "truncated", "next_obs", "valid"):
+            if ro.get(key) is not None:
+                ro[key] = ro[key][:, keep]
+        ro["episode_returns"] = [ro["episode_returns"][i] for i in keep]
+        if ro.get("stats") is not None:
+            ro["stats"] = tuple(x[keep] for x in ro["stats"])
+        return [members[i] for i in keep]
 
     def obs_stats(self, members: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
         if not self.hps[members[0]]["norm_obs"]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlpop.agents.actors import ActorPool, Rollout
-from rlpop.agents.base import TrainResult, resolve_hparams
+from rlpop.agents.base import NonFiniteError, TrainResult, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd
 
@@ -34,6 +34,35 @@ def to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [to_cpu(v) for v in obj]
     return obj
+
+
+def pool_rules(hp: dict[str, Any]) -> dict[str, Any]:
+    """Value rules of the hyperparameters PPO and V-MPO share (rollouts, actors, networks, device)."""
+    from rlpop.agents import hparam_rules as R
+
+    return {
+        "lr": R.positive(3e-4), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.nonnegative(0.5, none_ok=True),
+        "epochs": R.integer(1, example=10),
+        "minibatch_size": R.integer(1, hi=int(hp.get("rollout_steps") or 1) if _is_int(hp.get("rollout_steps")) else None,
+                                    example=64),
+        "rollout_steps": R.integer(1, example=2048), "num_actors": R.integer(0, example=2),
+        "envs_per_actor": R.integer(1, example=4), "hidden": R.Rule("layers"), "init_log_std": R.Rule("real"),
+        "norm_obs": R.flag(), "norm_reward": R.flag(), "device": R.device_rule(), "torch_threads": R.integer(0),
+        "env_backend": R.one_of("auto", "envpool", "gym"),
+    }
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def check_layout(hp: dict[str, Any]) -> None:
+    """rollout_steps must split evenly over the envs (num_actors x envs_per_actor)."""
+    n_envs = max(1, int(hp["num_actors"])) * int(hp["envs_per_actor"])
+    if int(hp["rollout_steps"]) % n_envs:
+        raise ValueError(f"agent.hparams.rollout_steps={hp['rollout_steps']} must be a multiple of the number of envs "
+                         f"(num_actors x envs_per_actor = {n_envs}); e.g. rollout_steps="
+                         f"{max(1, round(int(hp['rollout_steps']) / n_envs)) * n_envs}")
 
 
 class PoolLearner:
@@ -86,7 +115,14 @@ class PoolLearner:
         while done_steps < steps:
             rollout = pool.collect(self.actor_weights(), self._obs_norm(),
                                    self.hp["rollout_steps"] // pool.num_envs)
+            why = nonfinite_inputs(self.env_id, rollout.obs, rollout.rewards) or \
+                nonfinite_inputs(self.env_id, rollout.next_obs, None)
+            if why:
+                raise NonFiniteError(why)
             metrics = self.learn(rollout)
+            why = nonfinite_training(metrics, torch.nn.utils.parameters_to_vector(self.net.parameters()).detach())
+            if why:
+                raise NonFiniteError(why)
             updates.append({**metrics, "steps": rollout.steps, "update": self.updates})
             done_steps += rollout.steps
             returns += rollout.episode_returns

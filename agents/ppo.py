@@ -19,7 +19,7 @@ import torch
 from rlpop.agents.base import check_mutable
 from rlpop.agents.networks import ActorCritic
 from rlpop.agents.normalize import normalize_obs
-from rlpop.agents.pool_learner import PoolLearner, to_cpu
+from rlpop.agents.pool_learner import PoolLearner, check_layout, to_cpu  # noqa: F401 (check_layout: spec-time checks)
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
 
 DEFAULTS: dict[str, Any] = {
@@ -50,6 +50,15 @@ DEFAULTS: dict[str, Any] = {
 }
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
                      "minibatch_size", "max_grad_norm", "vf_clip"})
+
+
+def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
+    """What each hyperparameter may be (checked at spec time, search spaces included)."""
+    from rlpop.agents import hparam_rules as R
+    from rlpop.agents.pool_learner import pool_rules
+
+    return {**pool_rules(hp), "clip": R.positive(0.2), "ent_coef": R.nonnegative(0.01), "vf_coef": R.nonnegative(0.5),
+            "gae_lambda": R.unit(0.95), "vf_clip": R.nonnegative(0.2, none_ok=True)}
 
 
 class PPO(PoolLearner):

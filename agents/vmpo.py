@@ -31,7 +31,7 @@ from rlpop.agents.actors import Rollout
 from rlpop.agents.base import check_mutable, resolve_hparams
 from rlpop.agents.networks import ActorCritic
 from rlpop.agents.normalize import normalize_obs
-from rlpop.agents.pool_learner import PoolLearner, to_cpu
+from rlpop.agents.pool_learner import PoolLearner, check_layout, to_cpu  # noqa: F401 (check_layout: spec-time checks)
 from rlpop.agents.vmpo_loss import (
     KLConstraint,
     categorical_kl,
@@ -77,6 +77,17 @@ DEFAULTS: dict[str, Any] = {
     "env_backend": "auto",
 }
 MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
+
+
+def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
+    """What each hyperparameter may be (checked at spec time, search spaces included)."""
+    from rlpop.agents import hparam_rules as R
+    from rlpop.agents.pool_learner import pool_rules
+
+    return {**pool_rules(hp), **{k: R.positive(DEFAULTS[k]) for k in (
+        "eps_eta", "eps_alpha_mu", "eps_alpha_sigma", "eps_alpha", "dual_lr", "init_eta", "init_alpha",
+        "init_alpha_sigma", "popart_beta")},
+        "target_period": R.integer(1, example=10), "n_step": R.integer(1, none_ok=True), "popart": R.flag()}
 
 
 class PopArt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +28,12 @@ from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
 from rlpop.worker import TrainReport
 
 METRIC_FIELDS = ["round", "worker", "step"]
+
+
+def failure_line(reason: str) -> str:
+    """One line of a failure's reason: the exception line of a traceback (its last non-empty line)."""
+    lines = [ln.strip() for ln in (reason or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
 
 
 @dataclass
@@ -80,6 +87,10 @@ class Controller:
             self.records[slot.id] = WorkerRecord(slot.id, slot.role, slot.subpop, dict(hp),
                                                  seed=exp.seed * 100_003 + slot.id)
         self._last_ckpt_states: dict[int, dict[str, Any]] = {}
+        #: the first failure's one-line reason (the run's error when every member is dropped)
+        self.first_failure: str | None = None
+        #: where failures, rebuilds and replacements are told as they happen (one line each)
+        self.console: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
         self.ckpt_rounds = max(1, exp.checkpoint_steps // exp.eval_steps)
 
     # ------------------------------------------------------------------ setup
@@ -237,12 +248,29 @@ class Controller:
 
     # ------------------------------------------------------------------ failures
     def _handle_failure(self, f: WorkerFailure) -> None:
+        """A worker that raised, died, stalled or went non-finite: a diverged member is replaced by a copy of
+        the best member of its sub-population (PBT and FIRE: the strategy's usual copy); any other failure
+        is rebuilt from the last checkpoint; a second failure in the same checkpoint interval drops it."""
+        from rlpop.agents.base import DIVERGED
+
         r = self.records[f.worker]
         r.failures += 1
         self.counts["failure"] += 1
+        first_line = failure_line(f.reason)
+        if self.first_failure is None:
+            self.first_failure = f"w{r.id}: {first_line}"
         state = self._last_ckpt_states.get(r.id) or self._last_ckpt_states.get(str(r.id))
-        first_line = f.reason.strip().splitlines()[-1] if f.reason.strip() else "unknown error"
-        if r.failures <= 1:
+        src = self._replacement(r) if f"{DIVERGED}:" in f.reason and r.failures <= 1 else None
+        if src is not None:
+            self.backend.copy_state(src.id, r.id)
+            r.hparams = dict(src.hparams)
+            self.backend.set_hparams(r.id, r.hparams)
+            r.has_state, r.q = True, src.q  # its own step counter is kept, as in an exploit
+            r.copies += 1
+            r.reset_curve()
+            text = (f"w{r.id} FAILED ({first_line}); replaced by a copy of w{src.id} (Q={src.q:.4g}): weights, "
+                    "optimiser, normalisers, hparams")
+        elif r.failures <= 1:
             self.backend.rebuild(self.spec(r), state)  # state None: it had not trained yet
             self.backend.set_hparams(r.id, r.hparams)
             r.steps = int(state["steps"]) if state is not None else 0
@@ -255,6 +283,23 @@ class Controller:
             text = f"w{r.id} FAILED again ({first_line}); dropped from the population"
         self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps,
                    "reason": f.reason}, text)
+        self.console(f"round {self.round}: {text}")
+
+    def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
+        """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE)."""
+        if r.role != MEMBER or self.exp.method not in ("pbt", "fire"):
+            return None
+        peers = [o for o in self.records.values() if o.role == MEMBER and o.subpop == r.subpop and o.alive
+                 and o.has_state and o.id != r.id and math.isfinite(o.q)]
+        return max(peers, key=lambda o: (o.q, -o.id), default=None)
+
+    def failed_reason(self) -> str | None:
+        """Why the run failed as a whole: every member dropped (None while any member is alive)."""
+        members = [r for r in self.records.values() if r.role == MEMBER]
+        if members and not any(r.alive for r in members):
+            return f"every member failed and was dropped; nothing was trained to the end. First failure: " \
+                   f"{self.first_failure}"
+        return None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> None:

@@ -170,8 +170,23 @@ class Experiment:
                              "or 'member'")
         if not isinstance(self.shard_size, int) or self.shard_size < 0:
             raise ValueError(f"shard_size={self.shard_size!r} must be an integer >= 0 (0: the backend decides)")
+        for f, lo in (("q_window_episodes", 1), ("keep_checkpoints", 1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{f}={v!r} must be an integer >= {lo}")
+        t = self.worker_timeout_s
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise ValueError(f"worker_timeout_s={t!r} must be a number of seconds > 0 (a worker silent that long "
+                             "is rebuilt); e.g. 3600")
         if not isinstance(self.agent, Agent):
             raise ValueError("agent: give rlpop.experiment.Agent(learner, hparams)")
+        if not isinstance(self.agent.hparams, Mapping):
+            raise ValueError(f"agent.hparams={self.agent.hparams!r}: give a dict name -> value")
+        if not isinstance(self.space, (Mapping, HParamSpace)):
+            raise ValueError(f"space: give a dict name -> LogUniform/Uniform/Choice/Fixed (e.g. "
+                             f"{{'lr': LogUniform(1e-4, 1e-3)}}), not a {type(self.space).__name__}")
+        if not isinstance(self.env_kwargs, Mapping):
+            raise ValueError(f"env_kwargs={self.env_kwargs!r}: give a dict of keyword arguments for the env")
         cls = learner_class(self.agent.learner)
         defaults = learner_defaults(self.agent.learner)
         if defaults:
@@ -186,22 +201,33 @@ class Experiment:
             from rlpop.envs import check_env_id
 
             check_env_id(self.env)  # raises with the list of registered envs
+        elif self.env is not None:
+            raise ValueError(f"env={self.env!r}: learner {self.agent.learner!r} builds no env and would ignore it; "
+                             "set env=None (its problem is set by env_kwargs)")
         if not isinstance(self.strategy, STRATEGY_SPECS):
             raise ValueError(f"strategy={self.strategy!r}: use one of rlpop.experiment.Single(), "
                              "RandomSearch(population), PBT(population, ready_steps) or FIRE(...)")
-        self.hparam_space()  # builds and checks the space
+        space = HParamSpace(dict(self.space.params if isinstance(self.space, HParamSpace) else self.space))
+        both = sorted(set(space.names) & set(self.agent.hparams))
+        if both:
+            raise ValueError(f"agent.hparams and space both set {both}: the space would override agent.hparams; "
+                             "remove them from one of the two")
         mutable = frozenset(cls.mutable_hparams)
-        evolving = {k for k, p in self.hparam_space().params.items() if not isinstance(p, Fixed)}
+        evolving = {k for k, p in space.params.items() if not isinstance(p, Fixed)}
         fixed_but_searched = sorted(evolving - mutable)
         if fixed_but_searched:
             raise ValueError(f"space: hyperparameter(s) {fixed_but_searched} cannot change while learner "
                              f"{self.agent.learner!r} trains (they change network shapes or actor processes); "
                              f"put them in agent.hparams instead. Searchable: {sorted(mutable)}")
         if defaults:
-            unknown = sorted(set(self.hparam_space().names) - set(defaults))
+            unknown = sorted(set(space.names) - set(defaults))
             if unknown:
                 raise ValueError(f"space: unknown hyperparameter(s) {unknown} for learner "
                                  f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
+        self.hparam_space()  # the learner's value rules, on agent.hparams and the space
+        from rlpop.agents import check_learner_layout
+
+        check_learner_layout(self.agent.learner, {**defaults, **self.agent.hparams})
         s = self.strategy
         for f in ("population", "subpop_size", "evaluators", "subpops"):
             if hasattr(s, f) and (not isinstance(getattr(s, f), int) or getattr(s, f) < 1):
@@ -216,9 +242,32 @@ class Experiment:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} < eval_steps={self.eval_steps}: "
                                  "decisions need at least one Q evaluation; lower eval_steps")
         self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
+        if isinstance(s, FIRE):
+            _check_fire_reachable(s, self.eval_steps)
+
+    def _checked_space(self) -> tuple[HParamSpace, list[str]]:
+        """The search space after the learner's value rules: (space, notes on bounds that were clipped)."""
+        params = dict(self.space.params if isinstance(self.space, HParamSpace) else self.space)
+        HParamSpace(params)  # types of the entries, with the fix
+        from rlpop.agents import learner_defaults, learner_rules
+        from rlpop.agents.hparam_rules import check_space, check_values
+
+        hp = {**learner_defaults(self.agent.learner), **self.agent.hparams}
+        rules = learner_rules(self.agent.learner, hp)
+        if not rules:
+            return HParamSpace(params), []
+        check_values(rules, self.agent.hparams, "agent.hparams")
+        params, notes = check_space(rules, params)
+        return HParamSpace(params), notes
 
     def hparam_space(self) -> HParamSpace:
-        return self.space if isinstance(self.space, HParamSpace) else HParamSpace(dict(self.space))
+        """The search space, its exploration bounds clipped into the learner's valid ranges (see ``notes``)."""
+        return self._checked_space()[0]
+
+    @property
+    def notes(self) -> list[str]:
+        """What validation adjusted (exploration bounds clipped into valid ranges): printed once by the CLI."""
+        return self._checked_space()[1]
 
     def build_strategy(self):
         return self.strategy.build(self.hparam_space(), self.seed, self)
@@ -239,7 +288,8 @@ class Experiment:
     def with_overrides(self, overrides: Mapping[str, str]) -> "Experiment":
         """A copy with ``--set key=value`` overrides applied (dotted keys), re-validated."""
         exp = dataclasses.replace(self, agent=dataclasses.replace(self.agent, hparams=dict(self.agent.hparams)),
-                                  strategy=dataclasses.replace(self.strategy), space=dict(self.hparam_space().params),
+                                  strategy=dataclasses.replace(self.strategy),
+                                  space=dict(self.space.params if isinstance(self.space, HParamSpace) else self.space),
                                   env_kwargs=dict(self.env_kwargs))
         # replace() re-ran validation on the copy; now apply the overrides then validate again
         for key, raw in overrides.items():
@@ -257,6 +307,20 @@ class Experiment:
             "seed": self.seed, "backend": self.backend, "engine": self.engine, "shard_size": self.shard_size,
             "q_window_episodes": self.q_window_episodes,
         }
+
+
+def _check_fire_reachable(s: "FIRE", eval_steps: int) -> None:
+    """An evaluator can only succeed with ``k`` Q points where 0.5**k < p_stat (the one-sided binomial test with
+    every point above), and it stops after ``max_eval_steps`` plus at most one more point."""
+    import math
+
+    need = math.floor(math.log(1.0 / s.p_stat, 2)) + 1
+    can = s.max_eval_steps // eval_steps + 1
+    if need > can:
+        raise ValueError(f"strategy.max_eval_steps={s.max_eval_steps}: evaluators measure Q every eval_steps="
+                         f"{eval_steps}, so at most {can} points before they stop, but the binomial test needs "
+                         f"{need} to reach p < p_stat={s.p_stat:g}; raise max_eval_steps to >= "
+                         f"{(need - 1) * eval_steps} or lower eval_steps")
 
 
 def parse_value(raw: str, current: Any, key: str) -> Any:

@@ -47,6 +47,34 @@ def summary_line(c: "Controller") -> str:
             f"elapsed {t['wall']:6.0f}s ETA {_fmt(t['eta'])}s")
 
 
+def end_summary(c: "Controller") -> str:
+    """What a finished (or stopped) run leaves the user with: the best member, its Q and hparams, what the
+    strategy did, where the run directory is and what to run next."""
+    from rlpop.hparams import format_value
+
+    t = totals(c)
+    run = c.run_dir.path
+    members = [r for r in c.records.values() if r.role == "member" and r.alive and not math.isnan(r.q)]
+    lines = [f"finished: {c.round} rounds, {t['steps']:,} env steps in {duration(t['wall'])} "
+             f"({t['sps']:,.0f} steps/s)"]
+    if members:
+        best = max(members, key=lambda r: r.q)
+        where = f"P{best.subpop} " if best.subpop is not None and c.exp.method == "fire" else ""
+        hp = ", ".join(f"{k}={format_value(v)}" for k, v in best.hparams.items()) or "(no searched hparams)"
+        lines.append(f"best member: w{best.id} ({where}member) Q={_fmt(best.q)} at step {best.steps:,}; {hp}")
+    else:
+        lines.append("best member: none (no member has a Q)")
+    n = c.counts
+    dead = sum(1 for r in c.records.values() if not r.alive)
+    lines.append(f"decisions: {n['exploit']} exploits, {n['assign']} evaluator assignments, {n['success']} "
+                 f"successes, {n['stop']} evaluator stops; {n['failure']} failures"
+                 + (f" ({dead} workers dropped)" if dead else ""))
+    lines.append(f"run directory: {run}")
+    lines.append(f"next: python -m rlpop.lineage {run}   (the best member's hparam schedule); "
+                 f"tensorboard --logdir {run / 'tb'}")
+    return "\n".join(lines)
+
+
 def round_progress_line(c: "Controller", live: dict) -> str:
     """``live``: {"steps": env steps of the running round so far, "target": the round's, "t0": its start}."""
     elapsed = max(time.time() - float(live.get("t0", time.time())), 1e-9)

@@ -28,6 +28,9 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"experiment file {str(path)!r} not found. Give a path such as experiments/quick_fire.py")
+    if path.suffix != ".py":
+        raise UsageError(f"{path} is not an experiment file: give a Python file that defines `experiment` "
+                         "(e.g. experiments/quick_fire.py)")
     # modules beside the experiment file (a user's env or learner) import here, in spawned processes
     # (they inherit sys.path) and in Ray workers (PYTHONPATH)
     folder = str(path.resolve().parent)
@@ -42,6 +45,13 @@ def load_experiment(path: str | Path) -> Experiment:
         spec.loader.exec_module(module)
     except ValueError as exc:  # the Experiment's own validation
         raise UsageError(f"{path}: invalid experiment: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 -- a mistake in the user's file: where, and what
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path.resolve()
+                  or Path(f.filename) == path]
+        where = f"{path}, line {frames[-1].lineno}" if frames else str(path)
+        raise UsageError(f"{where}: {type(exc).__name__}: {exc}") from exc
     if not hasattr(module, "experiment"):
         raise UsageError(f"{path} defines no `experiment`. Add a module-level "
                          "`experiment = rlpop.experiment.Experiment(...)`")
@@ -103,6 +113,10 @@ def plan(exp: Experiment) -> str:
     return "\n".join(lines)
 
 
+#: the run directory of the run in progress (for the Ctrl-C message)
+_CURRENT_RUN: list[str] = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # a CLI started from a background job inherits an ignored SIGINT: Ctrl-C must still stop it cleanly
     if threading.current_thread() is threading.main_thread():
@@ -114,19 +128,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: workers and actor processes stopped; resume with "
-              "`python -m rlpop.run --resume RUN_DIR`", file=sys.stderr)
+        where = _CURRENT_RUN[0] if _CURRENT_RUN else None
+        tail = f"resume with `python -m rlpop.run --resume {where}`" if where else "no run directory was made"
+        print(f"\ninterrupted: workers and actor processes stopped; {tail}", file=sys.stderr)
         return 130
 
 
 def _main(args: argparse.Namespace) -> int:
     from rlpop.store import RunDir
 
+    from rlpop.store import RunDirError
+
     if args.resume:
+        if args.experiment or args.sets:
+            given = " and ".join(x for x, on in (("an experiment file", args.experiment), ("--set", args.sets)) if on)
+            raise UsageError(f"--resume continues the run exactly as recorded in {args.resume}/config.json; "
+                             f"{given} cannot change it. Drop them, or start a new run with them")
         run = RunDir(args.resume)
         try:
             cfg = run.read_config()
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, RunDirError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         if run.read_status().get("finished"):
             print(f"{run.path}: this run already finished (round {run.read_status().get('round')}); nothing to do.")
@@ -138,6 +159,8 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         backend_name = cfg.get("backend", exp.backend)
         address = args.address or cfg.get("address")
+        if address:
+            check_address(address)
     else:
         if not args.experiment:
             raise UsageError("give an experiment file (python -m rlpop.run experiments/quick_fire.py) or --resume RUN_DIR")
@@ -150,6 +173,12 @@ def _main(args: argparse.Namespace) -> int:
         backend_name = "ray" if args.address else (args.backend or exp.backend)
         exp.backend = backend_name
         address = args.address
+        for note in exp.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if address:
+            check_address(address)
+        if not args.dry_run:
+            check_env(exp)
         if not args.dry_run and not args.no_fit_check and not address:
             from rlpop.fit import check
 
@@ -164,18 +193,75 @@ def _main(args: argparse.Namespace) -> int:
             print(estimate(exp, backend=backend_name))
             return 0
         run = RunDir.create(args.runs_dir, exp.name)
+        run.acquire_lock()
         shutil.copy(args.experiment, run.path / "experiment.py")
         run.write_config({**exp.to_dict(), "backend": backend_name, "address": address,
                           "overrides": overrides, "experiment_file": str(args.experiment),
-                          "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
+                          "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
     return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume))
+
+
+def check_env(exp: Experiment) -> None:
+    """Build one env with the experiment's env_kwargs, so an env that rejects them fails before the run dir."""
+    from rlpop.agents import learner_class
+
+    if exp.env is None or not getattr(learner_class(exp.agent.learner), "needs_env", True):
+        return
+    from rlpop.envs import make_env
+
+    try:
+        env = make_env(exp.env, **dict(exp.env_kwargs))
+    except Exception as exc:  # noqa: BLE001 -- whatever the env raises, named with the fix
+        kw = f" with env_kwargs={dict(exp.env_kwargs)!r}" if exp.env_kwargs else ""
+        raise UsageError(f"env={exp.env!r}{kw} cannot be built: {type(exc).__name__}: {exc}; fix env_kwargs "
+                         "(or the env)") from exc
+    env.close()
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``--address HOST:PORT``."""
+    import socket
+
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS"):
+            address = os.environ["RAY_ADDRESS"]
+        else:
+            return  # ray.init(address="auto") finds a local cluster or says there is none
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r}: give HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379) "
+                         "or 'auto'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+                         "with `ray start --head --port PORT`, or drop --address to run on an embedded one") from exc
 
 
 def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
             resume: bool = False) -> int:
+    from rlpop.store import RunDirError
+
+    try:
+        note = run.acquire_lock()
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from exc
+    if note:
+        print(note, file=sys.stderr)
+    _CURRENT_RUN[:] = [str(run.path)]
+    try:
+        return _execute(exp, run, backend_name, address, quiet, resume)
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        run.release_lock()
+
+
+def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet: bool, resume: bool) -> int:
     from rlpop.backends import make_backend
     from rlpop.controller import Controller
-    from rlpop.progress import Progress, summary_line
+    from rlpop.progress import Progress, end_summary
     from rlpop.tblog import TensorBoardLogger
 
     progress = Progress(enabled=not quiet)
@@ -185,6 +271,11 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
         tb(c)
         progress.update(c)
 
+    payload = None
+    if resume:  # before any process starts: a damaged run directory fails here, in one line
+        ckpt, payload, skipped = run.load_latest_checkpoint()
+        for line in skipped:
+            print(line, file=sys.stderr)
     backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
     try:
         ctl = Controller(exp, run, backend, on_round=on_round)
@@ -192,12 +283,10 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
             backend.on_progress = lambda live: progress.heartbeat(ctl, live)
         ctl.start()
         if resume:
-            ckpt = run.latest_checkpoint()
-            if ckpt is None:
+            if payload is None:
                 print(f"{run.path}: no checkpoint yet; starting from the beginning")
                 run.truncate_after(0)
             else:
-                payload = run.load_checkpoint(ckpt)
                 ctl.resume_from(payload)
                 run.truncate_after(ctl.round)
                 print(f"resuming {run.path} from round {ctl.round} (checkpoint {ckpt.name})")
@@ -207,8 +296,11 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
         progress.close()
         tb.close()
         backend.close()
-    print(summary_line(ctl))
-    print(f"done: {run.path}")
+    print(end_summary(ctl))
+    failed = ctl.failed_reason()
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

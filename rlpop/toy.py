@@ -205,3 +205,10 @@ class NoisyQuadratic:
 def make_toy_learner(hparams: dict[str, Any], seed: int, **kw: Any) -> NoisyQuadratic:
     """Factory with the learner-factory signature: ``NoisyQuadratic(hparams, seed, **kw)``."""
     return NoisyQuadratic(hparams, seed, **kw)
+
+
+def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
+    """The toy's one hyperparameter: a learning rate > 0."""
+    from rlpop.agents.hparam_rules import positive
+
+    return {"lr": positive(0.1)}

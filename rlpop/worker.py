@@ -71,6 +71,10 @@ class Worker:
     def train(self, steps: int) -> TrainReport:
         t0 = time.perf_counter()
         res = self.learner.train(int(steps))
+        if getattr(res, "failed", None):
+            from rlpop.agents.base import NonFiniteError
+
+            raise NonFiniteError(res.failed)
         self.steps += int(res.steps)
         q = self.q.record(res.episode_returns)
         return TrainReport(self.id, self.steps, q, len(res.episode_returns), time.perf_counter() - t0,
