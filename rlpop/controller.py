@@ -145,14 +145,16 @@ class Controller:
         for i in ids:
             res = results[i]
             if isinstance(res, WorkerFailure):
-                self._handle_failure(res)
-                continue
+                continue  # handled below, once every success of the round is recorded (a replacement's Q)
             r = self.records[i]
             metric_rows += self._metric_rows(r, res)
             r.steps, r.q, r.has_state = res.steps, res.q, True
             r.curve_steps.append(res.steps)
             r.curve_q.append(res.q)
             curve_rows.append(self._curve_row(r, res))
+        for i in ids:
+            if isinstance(results[i], WorkerFailure):
+                self._handle_failure(results[i])
         self.run_dir.append_rows("curves.csv", self.curve_fields, curve_rows)
         if metric_rows:
             if self.metric_fields is None:
@@ -260,8 +262,9 @@ class Controller:
         if self.first_failure is None:
             self.first_failure = f"w{r.id}: {first_line}"
         state = self._last_ckpt_states.get(r.id) or self._last_ckpt_states.get(str(r.id))
-        src = self._replacement(r) if f"{DIVERGED}:" in f.reason and r.failures <= 1 else None
+        src = self._replacement(r) if f"{DIVERGED}:" in f.reason else None
         if src is not None:
+            r.failures -= 1  # its process is fine: a copy with other hparams, not a strike towards dropping it
             self.backend.copy_state(src.id, r.id)
             r.hparams = dict(src.hparams)
             self.backend.set_hparams(r.id, r.hparams)

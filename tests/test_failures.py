@@ -1,0 +1,229 @@
+"""Failure modes a user hits (issue 13): everything the spec can know is checked before the run directory
+exists; nothing is silently accepted; a run whose members all failed exits non-zero and says why; failures
+show on the console; NaN inputs name the env; a diverged member is replaced by a copy, not left on NaN; the
+end of a run prints a summary."""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from rlpop.agents.hparam_rules import check_space, integer, unit
+from rlpop.experiment import FIRE, PBT, Agent, Experiment, Single
+from rlpop.hparams import Choice, LogUniform, Uniform
+from rlpop.run import main
+
+TINY = str(DATA / "tiny_ppo.py")
+
+
+def cli(capsys, *args):
+    """The CLI in this process (imports already paid): (exit code, stdout, stderr)."""
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["agent.hparams.clip=abc"], "agent.hparams.clip='abc': expected a number > 0"),
+    (["agent.hparams.num_actors=-1"], "agent.hparams.num_actors=-1: expected an integer >= 0"),
+    (["agent.hparams.gamma=1.5"], "agent.hparams.gamma=1.5: expected a number in (0, 1]"),
+    (["agent.hparams.rollout_steps=255"], "rollout_steps=255 must be a multiple of the number of envs"),
+    (["agent.hparams.minibatch_size=512"], "agent.hparams.minibatch_size=512: expected an integer in [1, 256]"),
+    (["agent.hparams.device=cuda"], "sees no CUDA device here"),
+    (["worker_timeout_s=0"], "worker_timeout_s=0.0 must be a number of seconds > 0"),
+    (["keep_checkpoints=0"], "keep_checkpoints=0 must be an integer >= 1"),
+    (["q_window_episodes=0"], "q_window_episodes=0 must be an integer >= 1"),
+    (["env_kwargs.length=oops"], "cannot be built"),
+])
+def test_bad_spec_fails_before_the_run_directory_exists(sets, needle, tmp_path, capsys):
+    args = [TINY, "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    rc, _, err = cli(capsys, *args)
+    assert rc == 2, err
+    assert needle in err and err.count("\n") == 1, err  # one line, naming the field
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unreachable_address_fails_in_seconds(tmp_path, capsys):
+    rc, _, err = cli(capsys, TINY, "--address", "127.0.0.1:1", "--runs-dir", str(tmp_path / "runs"))
+    assert rc == 2 and "--address 127.0.0.1:1: no Ray cluster answers there" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_not_an_experiment_file(capsys):
+    rc, _, err = cli(capsys, str(DATA.parents[1] / "README.md"))
+    assert rc == 2 and "is not an experiment file" in err
+
+
+def test_resume_refuses_set_and_experiment_file(tmp_path, capsys):
+    rc, _, err = cli(capsys, "--resume", str(tmp_path), "--set", "total_steps=10")
+    assert rc == 2 and "--resume continues the run exactly as recorded" in err and "--set" in err
+    rc, _, err = cli(capsys, TINY, "--resume", str(tmp_path))
+    assert rc == 2 and "an experiment file cannot change it" in err
+
+
+def _exp(**kw):
+    base = dict(name="x", env="CartPole-v1", agent=Agent("ppo"), strategy=PBT(population=2, ready_steps=2048),
+                total_steps=4096, eval_steps=1024)
+    return Experiment(**{**base, **kw})
+
+
+def test_space_checked_against_the_learners_valid_values():
+    with pytest.raises(ValueError, match=r"space.gamma: range \[0.9, 1.5\] leaves the valid values of gamma"):
+        _exp(space={"gamma": Uniform(0.9, 1.5)})
+    with pytest.raises(ValueError, match=r"space.epochs=Choice\(\['a', 'b'\]\): option 'a': expected an integer"):
+        _exp(space={"epochs": Choice(["a", "b"])})
+    with pytest.raises(ValueError, match=r"space.epochs: epochs is an integer; use IntUniform"):
+        _exp(space={"epochs": Uniform(1, 10)})
+    with pytest.raises(ValueError, match=r"agent.hparams and space both set \['lr'\]"):
+        _exp(space={"lr": LogUniform(1e-4, 1e-3)}, agent=Agent("ppo", hparams={"lr": 1e-3}))
+    with pytest.raises(ValueError, match="space: give a dict"):
+        _exp(space=[LogUniform(1e-4, 1e-3)])
+    with pytest.raises(ValueError, match="learner 'toy' builds no env"):
+        Experiment(name="t", env="CartPole-v1", agent=Agent("toy"), total_steps=100, eval_steps=10)
+
+
+def test_exploration_that_could_leave_the_valid_range_is_clipped_and_said():
+    exp = _exp(space={"gamma": Uniform(0.95, 0.999), "lr": LogUniform(1e-4, 1e-3)})
+    (note,) = exp.notes
+    assert note.startswith("space.gamma: exploration could carry gamma outside a number in (0, 1]")
+    gamma = exp.hparam_space().params["gamma"]
+    assert gamma.bounds[1] == 1.0 and exp.hparam_space().params["lr"].bounds is None
+    rng = np.random.default_rng(0)
+    v = 0.999
+    for _ in range(50):
+        v, _ = gamma.perturb(v, rng)
+        assert 0 < v <= 1.0
+    # the note survives --set copies, and the adjusted bounds are what the strategy explores with
+    assert exp.with_overrides({"total_steps": "8192"}).notes == [note]
+    # integers that could be floored to 0 get a lower bound of 1
+    space, notes = check_space({"epochs": integer(1)}, {"epochs": Uniform(1, 4, integer=True)})
+    assert space["epochs"].bounds == (1.0, math.inf) and notes
+    space, notes = check_space({"gae_lambda": unit()}, {"gae_lambda": Uniform(0.9, 0.99, bounds=(0.5, 1.0))})
+    assert notes == []  # already inside
+
+
+def test_fire_evaluators_that_can_never_pass_the_binomial_test_are_refused():
+    with pytest.raises(ValueError, match=r"strategy.max_eval_steps=4096: .* at most 5 points .* needs 7"):
+        _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=4096),
+             total_steps=8192)
+    _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=6144),
+         total_steps=8192)  # 7 points: possible
+
+
+RAISING = '''
+import gymnasium as gym
+import numpy as np
+from rlpop.envs import register_env
+
+class {name}(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {{}}
+
+    def step(self, action):
+        {body}
+
+register_env("{name}-v0", {name}, max_episode_steps=50)
+
+from rlpop.experiment import PBT, Agent, Experiment
+from rlpop.hparams import LogUniform
+
+experiment = Experiment(
+    name="bad", env="{name}-v0",
+    agent=Agent("ppo", hparams={{"rollout_steps": 64, "envs_per_actor": 2, "epochs": 1, "minibatch_size": 32}}),
+    space={{"lr": LogUniform(1e-4, 1e-3)}}, strategy=PBT(population=2, ready_steps=128),
+    total_steps=256, eval_steps=64)
+'''
+
+
+@pytest.mark.parametrize("name, body, needle", [
+    ("Exploding", 'raise RuntimeError("boom: this env always fails")', "boom: this env always fails"),
+    ("NaNReward", "return np.zeros(2, np.float32), float('nan'), False, False, {}",
+     "env 'NaNReward-v0' returned a non-finite reward (NaN or inf)"),
+], ids=["raises", "nan-reward"])
+def test_a_run_whose_members_all_fail_exits_non_zero_and_says_why(name, body, needle, tmp_path, capsys):
+    exp = tmp_path / f"{name.lower()}.py"
+    exp.write_text(RAISING.format(name=name, body=body))
+    rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert rc == 1, out + err
+    assert "every member failed and was dropped" in err and needle in err
+    # each failure on the console as it happened: rebuilt once, then dropped, per member
+    assert err.count("rebuilt from the last checkpoint") == 2 and err.count("dropped from the population") == 2
+    assert "best member: none" in out and "done:" not in out
+
+
+DIVERGING = '''
+from rlpop.agents.base import DIVERGED, TrainResult
+from rlpop.toy import NoisyQuadratic
+
+
+class DivergesAtHighLr(NoisyQuadratic):
+    """The toy, except that a learning rate above 1 "diverges" (reports a non-finite loss)."""
+
+    def train(self, steps):
+        if self.get_hparams()["lr"] > 1.0:
+            return TrainResult(steps, failed=f"{DIVERGED}: non-finite loss after an update")
+        return super().train(steps)
+'''
+
+
+def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
+    (tmp_path / "div_mod.py").write_text(DIVERGING)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from rlpop.backends.inline import InlineBackend
+        from rlpop.controller import Controller
+        from rlpop.store import RunDir
+
+        exp = Experiment(name="div", env=None, agent=Agent("div_mod:DivergesAtHighLr"),
+                         space={"lr": Choice([0.05, 0.1, 2.0])}, strategy=PBT(population=4, ready_steps=50),
+                         total_steps=100, eval_steps=10, seed=3)
+        lines = []
+        ctl = Controller(exp, RunDir.create(tmp_path / "runs", "div"), InlineBackend())
+        ctl.console = lines.append
+        hps = [r.hparams["lr"] for r in ctl.records.values()]
+        assert 2.0 in hps and min(hps) < 1.0  # this seed draws one diverging member and healthy ones
+        ctl.start()
+        ctl.step_round()  # round 1: nobody has a Q yet, the diverging member cannot copy: rebuilt
+        ctl.step_round()
+        replaced = [ln for ln in lines if "replaced by a copy of" in ln]
+        assert replaced, lines
+        assert "diverged: non-finite loss" in replaced[0]
+        victim = int(replaced[0].split(": w")[1].split(" ")[0])
+        assert ctl.records[victim].hparams["lr"] < 1.0 and ctl.records[victim].alive
+        ctl.backend.close()
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_end_of_run_summary(tmp_path, capsys):
+    rc, out, err = cli(capsys, str(DATA / "tiny_pbt.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert rc == 0, err
+    assert "best member: w" in out and "Q=" in out and "exploits" in out
+    assert f"next: python -m rlpop.lineage {tmp_path / 'runs'}" in out
+
+
+def test_nonfinite_inputs_fail_only_their_member():
+    from rlpop.agents.base import TrainResult
+    from rlpop.agents.batched_base import BatchedLearner
+
+    T, K, N = 3, 3, 2
+    ro = {"obs": np.zeros((T, K, N, 4), np.float32), "next_obs": np.zeros((T, K, N, 4), np.float32),
+          "rewards": np.zeros((T, K, N), np.float32), "actions": np.zeros((T, K, N), np.int64),
+          "logprobs": np.zeros((T, K, N), np.float32), "terminated": np.zeros((T, K, N), bool),
+          "truncated": np.zeros((T, K, N), bool), "valid": None, "episode_returns": [[1.0], [2.0], [3.0]],
+          "stats": (np.zeros((K, 4)), np.ones((K, 4)))}
+    ro["obs"][1, 1, 0, 2] = np.nan
+    fake = type("B", (), {"env_id": "Some-v0"})()
+    out = {m: TrainResult(0) for m in (5, 6, 7)}
+    kept = BatchedLearner._drop_failed(fake, [5, 6, 7], out, ro)
+    assert kept == [5, 7] and ro["obs"].shape[1] == 2 and ro["episode_returns"] == [[1.0], [3.0]]
+    assert ro["stats"][0].shape == (2, 4)
+    assert out[6].failed == "env 'Some-v0' returned a non-finite observation (NaN or inf); fix the env or wrap it"
+    assert out[5].failed is None and out[7].failed is None
