@@ -15,17 +15,39 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from rlpop.store import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # decision kind -> (field of the worker whose weights are replaced, field of the worker they come from)
 _COPIES = {"exploit": ("dst", "src"), "assign": ("evaluator", "parent"), "success": ("child", "evaluator")}
 
 
 def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, list[dict]]:
+    """The Q table and the decision records. Raises :class:`RunDirError` when there is no Q row yet."""
+    import pandas as pd  # here, not at the top: a CLI error needs no pandas
+
     run = Path(run_dir)
-    curves = pd.read_csv(run / "curves.csv")
+    path = run / "curves.csv"
+    if not path.is_file():
+        raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
+    try:
+        curves = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        curves = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise RunDirError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
+    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
+    if curves.empty:
+        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} is empty): a run writes them from its "
+                          "first round")
+    if missing:
+        raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
     decisions = []
     path = run / "decisions.jsonl"
     if path.exists():
@@ -40,6 +62,8 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, list[dict]]:
 def best_final_member(curves: pd.DataFrame) -> int:
     """The member with the highest Q at its last evaluation."""
     members = curves[curves["role"] == "member"]
+    if members.empty:
+        raise RunDirError("the run has no member evaluated yet (curves.csv has only evaluator rows)")
     last = members.sort_values("round").groupby("worker").tail(1)
     return int(last.sort_values(["q", "worker"], ascending=[False, True]).iloc[0]["worker"])
 
@@ -51,12 +75,20 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
     worker that trained at that point (``worker``, ``round``, ``step``, ``q``, ``hp_*``), and ``via`` (the copy
     that brought the weights to the next worker of the chain, on the last row before it).
     """
+    import pandas as pd
+
     curves, decisions = load_tables(run_dir)
     # every Q row stands for the steps its worker trained since its previous row
     curves = curves.sort_values(["worker", "round"])
     curves["trained"] = curves.groupby("worker")["step"].diff().fillna(curves["step"]).clip(lower=0)
     if worker is None:
+        if not (curves["role"] == "member").any():
+            raise RunDirError(f"{run_dir} has no member evaluated yet (curves.csv has only evaluator rows)")
         worker = best_final_member(curves)
+    elif worker not in set(curves["worker"].astype(int)):
+        known = sorted(set(curves.loc[curves["role"] == "member", "worker"].astype(int)))
+        raise RunDirError(f"worker {worker} has no Q evaluation in {Path(run_dir) / 'curves.csv'} "
+                          f"(members: {', '.join(map(str, known)) or 'none yet'})")
     copies = []  # (round, seq, dst, src, kind)
     for seq, d in enumerate(decisions):
         if d.get("kind") in _COPIES:
@@ -96,11 +128,22 @@ def main(argv=None) -> int:
     p.add_argument("--worker", type=int, help="final member to trace (default: the best final member)")
     p.add_argument("--csv", help="also write the schedule to this CSV file")
     args = p.parse_args(argv)
-    sched = trace_schedule(args.run_dir, args.worker)
+    try:
+        RunDir(args.run_dir).check_is_run_dir()
+        sched = trace_schedule(args.run_dir, args.worker)
+    except RunDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
     with pd.option_context("display.max_rows", 200, "display.width", 160):
         print(sched.to_string(index=False))
     if args.csv:
-        sched.to_csv(args.csv, index=False)
+        try:
+            sched.to_csv(args.csv, index=False)
+        except OSError as exc:
+            print(f"error: cannot write {args.csv}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0
 
 
