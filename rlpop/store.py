@@ -389,7 +389,11 @@ class RunDir:
         except OSError as exc:
             raise _write_error(path, exc) from exc
         _replace_with(path, tmp, buf.getbuffer())  # atomic: a kill mid-write leaves the previous checkpoint intact
-        for old in self.checkpoints()[:-max(1, keep)]:
+        # a checkpoint past this round belongs to a timeline abandoned at resume (it was damaged): drop it, so
+        # it neither counts against ``keep`` nor is tried before this one
+        cks = self.checkpoints()
+        newer = [p for p in cks if p.name > path.name]
+        for old in newer + [p for p in cks if p not in newer][:-max(1, keep)]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
         return path

@@ -112,6 +112,9 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     for bad, why in ((b"", "empty file"), (b"not a checkpoint at all" * 10, "unknown format")):
         p8.write_bytes(bad)
         assert why in run.load_latest_checkpoint()[2][0]
+    # the run goes on from round 4: its next checkpoint replaces the abandoned one and keeps round 4
+    run.save_checkpoint(5, _payload(5))
+    assert [p.name for p in run.checkpoints()] == ["ckpt-00000004.pt", "ckpt-00000005.pt"]
 
 
 def test_all_checkpoints_damaged_raises_naming_them(tmp_path):
