@@ -27,6 +27,8 @@ class Rule:
     none_ok: bool = False
     choices: tuple = ()
     example: Any = None
+    #: values above it are valid but almost surely wrong (a learning rate of 5): said once, not refused
+    warn_above: float | None = None
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -81,8 +83,13 @@ class Rule:
         return None
 
 
-def positive(example: Any = None) -> Rule:
-    return Rule("real", lo=0.0, lo_open=True, example=example)
+def positive(example: Any = None, warn_above: float | None = None) -> Rule:
+    return Rule("real", lo=0.0, lo_open=True, example=example, warn_above=warn_above)
+
+
+def learning_rate(example: Any = 3e-4) -> Rule:
+    """> 0; above 1 an Adam learner diverges or collapses its policy: said, not refused."""
+    return positive(example, warn_above=1.0)
 
 
 def nonnegative(example: Any = None, none_ok: bool = False) -> Rule:
@@ -119,6 +126,18 @@ def check_values(rules: Mapping[str, Rule], hparams: Mapping[str, Any], where: s
             raise ValueError(f"{where}.{name}={value!r}: {problem}{_hint(rule)}")
 
 
+def value_notes(rules: Mapping[str, Rule], hparams: Mapping[str, Any], where: str) -> list[str]:
+    """Valid but suspicious values (above a rule's ``warn_above``), one note each."""
+    out = []
+    for name, value in hparams.items():
+        rule = rules.get(name)
+        if rule is not None and rule.warn_above is not None and isinstance(value, (int, float)) \
+                and not isinstance(value, bool) and value > rule.warn_above:
+            out.append(f"{where}.{name}={value!r} is above {rule.warn_above:g}: training will most likely "
+                       f"diverge or collapse (typical: {rule.example!r})")
+    return out
+
+
 def check_space(rules: Mapping[str, Rule], params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Check each search space against its hyperparameter's rule.
 
@@ -151,6 +170,9 @@ def check_space(rules: Mapping[str, Rule], params: Mapping[str, Any]) -> tuple[d
                 if not rule.in_range(float(end)):
                     raise ValueError(f"{where}: range [{p.lo:g}, {p.hi:g}] leaves the valid values of {name} "
                                      f"({rule.describe()}); narrow lo/hi")
+            if rule.warn_above is not None and float(p.hi) > rule.warn_above:
+                notes.append(f"{where}: range [{p.lo:g}, {p.hi:g}] reaches above {rule.warn_above:g}: those "
+                             f"members will most likely diverge or collapse (typical: {rule.example!r})")
             adjusted = _clip_bounds(rule, p)
             if adjusted is not p:
                 out[name] = adjusted

@@ -41,7 +41,7 @@ def pool_rules(hp: dict[str, Any]) -> dict[str, Any]:
     from rlpop.agents import hparam_rules as R
 
     return {
-        "lr": R.positive(3e-4), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.nonnegative(0.5, none_ok=True),
+        "lr": R.learning_rate(), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.nonnegative(0.5, none_ok=True),
         "epochs": R.integer(1, example=10),
         "minibatch_size": R.integer(1, hi=int(hp.get("rollout_steps") or 1) if _is_int(hp.get("rollout_steps")) else None,
                                     example=64),

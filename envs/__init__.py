@@ -1,6 +1,6 @@
 """rlpop's env registry (imported as ``rlpop.envs``). Importing it registers
 rlpop's own envs and the ``rlpop.envs`` entry points of installed packages."""
-from rlpop.envs.registry import (SHIP_VAR, check_env_id, load_entry_points, make_env, register_env,
+from rlpop.envs.registry import (SHIP_VAR, check_env_id, load_entry_points, make_env, register_env, unshippable,
                                  register_with_ray, registered, replay_shipped)
 
 # --- rlpop's own envs: one line each -------------------------------------------------

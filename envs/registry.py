@@ -86,6 +86,28 @@ def _ship(name: str, creator: EnvCreator, max_episode_steps: int | None, kwargs:
     os.environ[SHIP_VAR] = json.dumps(shipped, sort_keys=True)
 
 
+def unshippable(env_id: str) -> str | None:
+    """Why ``env_id`` cannot reach other processes (Ray workers, spawned env/actor processes), or None.
+
+    An env registered in this process with a creator that cannot be imported by name elsewhere (a lambda, a
+    class defined in the experiment file or in ``__main__``) or with kwargs JSON cannot carry is known here
+    only; every other process would fail with "unknown env id"."""
+    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
+    if ":" in env_id or name not in _RLPOP_ENVS:
+        return None  # imported by module name, or registered by gymnasium / rlpop.envs / an entry point
+    creator = _RLPOP_ENVS[name]
+    path = _importable(creator)
+    if path is not None and path.startswith("rlpop."):
+        return None
+    shipped = json.loads(os.environ.get(SHIP_VAR) or "{}")
+    if name in shipped and (path is None or not path.split(":")[0].startswith("rlpop_experiment_")):
+        return None
+    what = getattr(creator, "__qualname__", repr(creator))
+    return (f"env {name!r} is registered with {what}, which other processes cannot import (a lambda, or code "
+            f"in the experiment file itself); put the env class in a module beside the experiment file and "
+            f"register it by name: register_env({name!r}, 'my_envs:MyEnv')")
+
+
 def replay_shipped() -> list[str]:
     """Register the envs a parent process registered at run time (see the module docstring)."""
     names = []
@@ -124,14 +146,16 @@ def registered() -> list[str]:
 
 
 def _unknown_env_message(env_id: str) -> str:
+    """One line: the id, close matches, what is registered, and the ways to register."""
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    others = sum(1 for k in gym.registry if k not in _RLPOP_ENVS)
     return (
-        f"unknown env id {env_id!r}.{hint}\n"
-        f"Registered by rlpop: {', '.join(sorted(_RLPOP_ENVS)) or '(none)'}\n"
-        f"Also available from gymnasium: {', '.join(sorted(k for k in gym.registry if k not in _RLPOP_ENVS))}\n"
-        "To add your own env: use the id 'my_pkg.my_module:MyEnv-v0' (the module registers it), or add "
-        "register_env('MyEnv-v0', 'my_pkg.my_module:MyEnv') to envs/__init__.py, or expose a function in "
+        f"unknown env id {env_id!r} in this process.{hint} Registered by rlpop: "
+        f"{', '.join(sorted(_RLPOP_ENVS)) or '(none)'}; {others} more from gymnasium "
+        "(python -c 'import rlpop.envs as e; print(e.registered())'). To add your own env: use the id "
+        "'my_pkg.my_module:MyEnv-v0' (the module registers it), call register_env('MyEnv-v0', "
+        "'my_module:MyEnv') at the top of the experiment file or in envs/__init__.py, or expose a function in "
         "the 'rlpop.envs' entry-point group of your package."
     )
 

@@ -30,10 +30,17 @@ from rlpop.worker import TrainReport
 METRIC_FIELDS = ["round", "worker", "step"]
 
 
-def failure_line(reason: str) -> str:
-    """One line of a failure's reason: the exception line of a traceback (its last non-empty line)."""
+def failure_line(reason: str, limit: int = 600) -> str:
+    """One line of a failure's reason: a traceback's exception line with any lines its message continues on
+    (joined), else the reason's last non-empty line."""
+    import re
+
     lines = [ln.strip() for ln in (reason or "").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    starts = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(: |$)", ln)]
+    text = " ".join(lines[starts[-1]:]) if starts else lines[-1]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass

@@ -250,7 +250,7 @@ class Experiment:
         params = dict(self.space.params if isinstance(self.space, HParamSpace) else self.space)
         HParamSpace(params)  # types of the entries, with the fix
         from rlpop.agents import learner_defaults, learner_rules
-        from rlpop.agents.hparam_rules import check_space, check_values
+        from rlpop.agents.hparam_rules import check_space, check_values, value_notes
 
         hp = {**learner_defaults(self.agent.learner), **self.agent.hparams}
         rules = learner_rules(self.agent.learner, hp)
@@ -258,7 +258,7 @@ class Experiment:
             return HParamSpace(params), []
         check_values(rules, self.agent.hparams, "agent.hparams")
         params, notes = check_space(rules, params)
-        return HParamSpace(params), notes
+        return HParamSpace(params), value_notes(rules, self.agent.hparams, "agent.hparams") + notes
 
     def hparam_space(self) -> HParamSpace:
         """The search space, its exploration bounds clipped into the learner's valid ranges (see ``notes``)."""

@@ -122,9 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
+    from rlpop.store import RunDirError
+
     try:
         return _main(args)
-    except UsageError as exc:
+    except (UsageError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -194,7 +196,10 @@ def _main(args: argparse.Namespace) -> int:
             return 0
         run = RunDir.create(args.runs_dir, exp.name)
         run.acquire_lock()
-        shutil.copy(args.experiment, run.path / "experiment.py")
+        try:
+            shutil.copy(args.experiment, run.path / "experiment.py")
+        except OSError as exc:
+            raise UsageError(f"cannot write {run.path / 'experiment.py'}: {exc.strerror or exc}") from exc
         run.write_config({**exp.to_dict(), "backend": backend_name, "address": address,
                           "overrides": overrides, "experiment_file": str(args.experiment),
                           "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
@@ -216,6 +221,15 @@ def check_env(exp: Experiment) -> None:
         raise UsageError(f"env={exp.env!r}{kw} cannot be built: {type(exc).__name__}: {exc}; fix env_kwargs "
                          "(or the env)") from exc
     env.close()
+    from rlpop.agents import learner_defaults
+    from rlpop.envs import unshippable
+
+    hp = {**learner_defaults(exp.agent.learner), **exp.agent.hparams}
+    if exp.backend == "ray" or int(hp.get("num_actors") or 0) > 0:
+        why = unshippable(exp.env)
+        if why:
+            where = "Ray workers" if exp.backend == "ray" else "env processes (num_actors > 0)"
+            raise UsageError(f"{why}; {where} build their own envs")
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
@@ -281,7 +295,15 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
         ctl = Controller(exp, run, backend, on_round=on_round)
         if hasattr(backend, "on_progress"):
             backend.on_progress = lambda live: progress.heartbeat(ctl, live)
-        ctl.start()
+        try:
+            ctl.start()
+        except Exception as exc:  # noqa: BLE001 -- one line, not one traceback per worker
+            import traceback
+
+            from rlpop.controller import failure_line
+
+            print(f"error: the workers could not start: {failure_line(traceback.format_exc())}", file=sys.stderr)
+            return 1
         if resume:
             if payload is None:
                 print(f"{run.path}: no checkpoint yet; starting from the beginning")

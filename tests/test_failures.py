@@ -227,3 +227,11 @@ def test_nonfinite_inputs_fail_only_their_member():
     assert ro["stats"][0].shape == (2, 4)
     assert out[6].failed == "env 'Some-v0' returned a non-finite observation (NaN or inf); fix the env or wrap it"
     assert out[5].failed is None and out[7].failed is None
+
+
+def test_a_learning_rate_above_one_is_said_once(tmp_path, capsys):
+    exp = _exp(space={"lr": LogUniform(5, 20)})
+    assert exp.notes == ["space.lr: range [5, 20] reaches above 1: those members will most likely diverge or "
+                         "collapse (typical: 0.0003)"]
+    rc, _, err = cli(capsys, TINY, "--set", "agent.hparams.lr=5", "--dry-run")
+    assert rc == 0 and err.count("note: agent.hparams.lr=5.0 is above 1") == 1

@@ -43,3 +43,55 @@ def test_env_registered_in_the_experiment_file_reaches_every_process(where, tmp_
     (run,) = list((tmp_path / "runs").iterdir())
     curves = pd.read_csv(run / "curves.csv")
     assert sorted(curves.worker.unique()) == [0, 1] and curves.step.max() == 512
+
+
+LOCAL = '''
+import gymnasium as gym
+from rlpop.envs import register_env
+
+register_env("LocalCartPole-v0", lambda **kw: gym.make("CartPole-v1"))
+
+from rlpop.experiment import Agent, Experiment, Single
+
+experiment = Experiment(name="local", env="LocalCartPole-v0", agent=Agent("ppo", hparams={{"num_actors": {n}}}),
+                        strategy=Single(), total_steps=4096, eval_steps=2048, backend="{backend}")
+'''
+
+
+@pytest.mark.parametrize("backend, n", [("ray", 0), ("inline", 2)])
+def test_an_env_other_processes_cannot_import_fails_at_spec_time(backend, n, tmp_path):
+    exp = tmp_path / "local.py"
+    exp.write_text(LOCAL.format(backend=backend, n=n))
+    res = run_cli(str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet", timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "env 'LocalCartPole-v0' is registered with <lambda>, which other processes cannot import" in res.stderr
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+DRIVER_ONLY = '''
+import os
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+
+class DriverOnly(CartPoleEnv):
+    def __init__(self, **kw):
+        if os.environ.get("RLPOP_TEST_DRIVER") != "1":  # set for the CLI only; Ray workers never see it
+            raise RuntimeError("DriverOnly cannot be built outside the driver process")
+        super().__init__(**kw)
+'''
+
+
+def test_workers_that_cannot_build_their_env_fail_the_run_once_in_one_line(tmp_path, request):
+    """The env builds in the driver (spec-time check passes) but not in any worker: one error line, exit 1,
+    not one traceback per worker."""
+    (tmp_path / "driver_only.py").write_text(DRIVER_ONLY)
+    exp = tmp_path / "plug.py"
+    exp.write_text(EXPERIMENT.replace("plain_env_mod:PlainEnv", "driver_only:DriverOnly"))
+    addr = request.getfixturevalue("ray_cluster").test_address
+    res = run_cli(str(exp), "--address", addr, "--runs-dir", str(tmp_path / "runs"), "--quiet", timeout=240,
+                  env={"RLPOP_TEST_DRIVER": "1"})
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: the workers could not start: RuntimeError: DriverOnly cannot be built outside the "
+                      "driver process"], res.stderr[-3000:]
+    assert "Traceback" not in res.stderr

@@ -41,7 +41,9 @@ class RayBackend:
         self.shard_size = int(shard_size or 0)
         self._owns_ray = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True,
+            # log_to_driver=False: a worker's error reaches the driver once, as the exception its call raises,
+            # not as every worker's interleaved traceback (worker logs stay in Ray's session log directory)
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
                                           logging_level="WARNING", configure_logging=True)
             # workers import what the driver imports from its working directory and the experiment's folder
             # (a user's "my_pkg.my_envs:MyEnv-v0" or learner module next to the experiment), and replay the
