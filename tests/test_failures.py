@@ -234,4 +234,25 @@ def test_a_learning_rate_above_one_is_said_once(tmp_path, capsys):
     assert exp.notes == ["space.lr: range [5, 20] reaches above 1: those members will most likely diverge or "
                          "collapse (typical: 0.0003)"]
     rc, _, err = cli(capsys, TINY, "--set", "agent.hparams.lr=5", "--dry-run")
-    assert rc == 0 and err.count("note: agent.hparams.lr=5.0 is above 1") == 1
+    assert rc == 0 and err.count("note: agent.hparams.lr=5 is above 1") == 1
+
+
+def test_one_writer_per_run_directory(tmp_path, capsys):
+    import json
+    import subprocess
+
+    rc, out, err = cli(capsys, TINY, "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert rc == 0, err
+    (run,) = list((tmp_path / "runs").iterdir())
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "finished": False}))  # as if still running
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rlpop.store import RunDir; "
+                               "RunDir(sys.argv[1]).acquire_lock(); print('locked', flush=True); time.sleep(120)",
+                               str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc, out, err = cli(capsys, "--resume", str(run), "--quiet")
+        assert rc == 2 and f"is in use by pid {holder.pid}" in err and f"kill {holder.pid}" in err, err
+    finally:
+        holder.kill()
+        holder.wait()

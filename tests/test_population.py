@@ -126,6 +126,7 @@ def test_kill_9_then_resume_completes_with_continuous_curves(tmp_path):
     res = run_cli("--resume", str(run), "--quiet")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout
+    assert f"took over the lock of pid {proc.pid}" in res.stderr  # the killed run's stale lock
     _check_complete_pbt_run(run)
 
 
