@@ -11,9 +11,11 @@ no IPC -- used by tests and tiny envs).
 
 Failures surface: an exception inside an actor comes back as
 :class:`ActorError` with the env id and the actor's traceback. Processes are
-daemons, ignore SIGINT (the parent shuts them down), exit when the parent's
-pipe closes (parent killed), and are terminated by :meth:`ActorPool.close`,
-which also runs at interpreter exit.
+daemons, ignore SIGINT (the parent shuts them down), die with the parent
+however it ends (kill -9 included, see :mod:`rlpop.agents.procs`), and are
+terminated by :meth:`ActorPool.close`, which also runs at interpreter exit.
+An actor that does not answer within the stall timeout (the experiment's
+``worker_timeout_s``) is killed and the pool fails with :class:`ActorError`.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch
 from rlpop.agents.envbank import true_next_obs
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import normalize_obs
-from rlpop.agents.procs import ChildProcesses
+from rlpop.agents.procs import ChildProcesses, activity
 
 
 class ActorError(RuntimeError):
@@ -100,7 +102,8 @@ class ActorCore:
 
     def reset(self) -> None:
         """Start fresh episodes (after the learner's state was replaced)."""
-        self.obs, _ = self.envs.reset(seed=self.seed + 100_003 * self._reset_count)
+        with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
+            self.obs, _ = self.envs.reset(seed=self.seed + 100_003 * self._reset_count)
         self._reset_count += 1
         n = self.envs.num_envs
         self.ep_ret = np.zeros(n)
@@ -128,7 +131,8 @@ class ActorCore:
             act_buf[t] = action
             logp_buf[t] = logp.numpy()
             env_action = np.clip(action, self.low, self.high) if self.box_actions else action
-            obs, r, te, tr, info = self.envs.step(env_action)
+            with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
+                obs, r, te, tr, info = self.envs.step(env_action)
             rew[t], term[t], trunc[t] = r, te, tr
             done = te | tr
             next_buf[t] = true_next_obs(obs, done, info)

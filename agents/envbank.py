@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from rlpop.agents.procs import ChildProcesses
+from rlpop.agents.procs import ChildProcesses, activity
 
 #: gymnasium id -> EnvPool task id, for envs whose dynamics match gymnasium's (checked by
 #: tests/test_envbank.py::test_envpool_matches_gymnasium where EnvPool is installed)
@@ -134,7 +134,8 @@ class GymBank:
     def reset(self, members: Sequence[int]) -> bool:
         """Fresh episodes for ``members`` (a new seed each time: after a copy, not the same episodes again)."""
         for m in members:
-            self._obs[m], _ = self.envs[m].reset(seed=self.seeds[m] + 100_003 * self._resets[m])
+            with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
+                self._obs[m], _ = self.envs[m].reset(seed=self.seeds[m] + 100_003 * self._resets[m])
             self._resets[m] += 1
         return True
 
@@ -147,7 +148,8 @@ class GymBank:
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
         obs, rew, term, trunc, nxt = [], [], [], [], []
         for i, m in enumerate(members):
-            o, r, te, tr, info = self.envs[m].step(actions[i])
+            with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
+                o, r, te, tr, info = self.envs[m].step(actions[i])
             n = true_next_obs(o, te | tr, info)
             self._obs[m] = o
             obs.append(o)
