@@ -408,5 +408,5 @@ def adapter_class(algo: str) -> type:
         raise ValueError(f"agent.learner='sb3:{algo}': unknown stable-baselines3 algorithm {algo!r}; "
                          f"known: {', '.join('sb3:' + a for a in _CLASSES)}")
     if importlib.util.find_spec("stable_baselines3") is None:
-        raise ValueError(f"agent.learner='sb3:{algo}' needs stable-baselines3: pip install stable-baselines3")
+        raise ValueError(f"agent.learner='sb3:{algo}' needs stable-baselines3: pip install 'rlpop[sb3]'")
     return _CLASSES[key]
