@@ -1,0 +1,171 @@
+"""``python -m rlpop.replay RUN_DIR [--member best|ID] [--runs-dir DIR]`` -- replay a member's hparam schedule.
+
+Trains ONE fresh agent that follows, from step 0, the hyperparameter schedule that :mod:`rlpop.lineage` traces
+for a final member (default: the best final member) back through every copy -- the paper's "replay" (Table 1).
+Same learner, env, ``agent.hparams``, eval interval and seed scheme as the run: the experiment is loaded from
+RUN_DIR/experiment.py with config.json's overrides (as ``--resume`` does); only the strategy becomes
+:class:`rlpop.strategies.replay.ReplaySpec` (one worker that takes the id -- hence the seed -- of the lineage's
+first worker and receives an ``Explore`` at each step where the schedule changes), ``total_steps`` becomes the
+lineage's length, and the backend is inline. It runs through the normal controller into its own run directory
+(``<name>_replay-<time>`` under ``--runs-dir``, default: beside RUN_DIR), which ``--resume`` continues like
+any run, and then prints its final Q next to the population's best.
+
+The schedule: lineage row i (``lineage_step`` s_i, trained with the row's hparams since s_{i-1}, s_{-1} = 0)
+gives the entry ``(s_{i-1}, hparams of row i)``; consecutive equal entries are merged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rlpop.store import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rlpop.experiment import Experiment
+
+_EXPERIMENT_PY = '''"""Replay of the hyperparameter schedule of worker {member} of {source} (written by python -m rlpop.replay).
+
+The replayed run's experiment file is replayed_experiment.py beside this file; its overrides, the schedule and
+the replay's length are below, so `python -m rlpop.run --resume THIS_RUN_DIR` rebuilds the same experiment.
+"""
+import json
+from pathlib import Path
+
+from rlpop.replay import replay_experiment
+from rlpop.run import load_experiment
+
+_base = load_experiment(Path(__file__).resolve().with_name("replayed_experiment.py"))
+experiment = replay_experiment(_base, overrides=json.loads({overrides!r}), schedule=json.loads({schedule!r}),
+                               worker={worker}, total_steps={total_steps})
+'''
+
+
+def schedule_from_trace(sched: pd.DataFrame, curves: pd.DataFrame, names: Sequence[str]) -> list[tuple[int, dict]]:
+    """``[(step, {name: value})]`` from a lineage trace (see the module docstring). Values come from the traced
+    curve rows' ``hparams`` JSON (exact types), restricted to ``names``; the trace's ``hp_*`` columns hold the
+    same values."""
+    hp_json = {}
+    if "hparams" in curves.columns:
+        hp_json = {(int(w), int(r)): h for w, r, h in zip(curves["worker"], curves["round"], curves["hparams"])}
+    out: list[tuple[int, dict]] = []
+    prev = 0
+    for _, row in sched.iterrows():
+        raw = hp_json.get((int(row["worker"]), int(row["round"])))
+        try:
+            full = json.loads(raw) if isinstance(raw, str) else None
+        except json.JSONDecodeError:
+            full = None
+        if isinstance(full, dict):
+            hp = {n: full[n] for n in names if n in full}
+        else:
+            hp = {n: row[f"hp_{n}"] for n in names if f"hp_{n}" in row.index}
+        if not out or out[-1][1] != hp:
+            out.append((prev, hp))
+        prev = int(row["lineage_step"])
+    return out
+
+
+def traced_schedule(run_dir: str | Path, member: int | None = None) -> tuple[pd.DataFrame, list[tuple[int, dict]]]:
+    """(lineage trace, replay schedule) of ``member`` (None: the best final member) of a run."""
+    from rlpop.summary import read_curves, trace
+
+    cfg = RunDir(run_dir).read_config()
+    curves = read_curves(run_dir)
+    names = list(cfg.get("space") or [c[3:] for c in curves.columns if c.startswith("hp_")])
+    sched = trace(run_dir, member)
+    if sched.empty:
+        raise RunDirError(f"{run_dir}: the lineage of worker {member} has no Q row to replay")
+    return sched, schedule_from_trace(sched, curves, names)
+
+
+def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: list, worker: int,
+                      total_steps: int) -> Experiment:
+    """The replay's experiment: ``base`` with the run's ``overrides``, the replay strategy, its length, inline."""
+    import dataclasses
+
+    from rlpop.strategies.replay import ReplaySpec
+
+    exp = base.with_overrides(overrides)
+    return dataclasses.replace(exp, name=f"{exp.name}_replay", backend="inline", total_steps=int(total_steps),
+                               strategy=ReplaySpec(schedule=[[int(s), dict(hp)] for s, hp in schedule],
+                                                   worker=int(worker)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rlpop.replay", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--member", default="best", help="final member to replay: 'best' (default) or a worker id")
+    p.add_argument("--runs-dir", help="where the replay's run directory is made (default: beside RUN_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    args = p.parse_args(argv)
+    from rlpop.run import UsageError
+
+    try:
+        return _main(args)
+    except (UsageError, RunDirError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    from rlpop.run import UsageError, execute, load_experiment
+    from rlpop.summary import read_curves
+
+    src = RunDir(args.run_dir)
+    cfg = src.read_config()
+    if args.member == "best":
+        member = None
+    else:
+        try:
+            member = int(args.member)
+        except ValueError:
+            raise UsageError(f"--member {args.member!r}: give 'best' or a worker id (an integer)") from None
+    if not (src.path / "experiment.py").is_file():
+        raise UsageError(f"{src.path} has no experiment.py: the replay needs the run's experiment file")
+    sched, schedule = traced_schedule(src.path, member)
+    member = int(sched.iloc[-1]["worker"]) if member is None else member
+    root = int(sched.iloc[0]["worker"])
+    total = int(sched["lineage_step"].iloc[-1])
+    overrides = {str(k): str(v) for k, v in (cfg.get("overrides") or {}).items()}
+    base = load_experiment(src.path / "experiment.py")
+    exp = replay_experiment(base, overrides, schedule, root, total)  # validates before a directory exists
+
+    run = RunDir.create(Path(args.runs_dir) if args.runs_dir else src.path.parent, exp.name)
+    try:
+        shutil.copy(src.path / "experiment.py", run.path / "replayed_experiment.py")
+        (run.path / "experiment.py").write_text(_EXPERIMENT_PY.format(
+            member=member, source=src.path, overrides=json.dumps(overrides),
+            schedule=json.dumps([[s, hp] for s, hp in schedule]), worker=root, total_steps=total))
+    except OSError as exc:
+        raise UsageError(f"cannot write {run.path}: {exc.strerror or exc}") from exc
+    exp = load_experiment(run.path / "experiment.py")  # the file --resume will load: the same experiment
+    curves = read_curves(src.path)
+    final = curves[curves["worker"] == member].sort_values("round").iloc[-1]
+    replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total,
+                 "member_final_q": float(final["q"]), "member_final_step": int(final["step"])}
+    run.write_config({**exp.to_dict(), "backend": "inline", "address": None, "overrides": {},
+                      "experiment_file": str(run.path / "experiment.py"), "notes": exp.notes,
+                      "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, "replay_of": replay_of})
+    print(f"replaying w{member} of {src.path}: {len(schedule)} schedule entr{'y' if len(schedule) == 1 else 'ies'} "
+          f"over {total:,} steps, starting as w{root} (its seed)", flush=True)
+    rc = execute(exp, run, "inline", None, quiet=args.quiet)
+    mine = read_curves(run.path)
+    last = mine.sort_values("round").iloc[-1]
+    q = float(last["q"])
+    print(f"replay final Q = {q:.4g} at step {int(last['step']):,} ({run.path})")
+    print(f"population: w{member} final Q = {replay_of['member_final_q']:.4g} at its step "
+          f"{replay_of['member_final_step']:,} (lineage {total:,} steps)"
+          + ("" if math.isnan(q) else f"; replay - population = {q - replay_of['member_final_q']:+.4g}"))
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

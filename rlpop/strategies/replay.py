@@ -1,0 +1,113 @@
+"""Replay: one worker follows a fixed hyperparameter schedule from step 0 (the paper's "replay", Table 1).
+
+The schedule is a list of ``(step, hparams)`` pairs, sorted by step, the first at step 0: from actor step
+``step`` of the worker on, it trains with ``hparams`` (the searched ones; the rest come from
+``agent.hparams``). ``decide`` emits one :class:`~rlpop.decisions.Explore` each time the worker reaches a step
+where the schedule changes a value, so the change is logged in decisions.jsonl like any explore and shows in
+curves.csv from the next Q row on. Nothing is copied: one fresh agent trains the whole schedule.
+
+:class:`ReplaySpec` is the experiment-side spec. It subclasses :class:`rlpop.experiment.Single` (one agent, no
+population), so ``Experiment`` accepts it as it is; ``method`` is ``"replay"``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from rlpop.decisions import Decision, Explore
+from rlpop.experiment import Single
+from rlpop.hparams import HParamSpace, format_value
+from rlpop.view import MEMBER, PopulationView, WorkerSlot
+
+Schedule = Sequence[tuple[int, dict[str, Any]]]
+
+
+def normalise_schedule(schedule: Schedule) -> list[tuple[int, dict[str, Any]]]:
+    """Sorted ``(step, hparams)`` pairs with the first at step 0 and only the steps where a value changes.
+    ``ValueError`` naming what is wrong otherwise."""
+    items = []
+    for entry in schedule:
+        try:
+            step, hp = entry
+        except (TypeError, ValueError):
+            raise ValueError(f"replay schedule entry {entry!r}: give (step, {{name: value}})") from None
+        if isinstance(step, bool) or not float(step).is_integer() or step < 0:
+            raise ValueError(f"replay schedule step {step!r} must be an integer >= 0")
+        if not isinstance(hp, dict):
+            raise ValueError(f"replay schedule at step {step}: hparams {hp!r} must be a dict name -> value")
+        items.append((int(step), dict(hp)))
+    if not items:
+        raise ValueError("replay schedule is empty: give at least (0, {name: value})")
+    items.sort(key=lambda e: e[0])
+    if items[0][0] != 0:
+        raise ValueError(f"replay schedule starts at step {items[0][0]}: its first entry must be at step 0")
+    out = [items[0]]
+    for step, hp in items[1:]:
+        if step == out[-1][0]:
+            raise ValueError(f"replay schedule has two entries at step {step}")
+        if hp != out[-1][1]:
+            out.append((step, hp))
+    return out
+
+
+class Replay:
+    """The strategy: worker ``worker`` (one member, sub-population 1) with the schedule's hparams."""
+
+    def __init__(self, space: HParamSpace, schedule: Schedule, worker: int = 0) -> None:
+        self.space = space
+        self.schedule = normalise_schedule(schedule)
+        self.worker = int(worker)
+        unknown = sorted({k for _, hp in self.schedule for k in hp} - set(space.names))
+        if unknown:
+            raise ValueError(f"replay schedule sets {unknown}, which the run's space does not search "
+                             f"(space: {list(space.names)})")
+
+    def hparams_at(self, step: int) -> dict[str, Any]:
+        """The hparams the schedule trains with from ``step`` on."""
+        cur = self.schedule[0][1]
+        for s, hp in self.schedule:
+            if s <= step:
+                cur = hp
+        return dict(cur)
+
+    def layout(self) -> Sequence[WorkerSlot]:
+        return [WorkerSlot(self.worker, MEMBER, 1)]
+
+    def initial_hparams(self, worker: WorkerSlot) -> dict[str, Any]:
+        return dict(self.schedule[0][1])
+
+    def decide(self, view: PopulationView) -> list[Decision]:
+        w = view[self.worker]
+        if not w.alive:
+            return []
+        want = self.hparams_at(w.steps)
+        new = {k: v for k, v in want.items() if w.hparams.get(k) != v}
+        if not new:
+            return []
+        changes = {k: f"{format_value(w.hparams.get(k))} --(replay step {w.steps})--> {format_value(v)}"
+                   for k, v in new.items()}
+        return [Explore(dst=self.worker, hparams=new, changes=changes)]
+
+    def get_state(self) -> dict[str, Any]:
+        return {"strategy": "replay"}  # decisions depend only on the worker's steps and hparams
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("strategy") != "replay":
+            raise ValueError(f"Replay.set_state: state is for strategy {state.get('strategy')!r}, not 'replay'; "
+                             "resume with the strategy the run was started with")
+
+
+@dataclass
+class ReplaySpec(Single):
+    """Experiment spec of a replay: ``schedule`` as ``[(step, {name: value}), ...]``, ``worker`` the id the
+    replayed agent takes (the traced lineage's first worker, so it gets that worker's seed)."""
+
+    schedule: list = field(default_factory=list)
+    worker: int = 0
+
+    def build(self, space: HParamSpace, seed: int, exp: Any) -> Replay:
+        return Replay(space, [(s, hp) for s, hp in self.schedule], worker=self.worker)
+
+    @property
+    def method(self) -> str:
+        return "replay"

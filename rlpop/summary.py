@@ -1,0 +1,258 @@
+"""``python -m rlpop.summary RUN_DIR ... [--threshold Q] [--out FILE.csv]`` -- one table across runs.
+
+Reads only the run directories (a run in progress too). One row per run:
+
+- ``run``: the run directory's name; ``method`` and ``seed``: from config.json;
+- ``best_final_q``: the highest Q of any member at its last evaluation (:func:`rlpop.lineage.best_final_member`),
+  with ``best_worker`` naming it;
+- ``auc``: the area under the top-return curve (:func:`top_curve`) by the trapezoidal rule over its points,
+  divided by its step range (last - first step), i.e. its mean height (the value itself with one point);
+- ``steps_to_threshold`` (with ``--threshold Q``): the first actor step (per worker) at which the top-return
+  curve reaches ``Q`` (empty when it never does);
+- ``exploits``, ``successes``: exploit and evaluator-success records in decisions.jsonl;
+- ``wall_s``: status.json's wall time (else the last wall_time of curves.csv);
+- ``env_steps``: actor steps trained by all workers (members and evaluators), summed over the curve rows'
+  per-worker step increments; ``env_steps_per_s`` = env_steps / wall_s;
+- ``finished``: status.json says the run finished.
+
+The table is printed (rich when installed, else plain); ``--out FILE.csv`` writes it as CSV and as markdown
+(``FILE.md`` beside it).
+
+The helpers here (:func:`read_curves`, :func:`read_decisions`, :func:`top_curve`, :func:`trace`) are what
+``rlpop.plot`` and ``rlpop.replay`` read run directories with.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rlpop.store import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+KNOWN_METHODS = ("rs", "pbt", "fire", "single")
+
+
+# --------------------------------------------------------------------------- reading a run directory
+def _complete_text(path: Path) -> tuple[str, bool]:
+    """The file's text without an unterminated last line (a run in progress or a crash cut it): (text, cut)."""
+    text = path.read_text(errors="replace")
+    if text and not text.endswith("\n"):
+        return text[:text.rfind("\n") + 1], True
+    return text, False
+
+
+def read_curves(run_dir: str | Path) -> pd.DataFrame:
+    """curves.csv without a cut last line. :class:`RunDirError` when there is no Q row yet."""
+    import pandas as pd
+
+    run = Path(run_dir)
+    path = run / "curves.csv"
+    if not path.is_file():
+        raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
+    try:
+        text, _ = _complete_text(path)
+        curves = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+    except (pd.errors.ParserError, OSError) as exc:
+        raise RunDirError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
+    if curves.empty:
+        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} has no complete row)")
+    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
+    if missing:
+        raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
+    curves = curves.dropna(subset=["round", "worker", "step"])
+    curves["q"] = pd.to_numeric(curves["q"], errors="coerce")
+    for c in ("round", "worker", "step"):
+        curves[c] = curves[c].astype(int)
+    return curves
+
+
+def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The decision records (a line cut by a crash or a run in progress is skipped)."""
+    path = Path(run_dir) / "decisions.jsonl"
+    out = []
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def trace(run_dir: str | Path, worker: int | None = None) -> pd.DataFrame:
+    """:func:`rlpop.lineage.trace_schedule` of ``worker`` (default: the best final member), also on a run whose
+    curves.csv ends in a cut line (traced on a copy of its complete lines)."""
+    from rlpop.lineage import trace_schedule
+
+    run = Path(run_dir)
+    path = run / "curves.csv"
+    if not path.is_file():
+        return trace_schedule(run, worker)  # its own message
+    text, cut = _complete_text(path)
+    if not cut:
+        return trace_schedule(run, worker)
+    tmp = Path(tempfile.mkdtemp(prefix="rlpop-trace-"))
+    try:
+        (tmp / "curves.csv").write_text(text)
+        if (run / "decisions.jsonl").is_file():
+            shutil.copy(run / "decisions.jsonl", tmp / "decisions.jsonl")
+        return trace_schedule(tmp, worker)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def members(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves[curves["role"] == "member"]
+
+
+def top_curve(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The top-return curve of one run (the paper's Figure 5): at each actor step ``s`` at which a member was
+    evaluated, the highest Q that any member (of any sub-population; evaluators do not count) scored at its own
+    actor step <= ``s``. Non-decreasing. Steps are each worker's own actor-step counter (``step`` column)."""
+    import numpy as np
+
+    m = members(curves).dropna(subset=["q"])
+    if m.empty:
+        return np.zeros(0), np.zeros(0)
+    per_step = m.groupby("step")["q"].max().sort_index()
+    return per_step.index.to_numpy(dtype=float), np.maximum.accumulate(per_step.to_numpy(dtype=float))
+
+
+def area_under(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under (x, y) divided by the step range (the mean height); y[0] with one point."""
+    import numpy as np
+
+    if len(x) == 0:
+        return math.nan
+    if len(x) == 1 or x[-1] == x[0]:
+        return float(y[-1])
+    return float(np.trapezoid(y, x) / (x[-1] - x[0])) if hasattr(np, "trapezoid") \
+        else float(np.trapz(y, x) / (x[-1] - x[0]))
+
+
+def env_steps(curves: pd.DataFrame) -> int:
+    """Actor steps trained by every worker: the sum of each worker's step increments between its Q rows."""
+    c = curves.sort_values(["worker", "round"])
+    inc = c.groupby("worker")["step"].diff().fillna(c["step"]).clip(lower=0)
+    return int(inc.sum())
+
+
+def method_group(cfg: dict[str, Any]) -> str:
+    m = str(cfg.get("method", "other"))
+    return m if m in KNOWN_METHODS else "other"
+
+
+# --------------------------------------------------------------------------- the table
+def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, Any]:
+    """One row of the table (see the module docstring). Raises :class:`RunDirError` for a non-run directory."""
+    from rlpop.lineage import best_final_member
+
+    rd = RunDir(run_dir)
+    cfg = rd.read_config()
+    curves = read_curves(rd.path)
+    decisions = read_decisions(rd.path)
+    try:
+        status = rd.read_status()
+    except RunDirError:
+        status = {}
+    row: dict[str, Any] = {"run": rd.path.name, "method": cfg.get("method", ""), "seed": cfg.get("seed", "")}
+    if members(curves).empty:
+        row.update(best_worker="", best_final_q=math.nan)
+    else:
+        w = best_final_member(curves)
+        last = curves[curves["worker"] == w].sort_values("round").iloc[-1]
+        row.update(best_worker=w, best_final_q=float(last["q"]))
+    x, y = top_curve(curves)
+    row["auc"] = area_under(x, y)
+    if threshold is not None:
+        hit = [s for s, v in zip(x, y) if v >= threshold]
+        row["steps_to_threshold"] = int(hit[0]) if hit else ""
+    row["exploits"] = sum(1 for d in decisions if d.get("kind") == "exploit")
+    row["successes"] = sum(1 for d in decisions if d.get("kind") == "success")
+    wall = status.get("wall")
+    if not isinstance(wall, (int, float)) and "wall_time" in curves.columns:
+        wall = float(curves["wall_time"].max())
+    row["wall_s"] = round(float(wall), 2) if isinstance(wall, (int, float)) else math.nan
+    row["env_steps"] = env_steps(curves)
+    row["env_steps_per_s"] = round(row["env_steps"] / row["wall_s"], 1) if row["wall_s"] and row["wall_s"] > 0 \
+        else math.nan
+    row["finished"] = bool(status.get("finished", False))
+    return row
+
+
+def table(run_dirs: Sequence[str | Path], threshold: float | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([summarise(r, threshold) for r in run_dirs])
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(df: pd.DataFrame) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(df.to_string(index=False, formatters={c: _fmt for c in df.columns}))
+        return
+    t = Table(title="rlpop summary")
+    for c in df.columns:
+        t.add_column(c, justify="left" if c in ("run", "method") else "right", no_wrap=True)
+    for _, r in df.iterrows():
+        t.add_row(*(_fmt(r[c]) for c in df.columns))
+    Console(width=max(220, shutil.get_terminal_size().columns)).print(t)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rlpop.summary", description=__doc__.splitlines()[0])
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--threshold", type=float, help="report the actor steps the top-return curve needs to reach Q")
+    p.add_argument("--out", help="write the table to FILE.csv and FILE.md")
+    args = p.parse_args(argv)
+    try:
+        df = table(args.run_dirs, args.threshold)
+    except RunDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_table(df)
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(out, index=False)
+            out.with_suffix(".md").write_text(to_markdown(df))
+        except OSError as exc:
+            print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
