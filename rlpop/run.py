@@ -291,6 +291,8 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
         for line in skipped:
             print(line, file=sys.stderr)
     backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
+    if hasattr(backend, "run_dir"):  # the inline watchdog's message names it
+        backend.run_dir = str(run.path)
     try:
         ctl = Controller(exp, run, backend, on_round=on_round)
         if hasattr(backend, "on_progress"):
