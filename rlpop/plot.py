@@ -71,11 +71,21 @@ class Run:
         v = pd.to_numeric(self.curves[f"hp_{name}"], errors="coerce").dropna()
         return bool(len(v) and (v > 0).all() and v.max() / v.min() >= 20)
 
-    def row(self, worker: int, round_: int):
+    def row(self, worker: int, round_: int) -> dict[str, Any] | None:
         """The curve row of ``worker`` at ``round_``, else its last one before it (None without one)."""
-        c = self.curves
-        rows = c[(c["worker"] == worker) & (c["round"] <= round_)]
-        return None if rows.empty else rows.loc[rows["round"].idxmax()]
+        import bisect
+
+        if not hasattr(self, "_rows"):
+            self._rows: dict[int, tuple[list[int], list[dict[str, Any]]]] = {}
+            for rec in self.curves.sort_values("round").to_dict("records"):
+                rounds, recs = self._rows.setdefault(int(rec["worker"]), ([], []))
+                rounds.append(int(rec["round"]))
+                recs.append(rec)
+            self._explores = {(d.get("dst"), d.get("round")): d.get("hparams") or {}
+                              for d in self.decisions if d.get("kind") == "explore"}
+        rounds, recs = self._rows.get(int(worker), ([], []))
+        i = bisect.bisect_right(rounds, int(round_)) - 1
+        return recs[i] if i >= 0 else None
 
 
 def _colours(subpops: Sequence[Any]) -> dict[Any, Any]:
@@ -100,10 +110,13 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
     from rlpop.summary import method_group, top_curve
 
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    others: set[str] = set()
     for r in runs:
         x, y = top_curve(r.curves)
         if len(x):
             groups.setdefault(method_group(r.cfg), []).append((x, y))
+            if method_group(r.cfg) == "other":
+                others.add(r.method)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     order = ["rs", "pbt", "fire", "single", "other"]
     names = {"rs": "random search", "pbt": "PBT", "fire": "FIRE PBT", "single": "single", "other": "other"}
@@ -127,8 +140,9 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
                     lo, hi, band = np.nanpercentile(vals, 25, axis=0), np.nanpercentile(vals, 75, axis=0), "IQR"
                 else:
                     lo, hi, band = np.nanmin(vals, axis=0), np.nanmax(vals, axis=0), "min-max"
+        what = f"{names[g]} ({', '.join(sorted(others))})" if g == "other" else names[g]
         ax.plot(grid, med, color=colours[g], lw=2, drawstyle="steps-post",
-                label=f"{names[g]}: median of {n} run{'s' if n != 1 else ''}" + (f", band {band}" if n > 1 else ""))
+                label=f"{what}: median of {n} runs, band {band}" if n > 1 else f"{what}: 1 run")
         if n > 1:
             ax.fill_between(grid, lo, hi, color=colours[g], alpha=0.2, step="post", lw=0)
     ax.set_xlabel("actor steps per worker")
@@ -157,11 +171,10 @@ def _lineage(run: Run):
 
 def _explored_value(run: Run, rec: dict[str, Any], name: str) -> float | None:
     """The value ``name`` takes in an exploit's destination: the explore of the same round, else the source's."""
-    for d in run.decisions:
-        if d.get("kind") == "explore" and d.get("dst") == rec.get("dst") and d.get("round") == rec.get("round") \
-                and name in (d.get("hparams") or {}):
-            return _num(d["hparams"][name])
     src = run.row(int(rec["src"]), int(rec["round"]))
+    explored = run._explores.get((rec.get("dst"), rec.get("round")), {})
+    if name in explored:
+        return _num(explored[name])
     return None if src is None else _num(src.get(f"hp_{name}"))
 
 
@@ -186,14 +199,17 @@ def hparams_figure(run: Run, path: Path, lineage=None) -> Path:
             ax.text(0.5, 0.5, "no searched hyperparameter", ha="center", va="center", transform=ax.transAxes)
             continue
         col = f"hp_{name}"
+        eval_steps = int(run.cfg.get("eval_steps") or 0)
         for w, rows in m.sort_values("round").groupby("worker"):
-            y = pd.to_numeric(rows[col], errors="coerce")
-            ax.plot(rows["step"], y, drawstyle="steps-pre", color=colours[rows["subpop"].iloc[0]], lw=0.8, alpha=0.6)
+            y = list(pd.to_numeric(rows[col], errors="coerce"))
+            x = list(rows["step"])  # a row's value applies to the steps trained up to it: drawn from the step before
+            ax.plot([max(0, x[0] - eval_steps)] + x, y[:1] + y, drawstyle="steps-pre",
+                    color=colours[rows["subpop"].iloc[0]], lw=0.8, alpha=0.6)
         for sp in sorted(colours, key=str):
             ax.plot([], [], color=colours[sp], lw=2, label=_subpop_label(sp))
         if lineage is not None and col in lineage.columns and len(lineage):
             ys = pd.to_numeric(lineage[col], errors="coerce")
-            first = int(lineage["lineage_step"].iloc[0]) - int(run.cfg.get("eval_steps") or 0)
+            first = int(lineage["lineage_step"].iloc[0]) - eval_steps
             xs = [max(0, first)] + list(lineage["lineage_step"])
             ax.plot(xs, [ys.iloc[0]] + list(ys), drawstyle="steps-pre", color="black", lw=2.6,
                     label=f"best final member w{int(lineage['worker'].iloc[-1])} (lineage)", zorder=4)
