@@ -384,10 +384,34 @@ class SB3Member:
         return _Episodes()
 
 
+def _rules_for(algo: str):
+    """``hparam_rules(hp)`` of one algorithm: the spec-time form of :meth:`SB3Member._check_values`, so a
+    search space that could explore out of range is clipped or refused before the run starts."""
+
+    def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
+        from rlpop.agents import hparam_rules as R
+
+        rules = {"lr": R.learning_rate(3e-4), "gamma": R.unit(0.99, lo_open=True), "n_envs": R.integer(1)}
+        if algo in ("PPO", "A2C"):
+            rules.update(gae_lambda=R.unit(0.95), ent_coef=R.nonnegative(0.0), vf_coef=R.nonnegative(0.5),
+                         n_steps=R.integer(1, example=2048))
+        if algo == "PPO":
+            n = hp.get("n_steps"), hp.get("n_envs")
+            buffer = n[0] * n[1] if all(isinstance(v, int) and v >= 1 for v in n) else None
+            rules.update(batch_size=R.integer(2, hi=buffer, example=64), n_epochs=R.integer(1, example=10),
+                         clip_range=R.positive(0.2))
+        if algo in OFF_POLICY:
+            rules.update(batch_size=R.integer(1, example=256), tau=R.unit(0.005))
+        return rules
+
+    return staticmethod(hparam_rules)
+
+
 def _make_class(key: str) -> type:
     spec = ALGOS[key]
     return type(f"SB3{key}", (SB3Member,), {
         "algo": key, "DEFAULTS": {**COMMON, **spec["defaults"]}, "mutable_hparams": frozenset(spec["mutable"]),
+        "hparam_rules": _rules_for(key),
         "__module__": __name__, "__qualname__": f"SB3{key}",
         "__doc__": f"stable-baselines3 {key} as a population member (``sb3:{key}``); see :class:`SB3Member`.\n\n"
                    f"Mutable while training: {', '.join(sorted(spec['mutable']))}.",
