@@ -37,7 +37,12 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, list[dict]]:
     if not path.is_file():
         raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
     try:
-        curves = pd.read_csv(path)
+        import io
+
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # a run in progress: its last row may be half written
+            text = text[:text.rfind("\n") + 1]
+        curves = pd.read_csv(io.StringIO(text))
     except pd.errors.EmptyDataError:
         curves = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
