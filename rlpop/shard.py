@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from rlpop.backends.base import WorkerSpec
+from rlpop.backends.base import WorkerFailure, WorkerSpec
 from rlpop.worker import QTracker, TrainReport, Worker
 
 
@@ -98,6 +98,9 @@ class BatchShard:
         out = {}
         for i in ids:
             res = results[self.slot[i]]
+            if res.failed:  # its env gave NaN/inf, or it diverged: the controller replaces it
+                out[i] = WorkerFailure(i, res.failed)
+                continue
             self.steps[i] += int(res.steps)
             q = self.q[i].record(res.episode_returns)
             out[i] = TrainReport(i, self.steps[i], q, len(res.episode_returns), dt, dict(res.metrics),
