@@ -95,3 +95,23 @@ def test_workers_that_cannot_build_their_env_fail_the_run_once_in_one_line(tmp_p
     assert errors == ["error: the workers could not start: RuntimeError: DriverOnly cannot be built outside the "
                       "driver process"], res.stderr[-3000:]
     assert "Traceback" not in res.stderr
+
+
+def test_a_joined_cluster_gets_the_experiment_folder_shipped(tmp_path, monkeypatch):
+    """Other nodes do not share the driver's disk: the experiment's folder travels as the workers' working_dir."""
+    from rlpop.backends.ray_backend import runtime_env
+    from rlpop.run import load_experiment
+
+    (tmp_path / "plain_env_mod.py").write_text(ENV_MODULE)
+    (tmp_path / "plug.py").write_text(EXPERIMENT)
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.delenv("RLPOP_EXPERIMENT_DIR", raising=False)
+    monkeypatch.delenv("RLPOP_ENV_REGISTRATIONS", raising=False)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    load_experiment(tmp_path / "plug.py")
+    joined, embedded = runtime_env("10.0.0.5:6379"), runtime_env(None)
+    assert joined["working_dir"] == str(tmp_path) and "runs/" in joined["excludes"]
+    assert "working_dir" not in embedded  # one machine: PYTHONPATH reaches the folder
+    for env in (joined, embedded):
+        assert str(tmp_path) in env["env_vars"]["PYTHONPATH"].split(":")
+        assert "PlainCartPole-v0" in env["env_vars"]["RLPOP_ENV_REGISTRATIONS"]

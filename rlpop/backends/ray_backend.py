@@ -29,6 +29,32 @@ def driver_pythonpath(extra: list[str] | None = None) -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
+#: set by ``rlpop.run.load_experiment``: the experiment file's folder (its env / learner modules)
+EXPERIMENT_DIR_VAR = "RLPOP_EXPERIMENT_DIR"
+
+
+def runtime_env(address: str | None) -> dict[str, Any]:
+    """The runtime environment of the run's Ray workers.
+
+    Every worker gets the driver's PYTHONPATH (its working directory and the experiment's folder) and the envs
+    registered at run time (an experiment file's ``register_env``). On a joined cluster the other nodes do not
+    share the driver's disk, so the experiment's folder is also shipped as the workers' ``working_dir`` (Ray
+    uploads it once; run directories, checkpoints and caches left out): modules beside the experiment file import
+    on every node.
+    """
+    from rlpop.envs import SHIP_VAR
+
+    env_vars = {"PYTHONPATH": driver_pythonpath()}
+    if os.environ.get(SHIP_VAR):
+        env_vars[SHIP_VAR] = os.environ[SHIP_VAR]
+    out: dict[str, Any] = {"env_vars": env_vars}
+    folder = os.environ.get(EXPERIMENT_DIR_VAR)
+    if address and folder and os.path.isdir(folder):
+        out["working_dir"] = folder
+        out["excludes"] = ["runs/", "*.pt", "__pycache__/", ".git/", "*.tmp", "tb/", "MUJOCO_LOG.TXT"]
+    return out
+
+
 class RayBackend:
     name = "ray"
 
@@ -45,18 +71,12 @@ class RayBackend:
             # not as every worker's interleaved traceback (worker logs stay in Ray's session log directory)
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
                                           logging_level="WARNING", configure_logging=True)
-            # workers import what the driver imports from its working directory and the experiment's folder
-            # (a user's "my_pkg.my_envs:MyEnv-v0" or learner module next to the experiment), and replay the
-            # envs it registered at run time (an experiment file's register_env)
-            env_vars = {"PYTHONPATH": driver_pythonpath()}
-            from rlpop.envs import SHIP_VAR
-
-            if os.environ.get(SHIP_VAR):
-                env_vars[SHIP_VAR] = os.environ[SHIP_VAR]
+            # workers import what the driver imports (its working directory, the experiment's folder -- shipped
+            # to the other nodes of a joined cluster) and replay the envs it registered at run time
             if address:
-                ray.init(address=address, runtime_env={"env_vars": env_vars}, **kwargs)
+                ray.init(address=address, runtime_env=runtime_env(address), **kwargs)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env={"env_vars": env_vars}, **kwargs)
+                ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env(None), **kwargs)
             self._owns_ray = True
         from rlpop.envs import register_with_ray
 
