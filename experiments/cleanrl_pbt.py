@@ -8,6 +8,12 @@ runs one member per worker (the per-member engine). Four members tune lr, the cl
 coefficient; every 8,192 steps the worst member copies the best one's weights, Adam state and hparams, then
 perturbs them. How to write such a learner: docs/learners.md. FIRE PBT over the same learner:
 experiments/cleanrl_fire.py.
+
+Measured on the 2-core development machine, shared with other jobs (load average 5-7), 2026-12-02: 4 min 2 s
+wall in all (16 rounds, 131k env steps at 577 steps/s); the members' mean Q (CartPole return) rose from 27
+(round 1) to 163 at 8,192 steps and 390 at 16,384, a member first reached the maximum 500 at 16,384 steps; the
+last round dipped (mean 223, best member w1 Q=298 at 32,768 steps: PPO on CartPole is unstable at high lr); 3
+exploits.
 """
 from rlpop.experiment import PBT, Agent, Experiment
 from rlpop.hparams import LogUniform, Uniform
