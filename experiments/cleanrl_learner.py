@@ -25,6 +25,14 @@ DEFAULTS: dict[str, Any] = {"lr": 2.5e-4, "clip": 0.2, "ent_coef": 0.01, "vf_coe
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gamma", "gae_lambda", "epochs", "max_grad_norm"})
 
 
+def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
+    """Optional: valid values, checked before a run starts (search spaces too -- see docs/learners.md)."""
+    from rlpop.agents import hparam_rules as R
+
+    return {"lr": R.learning_rate(2.5e-4), "clip": R.positive(0.2), "gamma": R.unit(0.99, lo_open=True),
+            "gae_lambda": R.unit(0.95), "epochs": R.integer(1), "num_envs": R.integer(1), "num_steps": R.integer(1)}
+
+
 def layer(n_in: int, n_out: int, std: float = np.sqrt(2)) -> nn.Linear:
     lin = nn.Linear(n_in, n_out)
     nn.init.orthogonal_(lin.weight, std)
