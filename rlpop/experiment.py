@@ -242,8 +242,6 @@ class Experiment:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} < eval_steps={self.eval_steps}: "
                                  "decisions need at least one Q evaluation; lower eval_steps")
         self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
-        if isinstance(s, FIRE):
-            _check_fire_reachable(s, self.eval_steps)
 
     def _checked_space(self) -> tuple[HParamSpace, list[str]]:
         """The search space after the learner's value rules: (space, notes on bounds that were clipped)."""
@@ -266,8 +264,12 @@ class Experiment:
 
     @property
     def notes(self) -> list[str]:
-        """What validation adjusted (exploration bounds clipped into valid ranges): printed once by the CLI."""
-        return self._checked_space()[1]
+        """What validation adjusted or found suspicious (exploration bounds clipped into valid ranges, a learning
+        rate above 1, FIRE evaluators that can never succeed): printed once by the CLI, kept in config.json."""
+        out = self._checked_space()[1]
+        if isinstance(self.strategy, FIRE):
+            out += [n for n in [fire_unreachable(self.strategy, self.eval_steps)] if n]
+        return out
 
     def build_strategy(self):
         return self.strategy.build(self.hparam_space(), self.seed, self)
@@ -309,18 +311,21 @@ class Experiment:
         }
 
 
-def _check_fire_reachable(s: "FIRE", eval_steps: int) -> None:
-    """An evaluator can only succeed with ``k`` Q points where 0.5**k < p_stat (the one-sided binomial test with
-    every point above), and it stops after ``max_eval_steps`` plus at most one more point."""
+def fire_unreachable(s: "FIRE", eval_steps: int) -> str | None:
+    """Why FIRE's evaluators can never succeed with these settings, or None.
+
+    An evaluator succeeds only with ``k`` Q points where 0.5**k < p_stat (the one-sided binomial test with every
+    point above), and stops after ``max_eval_steps`` (one more point at most)."""
     import math
 
     need = math.floor(math.log(1.0 / s.p_stat, 2)) + 1
     can = s.max_eval_steps // eval_steps + 1
-    if need > can:
-        raise ValueError(f"strategy.max_eval_steps={s.max_eval_steps}: evaluators measure Q every eval_steps="
-                         f"{eval_steps}, so at most {can} points before they stop, but the binomial test needs "
-                         f"{need} to reach p < p_stat={s.p_stat:g}; raise max_eval_steps to >= "
-                         f"{(need - 1) * eval_steps} or lower eval_steps")
+    if need <= can:
+        return None
+    return (f"strategy.max_eval_steps={s.max_eval_steps}: evaluators measure Q every eval_steps={eval_steps}, so "
+            f"at most {can} points before they stop, but the binomial test needs {need} to reach p < p_stat="
+            f"{s.p_stat:g}: no evaluator can ever succeed; raise max_eval_steps to >= {(need - 1) * eval_steps} "
+            "or lower eval_steps")
 
 
 def parse_value(raw: str, current: Any, key: str) -> Any:

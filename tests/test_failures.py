@@ -105,12 +105,16 @@ def test_exploration_that_could_leave_the_valid_range_is_clipped_and_said():
     assert notes == []  # already inside
 
 
-def test_fire_evaluators_that_can_never_pass_the_binomial_test_are_refused():
-    with pytest.raises(ValueError, match=r"strategy.max_eval_steps=4096: .* at most 5 points .* needs 7"):
-        _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=4096),
-             total_steps=8192)
-    _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=6144),
-         total_steps=8192)  # 7 points: possible
+def test_fire_evaluators_that_can_never_pass_the_binomial_test_are_said():
+    exp = _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=4096),
+               total_steps=8192)
+    (note,) = exp.notes
+    assert note.startswith("strategy.max_eval_steps=4096: evaluators measure Q every eval_steps=1024, so at most "
+                           "5 points before they stop, but the binomial test needs 7")
+    assert "raise max_eval_steps to >= 6144" in note
+    ok = _exp(strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=2048, max_eval_steps=6144),
+              total_steps=8192)
+    assert ok.notes == []  # 7 points: possible
 
 
 RAISING = '''
