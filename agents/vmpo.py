@@ -13,10 +13,14 @@ region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
 * The learner runs on CUDA when present (``device="auto"``), the actors on CPU.
 * Hyperparameters in :data:`MUTABLE` are read at every update:
   ``set_hparams(lr=...)`` reaches the optimiser at the next update.
-* Optional PopArt (van Hasselt et al. 2016) value normalisation
-  (``popart=True``): the critic predicts normalised values, the output layer
-  is rescaled whenever the statistics move, and advantages are in normalised
-  units.
+* PopArt (van Hasselt et al. 2016) value normalisation, on by default as in
+  V-MPO (``popart=False`` turns it off): the critic predicts normalised
+  values, the output layer is rescaled whenever the statistics move, and
+  advantages are in normalised units. Rewards are not normalised by default
+  (``norm_reward=False``), as in V-MPO.
+* Defaults are V-MPO's Gym settings where the paper states them: one
+  gradient step per batch (``epochs=1``), target period 100, lr 1e-4,
+  eps_eta 0.01, 40-step unrolls bootstrapped from their end.
 """
 from __future__ import annotations
 
@@ -43,32 +47,35 @@ from rlpop.agents.vmpo_loss import (
     vmpo_loss,
 )
 
+# Defaults follow V-MPO's Gym settings (Song et al. 2020, appendix; as the FIRE PBT paper replicates them,
+# section 4.2) where they are stated; the README's "V-MPO settings" table gives each one's source and the
+# settings that are rlpop's own (network size, batch size, obs normalisation, gradient clipping, dual_lr).
 DEFAULTS: dict[str, Any] = {
     # mutable: read at every update
-    "lr": 1e-3,
-    "eps_eta": 0.02,
-    "gamma": 0.99,
-    "max_grad_norm": 1.0,     # per network (actor, critic); 0/None disables clipping
+    "lr": 1e-4,               # V-MPO Gym: Adam 1e-4 (FIRE PBT searches 1e-5..1e-3 around it)
+    "eps_eta": 0.01,          # V-MPO Gym: eps_eta 0.01 (FIRE PBT searches 5e-3..2e-2 around it)
+    "gamma": 0.99,            # V-MPO: discount 0.99
+    "max_grad_norm": 1.0,     # rlpop's (not stated in V-MPO); per network (actor, critic); 0/None disables
     # fixed for a learner's lifetime
-    "eps_alpha_mu": 7.5e-3,   # FIRE PBT paper's Gym setting
-    "eps_alpha_sigma": 1e-5,  # FIRE PBT paper's Gym setting
-    "eps_alpha": 0.01,        # categorical policies: bound on KL(pi_old || pi)
-    "target_period": 10,      # learner updates between target-network refreshes
-    "n_step": None,           # None: bootstrap from the end of each rollout
-    "epochs": 2,              # passes over each rollout
-    "minibatch_size": 128,    # samples per learner update (the E-step's batch)
-    "rollout_steps": 1024,    # env steps per collect, over all envs
+    "eps_alpha_mu": 7.5e-3,   # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-3..1e-2)
+    "eps_alpha_sigma": 1e-5,  # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-6..5e-5)
+    "eps_alpha": 0.01,        # categorical policies: bound on KL(pi_old || pi) (not used on Gym's Box tasks)
+    "target_period": 100,     # V-MPO: target network (the actors' policy) refreshed every 100 learner updates
+    "n_step": None,           # V-MPO: bootstrap from the end of each unroll (None: of each env's rollout)
+    "epochs": 1,              # V-MPO: one gradient step per batch, no reuse
+    "minibatch_size": 320,    # samples per learner update: the whole rollout (V-MPO's Gym batch size is not stated)
+    "rollout_steps": 320,     # env steps per collect, over all envs: 8 envs x 40-step unrolls
     "num_actors": 0,          # actor processes; 0 = collect in the learner's process
     "envs_per_actor": 8,
-    "hidden": (64, 64),
+    "hidden": (64, 64),       # rlpop's (V-MPO's Gym network is not stated); separate policy and value MLPs
     "init_log_std": 0.0,
-    "init_eta": 1.0,
-    "init_alpha": 1.0,        # initial alpha_mu and alpha (categorical)
-    "init_alpha_sigma": 10.0,
-    "dual_lr": 1e-2,          # Adam step size of the multipliers' raw parameters
-    "norm_obs": True,
-    "norm_reward": True,
-    "popart": False,
+    "init_eta": 1.0,          # V-MPO: initial eta 1
+    "init_alpha": 1.0,        # V-MPO: initial alpha_mu 1 (also the categorical alpha)
+    "init_alpha_sigma": 1.0,  # V-MPO: initial alpha_Sigma 1
+    "dual_lr": 1e-2,          # rlpop's: Adam step size of the multipliers' raw (softplus) parameters
+    "norm_obs": True,         # rlpop's running mean/std (not stated in V-MPO)
+    "norm_reward": False,     # V-MPO: raw rewards; PopArt normalises the value targets
+    "popart": True,           # V-MPO: PopArt value normalisation
     "popart_beta": 1e-3,
     "device": "auto",
     "torch_threads": 1,
@@ -87,7 +94,7 @@ def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
     return {**pool_rules(hp), **{k: R.positive(DEFAULTS[k]) for k in (
         "eps_eta", "eps_alpha_mu", "eps_alpha_sigma", "eps_alpha", "dual_lr", "init_eta", "init_alpha",
         "init_alpha_sigma", "popart_beta")},
-        "target_period": R.integer(1, example=10), "n_step": R.integer(1, none_ok=True), "popart": R.flag()}
+        "target_period": R.integer(1, example=100), "n_step": R.integer(1, none_ok=True), "popart": R.flag()}
 
 
 class PopArt:

@@ -6,12 +6,15 @@ perturbed x[0.8, 0.95, 1.05, 1.2]. eps_alpha_mu = 7.5e-3 and eps_alpha_sigma = 1
 Ready and evaluator checks every 6e7 actor steps; P2 min_steps_before_eval 1e9; max_eval_steps 6e8;
 6e9 actor steps per member. That is datacenter-sized (the paper: 160k CPU-days), but the command as written
 starts on a laptop: the batched engine holds the 50 V-MPO workers in one shard process (measured on 2 cores:
-training within 50 s, 5.9 GB for the whole process tree, ~2,500 env steps/s, and an honest ETA of ~2.8 years).
+training within 50 s, 5.9 GB for the whole process tree, ~2,500 env steps/s, and an honest ETA of ~2.8 years,
+with the earlier 8192-step rollouts and 2 epochs; with V-MPO's 640-step batches --dry-run now estimates
+~3.0 GB, against 9.1 GB for the earlier settings in the same session at load ~6).
 See the plan, with a measured time and memory estimate, with
 
     python -m rlpop.run experiments/humanoid_fire.py --dry-run
 
-and scale it to a laptop (11 workers; --dry-run estimates ~30 minutes on 2 cores) with
+and scale it to a laptop (11 workers; --dry-run estimated ~30 minutes on 2 cores with the earlier settings,
+~2 h at load ~6 with the current ones, 495 against 364 steps/s for the earlier ones then) with
 
     python -m rlpop.run experiments/humanoid_fire.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.subpop_size=4 --set strategy.evaluators=3 --set strategy.ready_steps=40960 \
@@ -27,9 +30,12 @@ SPACE = {
     "eps_eta": LogUniform(5e-3, 2e-2, factors=(0.8, 0.95, 1.05, 1.2)),
 }
 # the V-MPO settings of experiments/humanoid_vmpo.py (lr and eps_eta are searched here)
+# (V-MPO's Gym settings: one gradient step per 640-step batch of 16 x 40-step unrolls, target period 100,
+# PopArt, raw rewards; 256x256 networks are rlpop's choice)
 AGENT = Agent("vmpo", hparams={"eps_alpha_mu": 7.5e-3, "eps_alpha_sigma": 1e-5, "hidden": (256, 256),
-                               "num_actors": 2, "envs_per_actor": 8, "rollout_steps": 8192,
-                               "minibatch_size": 512, "target_period": 100, "n_step": 64, "popart": True})
+                               "num_actors": 2, "envs_per_actor": 8, "rollout_steps": 640,
+                               "minibatch_size": 640, "target_period": 100, "n_step": None, "epochs": 1,
+                               "popart": True, "norm_reward": False})
 TOTAL_STEPS = 6_000_000_000
 EVAL_STEPS = 6_000_000
 READY_STEPS = 60_000_000
