@@ -39,11 +39,20 @@ def test_single_agent_run_end_to_end(tmp_path):
     ([str(DATA / "tiny_ppo.py"), "--set", "agent.hparams.lrr=1"], "unknown hyperparameter(s) ['lrr']"),
     (["--resume", "/nonexistent/run"], "not an rlpop run directory"),
 ])
-def test_bad_input_gives_a_clear_error(args, needle, tmp_path):
-    res = run_cli(*args, "--runs-dir", str(tmp_path), timeout=120)
+def test_bad_input_gives_a_clear_error(args, needle, tmp_path, capsys):
+    from rlpop.run import main
+
+    rc = main([*args, "--runs-dir", str(tmp_path / "runs")])  # in-process: the same code, no second import
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_input_through_the_real_cli(tmp_path):
+    res = run_cli(str(DATA / "tiny_ppo.py"), "--set", "total_steps=abc", "--runs-dir", str(tmp_path), timeout=120)
     assert res.returncode == 2, (res.stdout, res.stderr)
-    assert needle in res.stderr
-    assert "Traceback" not in res.stderr
+    assert "expected a value of type int" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_spec_errors_name_the_field():
