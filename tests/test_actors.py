@@ -73,7 +73,8 @@ def test_ctrl_c_leaves_no_orphaned_actor_processes(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "resume" in out
+    (run,) = list((tmp_path / "runs").iterdir())
+    assert f"resume with `python -m rlpop.run --resume {run}`" in out  # names the directory
     time.sleep(0.5)
     alive = [a for a in actors if a.is_running() and a.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"orphaned actor processes: {alive}"
