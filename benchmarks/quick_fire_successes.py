@@ -1,10 +1,10 @@
 """Does FIRE show in the README's quick job? Evaluator successes of experiments/quick_fire.py over seeds.
 
     python benchmarks/quick_fire_successes.py [--seeds 0 1 2] [--runs-dir /tmp/rlpop-quick-fire]
-                                              [--set KEY=VALUE ...] [--out JSON]
+                                              [--set KEY=VALUE ...] [--out JSON] [--parallel]
 
 Runs ``python -m rlpop.run experiments/quick_fire.py --set seed=S --runs-dir DIR --quiet`` (the README's main
-command, through the CLI, one run after the other) for each seed, then reads each run directory with
+command, through the CLI; one run after the other, or all at once with ``--parallel``) for each seed, then reads each run directory with
 ``rlpop.summary.summarise``: evaluator successes, exploits, best final Q (the highest Q of any member at its
 last evaluation), the area under the top-return curve, env steps and wall time; also the lowest success
 p-value and the evaluator stop reasons from decisions.jsonl. ``--set`` passes extra overrides to every run.
@@ -28,6 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
 
 
+def stop_reasons(decisions: list[dict]) -> dict[str, int]:
+    """Evaluator stop reasons with their numbers replaced by '#', counted."""
+    num = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+    return dict(collections.Counter(num.sub("#", str(d.get("reason", ""))) for d in decisions
+                                    if d.get("kind") == "stop"))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -35,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--experiment", default="experiments/quick_fire.py")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "quick_fire_successes.json")
+    p.add_argument("--parallel", action="store_true",
+                   help="run the seeds at the same time (each run's wall time then includes the others' load)")
     args = p.parse_args(argv)
 
     from rlpop.run import load_experiment
@@ -44,22 +53,30 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     t0 = time.time()
     runs = []
+    jobs = []
     for seed in args.seeds:
         cmd = [sys.executable, "-m", "rlpop.run", args.experiment, "--set", f"seed={seed}"]
         for s in args.sets:
             cmd += ["--set", s]
         cmd += ["--runs-dir", str(args.runs_dir), "--quiet"]
+        jobs.append((seed, cmd))
+
+    def start(seed: int, cmd: list[str]) -> dict:
         shown = shlex.join(["python", *cmd[1:]])
         print(f"[seed {seed}] {shown}", flush=True)
-        load0 = load_average()
-        t = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.time() - t
-        m = re.search(r"run directory: (\S+)", proc.stdout + proc.stderr)
-        rec = {"seed": seed, "command": shown, "rc": proc.returncode, "process_wall_s": round(wall, 1),
-               "load_average_before": load0, "load_average_after": load_average()}
-        if proc.returncode != 0 or not m:
-            rec["error_tail"] = (proc.stdout + proc.stderr)[-2000:]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return {"seed": seed, "shown": shown, "proc": proc, "t": time.time(), "load0": load_average()}
+
+    def finish(job: dict) -> dict:
+        out, _ = job["proc"].communicate()
+        wall = time.time() - job["t"]
+        seed = job["seed"]
+        m = re.search(r"run directory: (\S+)", out or "")
+        rec = {"seed": seed, "command": job["shown"], "rc": job["proc"].returncode, "process_wall_s": round(wall, 1),
+               "ran_in_parallel_with": len(jobs) - 1 if args.parallel else 0,
+               "load_average_before": job["load0"], "load_average_after": load_average()}
+        if job["proc"].returncode != 0 or not m:
+            rec["error_tail"] = (out or "")[-2000:]
         if m:
             run_dir = Path(m.group(1))
             rec["run_dir"] = str(run_dir)
@@ -69,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             dec = read_decisions(run_dir)
             pv = [d.get("p_value") for d in dec if d.get("kind") == "success" and d.get("p_value") is not None]
             rec["success_p_values"] = pv
-            reasons = collections.Counter(re.sub(r"[0-9.e+-]+", "#", str(d.get("reason", "")))
-                                          for d in dec if d.get("kind") == "stop")
-            rec["evaluator_stops"] = dict(reasons)
+            rec["evaluator_stops"] = stop_reasons(dec)
         print(f"[seed {seed}] successes={rec.get('successes')} exploits={rec.get('exploits')} "
               f"best_final_q={rec.get('best_final_q')} wall={wall:.0f}s", flush=True)
-        runs.append(rec)
+        return rec
+
+    if args.parallel:
+        started = [start(seed, cmd) for seed, cmd in jobs]
+        runs = [finish(j) for j in started]
+    else:
+        runs = [finish(start(seed, cmd)) for seed, cmd in jobs]
 
     ok = [r for r in runs if "successes" in r]
     result = {

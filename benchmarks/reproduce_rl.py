@@ -55,10 +55,12 @@ kept as follows:
   **except** that for Hopper the study narrows PPO's epochs from 3..15 (bounds 1..30) to 3..6 (bounds 1..10)
   and minibatch_size from {32, ..., 512} to {128, 256, 512} (``--space-set``; DEFAULT_SPACE_SETS): with the
   full ranges a batched update of 16 members took ~1 CPU-s per member per rollout here (small minibatches,
-  minibatch groups updated one after the other), 5-10x the env stepping, and no three seeds would fit. PPO, not V-MPO, for Hopper (the paper's agent is V-MPO on Ant-v1 / Humanoid-v1; rlpop's V-MPO is slower to
+  minibatch groups updated one after the other), 5-10x the env stepping, and no three seeds would fit. PPO,
+  not V-MPO, for Hopper (the paper's agent is V-MPO on Ant-v1 / Humanoid-v1; rlpop's V-MPO is slower to
   learn at small budgets, see benchmarks/results/vmpo_returns.json).
 
-``--dry-run`` prints the plan (commands) and exits.
+``--dry-run`` prints the plan (commands) and exits. ``--aggregate-only`` starts no run and aggregates every run
+directory in the study folder, finished or not (``finished`` and ``env_steps`` say how far each got).
 """
 from __future__ import annotations
 
@@ -113,8 +115,9 @@ DEFAULT_SPACE_SETS = {"hopper": ["space.epochs.lo=3", "space.epochs.hi=6", "spac
 
 
 def overrides(method: str, seed: int, s: dict[str, Any], env_key: str) -> list[str]:
-    sets = list(s.get("space_sets", [])) + [f"seed={seed}", f"total_steps={s['budget_per_worker']}", f"eval_steps={s['eval_steps']}",
-            "backend=inline"]
+    sets = list(s.get("space_sets", []))
+    sets += [f"seed={seed}", f"total_steps={s['budget_per_worker']}", f"eval_steps={s['eval_steps']}",
+             "backend=inline"]
     if env_key == "hopper":  # PPO: rollout length (V-MPO's rollout_steps is kept as its files set it)
         sets.append(f"agent.hparams.rollout_steps={s['rollout_steps']}")
     if method in ("rs", "pbt"):
@@ -181,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--max-minutes", type=float, default=None, help="start no run after this many minutes")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--note", default="", help="free text stored in the JSON (how the study was actually run)")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="start no run: summarise, plot and write the JSON for every run directory in STUDY/runs, "
+                        "finished or not (runs started by hand, or cut short, are included and marked)")
     args = p.parse_args(argv)
 
     s = settings(args)
@@ -210,6 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     done = finished_runs(runs_dir)
     records: list[dict[str, Any]] = []
     skipped = []
+    if args.aggregate_only:
+        plan_cmd = {(m, seed): shlex.join(["python", *cmd[1:]]) for m, seed, cmd in plan}
+        for d in sorted(runs_dir.glob("*")) if runs_dir.is_dir() else []:
+            try:
+                cfg = json.loads((d / "config.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            key = (str(cfg.get("method")), int(cfg.get("seed", -1)))
+            records.append({"method": key[0], "seed": key[1], "run_dir": str(d), "command": plan_cmd.get(key, ""),
+                            "aggregated": True})
+        plan = []
     for m, seed, cmd in plan:
         shown = shlex.join(["python", *cmd[1:]])
         if (m, seed) in done:
@@ -241,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rec.update({k: row[k] for k in ("best_final_q", "best_worker", "auc", "exploits", "successes",
                                             "wall_s", "env_steps", "env_steps_per_s", "finished")})
+            from rlpop.summary import members, read_curves, top_curve
+
+            cur = read_curves(rec["run_dir"])
+            rec["member_steps_reached"] = int(members(cur)["step"].max())  # < budget: the run was cut short
+            x, y = top_curve(cur)
+            rec["top_return_curve"] = [[int(a), round(float(b), 2)] for a, b in zip(x, y)]
             ok_dirs.append(rec["run_dir"])
     per_method = {}
     for m in args.only_methods:
@@ -266,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 if rec["seed"] == first and rec["method"] in ("fire", "pbt") and rec.get("run_dir"):
                     name = Path(rec["run_dir"]).name
                     for kind in ("hparams", "population"):
-                        pairs.append((fig_dir / name / f"{kind}.png", f"{args.env}_{rec['method']}_seed{first}_{kind}.png"))
+                        dst = f"{args.env}_{rec['method']}_seed{first}_{kind}.png"
+                        pairs.append((fig_dir / name / f"{kind}.png", dst))
             for src, dst in pairs:
                 if src.is_file():
                     shutil.copy(src, args.figures / dst)
@@ -279,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "RS vs PBT vs FIRE PBT at equal workers and equal actor-step budget per worker "
                 "(Dalibard & Jaderberg 2020, section 4.2, scaled down)",
         "settings": s,
+        "note": args.note,
         "seeds": args.seeds,
         "study_dir": str(study),
         "runs": records,
