@@ -6,9 +6,11 @@
                                       [--max-minutes M] [--only-methods fire pbt rs] [--space-set K=V]
                                       [--dry-run]
 
-The study in benchmarks/results/reproduce_hopper.json:
-``python benchmarks/reproduce_rl.py --env hopper --budget 25600 --seeds 0 1 2 --max-minutes 38
---figures docs/figures``
+The study in benchmarks/results/reproduce_hopper.json is **seed 0 only** (3 seeds did not fit the hour on the
+shared, loaded 2-core machine): the three runs of ``--env hopper --budget 25600 --seeds 0`` (``--dry-run``
+prints them) were started by hand (FIRE, then PBT and RS side by side) and aggregated with
+``python benchmarks/reproduce_rl.py --env hopper --budget 25600 --seeds 0 --study-dir DIR --aggregate-only
+--figures docs/figures``.
 
 Each method runs from its experiment file (``experiments/<env>_rs.py``, ``<env>_pbt.py``, ``<env>_fire.py``)
 through the real CLI (``python -m rlpop.run EXP --set ... --runs-dir STUDY/runs --quiet``), one process per
