@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from rlpop.run import load_experiment
-    from rlpop.summary import read_decisions, summarise
+    from rlpop.lineage import read_decisions
+    from rlpop.summary import summarise
 
     exp = load_experiment(ROOT / args.experiment)
     info = machine_info()

@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rec.update({k: row[k] for k in ("best_final_q", "best_worker", "auc", "exploits", "successes",
                                             "wall_s", "env_steps", "env_steps_per_s", "finished")})
-            from rlpop.summary import members, read_curves, top_curve
+            from rlpop.lineage import read_curves
+            from rlpop.summary import members, top_curve
 
             cur = read_curves(rec["run_dir"])
             rec["member_steps_reached"] = int(members(cur)["step"].max())  # < budget: the run was cut short

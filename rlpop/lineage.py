@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 _COPIES = {"exploit": ("dst", "src"), "assign": ("evaluator", "parent"), "success": ("child", "evaluator")}
 
 
-def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, list[dict]]:
-    """The Q table and the decision records. Raises :class:`RunDirError` when there is no Q row yet."""
+def read_curves(run_dir: str | Path) -> pd.DataFrame:
+    """curves.csv, without a half-written last row (a run in progress or a crash cut it); ``round``, ``worker``
+    and ``step`` as integers, ``q`` as floats. Raises :class:`RunDirError` when there is no Q row yet."""
+    import io
+
     import pandas as pd  # here, not at the top: a CLI error needs no pandas
 
     run = Path(run_dir)
@@ -37,31 +40,38 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, list[dict]]:
     if not path.is_file():
         raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
     try:
-        import io
-
-        text = path.read_text()
-        if text and not text.endswith("\n"):  # a run in progress: its last row may be half written
+        text = path.read_text(errors="replace")
+        if text and not text.endswith("\n"):  # its last row may be half written
             text = text[:text.rfind("\n") + 1]
-        curves = pd.read_csv(io.StringIO(text))
-    except pd.errors.EmptyDataError:
-        curves = pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        curves = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+    except (pd.errors.ParserError, OSError) as exc:
         raise RunDirError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
-    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
     if curves.empty:
-        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} is empty): a run writes them from its "
-                          "first round")
+        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} has no complete row): a run writes them "
+                          "from its first round")
+    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
     if missing:
         raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
-    decisions = []
-    path = run / "decisions.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
+    curves = curves.dropna(subset=["round", "worker", "step"])
+    curves["q"] = pd.to_numeric(curves["q"], errors="coerce")
+    for c in ("round", "worker", "step"):
+        curves[c] = curves[c].astype(int)
+    return curves
+
+
+def read_decisions(run_dir: str | Path) -> list[dict]:
+    """The decision records of decisions.jsonl, in order (a line cut by a crash or a run in progress is skipped)."""
+    path = Path(run_dir) / "decisions.jsonl"
+    out = []
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
             try:
-                decisions.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut by a crash
-    return curves, decisions
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
 
 
 def best_final_member(curves: pd.DataFrame) -> int:
@@ -82,7 +92,7 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
     """
     import pandas as pd
 
-    curves, decisions = load_tables(run_dir)
+    curves, decisions = read_curves(run_dir), read_decisions(run_dir)
     # every Q row stands for the steps its worker trained since its previous row
     curves = curves.sort_values(["worker", "round"])
     curves["trained"] = curves.groupby("worker")["step"].diff().fillna(curves["step"]).clip(lower=0)

@@ -44,7 +44,7 @@ class Run:
     """One run directory, read once."""
 
     def __init__(self, path: str | Path):
-        from rlpop.summary import read_curves, read_decisions
+        from rlpop.lineage import read_curves, read_decisions
 
         self.rd = RunDir(path)
         self.cfg = self.rd.read_config()
@@ -158,12 +158,13 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
 
 # --------------------------------------------------------------------------- Figure 4a
 def _lineage(run: Run):
-    from rlpop.summary import members, trace
+    from rlpop.lineage import trace_schedule
+    from rlpop.summary import members
 
     if members(run.curves).empty:
         return None
     try:
-        return trace(run.path)
+        return trace_schedule(run.path)
     except RunDirError as exc:
         print(f"note: {run.name}: no lineage drawn ({exc})", file=sys.stderr)
         return None

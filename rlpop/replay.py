@@ -75,12 +75,12 @@ def schedule_from_trace(sched: pd.DataFrame, curves: pd.DataFrame, names: Sequen
 
 def traced_schedule(run_dir: str | Path, member: int | None = None) -> tuple[pd.DataFrame, list[tuple[int, dict]]]:
     """(lineage trace, replay schedule) of ``member`` (None: the best final member) of a run."""
-    from rlpop.summary import read_curves, trace
+    from rlpop.lineage import read_curves, trace_schedule
 
     cfg = RunDir(run_dir).read_config()
     curves = read_curves(run_dir)
     names = list(cfg.get("space") or [c[3:] for c in curves.columns if c.startswith("hp_")])
-    sched = trace(run_dir, member)
+    sched = trace_schedule(run_dir, member)
     if sched.empty:
         raise RunDirError(f"{run_dir}: the lineage of worker {member} has no Q row to replay")
     return sched, schedule_from_trace(sched, curves, names)
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from rlpop.run import UsageError, execute, load_experiment
-    from rlpop.summary import read_curves
+    from rlpop.lineage import read_curves
 
     src = RunDir(args.run_dir)
     cfg = src.read_config()

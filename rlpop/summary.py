@@ -18,18 +18,15 @@ Reads only the run directories (a run in progress too). One row per run:
 The table is printed (rich when installed, else plain); ``--out FILE.csv`` writes it as CSV and as markdown
 (``FILE.md`` beside it).
 
-The helpers here (:func:`read_curves`, :func:`read_decisions`, :func:`top_curve`, :func:`trace`) are what
-``rlpop.plot`` and ``rlpop.replay`` read run directories with.
+Run directories are read with :func:`rlpop.lineage.read_curves` and :func:`rlpop.lineage.read_decisions` (as
+``rlpop.plot`` and ``rlpop.replay`` do); :func:`top_curve` is the top-return curve they share.
 """
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -42,77 +39,7 @@ if TYPE_CHECKING:
 KNOWN_METHODS = ("rs", "pbt", "fire", "single")
 
 
-# --------------------------------------------------------------------------- reading a run directory
-def _complete_text(path: Path) -> tuple[str, bool]:
-    """The file's text without an unterminated last line (a run in progress or a crash cut it): (text, cut)."""
-    text = path.read_text(errors="replace")
-    if text and not text.endswith("\n"):
-        return text[:text.rfind("\n") + 1], True
-    return text, False
-
-
-def read_curves(run_dir: str | Path) -> pd.DataFrame:
-    """curves.csv without a cut last line. :class:`RunDirError` when there is no Q row yet."""
-    import pandas as pd
-
-    run = Path(run_dir)
-    path = run / "curves.csv"
-    if not path.is_file():
-        raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
-    try:
-        text, _ = _complete_text(path)
-        curves = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
-    except (pd.errors.ParserError, OSError) as exc:
-        raise RunDirError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
-    if curves.empty:
-        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} has no complete row)")
-    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
-    if missing:
-        raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
-    curves = curves.dropna(subset=["round", "worker", "step"])
-    curves["q"] = pd.to_numeric(curves["q"], errors="coerce")
-    for c in ("round", "worker", "step"):
-        curves[c] = curves[c].astype(int)
-    return curves
-
-
-def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The decision records (a line cut by a crash or a run in progress is skipped)."""
-    path = Path(run_dir) / "decisions.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
-def trace(run_dir: str | Path, worker: int | None = None) -> pd.DataFrame:
-    """:func:`rlpop.lineage.trace_schedule` of ``worker`` (default: the best final member), also on a run whose
-    curves.csv ends in a cut line (traced on a copy of its complete lines)."""
-    from rlpop.lineage import trace_schedule
-
-    run = Path(run_dir)
-    path = run / "curves.csv"
-    if not path.is_file():
-        return trace_schedule(run, worker)  # its own message
-    text, cut = _complete_text(path)
-    if not cut:
-        return trace_schedule(run, worker)
-    tmp = Path(tempfile.mkdtemp(prefix="rlpop-trace-"))
-    try:
-        (tmp / "curves.csv").write_text(text)
-        if (run / "decisions.jsonl").is_file():
-            shutil.copy(run / "decisions.jsonl", tmp / "decisions.jsonl")
-        return trace_schedule(tmp, worker)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
+# --------------------------------------------------------------------------- a run's curves
 def members(curves: pd.DataFrame) -> pd.DataFrame:
     return curves[curves["role"] == "member"]
 
@@ -157,7 +84,7 @@ def method_group(cfg: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the table
 def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, Any]:
     """One row of the table (see the module docstring). Raises :class:`RunDirError` for a non-run directory."""
-    from rlpop.lineage import best_final_member
+    from rlpop.lineage import best_final_member, read_curves, read_decisions
 
     rd = RunDir(run_dir)
     cfg = rd.read_config()

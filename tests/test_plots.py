@@ -64,7 +64,8 @@ def test_plot_fire_and_pbt(runs, tmp_path):
 
 def test_plot_and_summary_on_run_in_progress(runs, tmp_path):
     from rlpop.plot import main as plot_main
-    from rlpop.summary import summarise, trace
+    from rlpop.lineage import trace_schedule as trace
+    from rlpop.summary import summarise
 
     run = tmp_path / "inprogress"
     shutil.copytree(runs["fire"], run, ignore=shutil.ignore_patterns("plots"))
