@@ -145,9 +145,7 @@ class SB3Member:
             torch.set_num_threads(int(hp["torch_threads"]))
         self._check_values(hp)
         env_kwargs = dict(env_kwargs or {})
-        n_envs = int(hp["n_envs"])
-        if n_envs < 1:
-            raise ValueError(f"{name}: n_envs={n_envs} must be >= 1")
+        n_envs = int(hp["n_envs"])  # >= 1: its value rule
 
         def thunk():
             return Monitor(make_env(env_id, **env_kwargs))
@@ -286,24 +284,10 @@ class SB3Member:
         return out
 
     def _check_values(self, hp: dict[str, Any]) -> None:
-        name = self.name if hasattr(self, "name") else f"sb3:{self.algo}"
-        if not float(hp["lr"]) > 0:
-            raise ValueError(f"{name}: lr={hp['lr']!r} must be > 0")
-        if not 0.0 < float(hp["gamma"]) <= 1.0:
-            raise ValueError(f"{name}: gamma={hp['gamma']!r} must be in (0, 1]")
-        if self.algo == "PPO":
-            buffer = int(hp["n_steps"]) * int(hp["n_envs"])
-            bs = hp["batch_size"]
-            if int(bs) != bs or not 2 <= int(bs) <= buffer:
-                raise ValueError(f"{name}: batch_size={bs!r} must be an integer in [2, n_steps x n_envs = {buffer}] "
-                                 "(a minibatch cannot be larger than a rollout; give the search space bounds)")
-            if int(hp["n_epochs"]) < 1:
-                raise ValueError(f"{name}: n_epochs={hp['n_epochs']!r} must be >= 1")
-        if self.algo in OFF_POLICY:
-            if int(hp["batch_size"]) < 1:
-                raise ValueError(f"{name}: batch_size={hp['batch_size']!r} must be >= 1")
-            if not 0.0 <= float(hp["tau"]) <= 1.0:
-                raise ValueError(f"{name}: tau={hp['tau']!r} must be in [0, 1]")
+        """The algorithm's value rules (:func:`_rules_for`, also checked at spec time), on resolved hparams."""
+        from rlpop.agents.hparam_rules import check_values
+
+        check_values(self.hparam_rules(hp), hp, self.name)
 
     def _make_noise(self, std: float):
         import numpy as np
@@ -385,8 +369,8 @@ class SB3Member:
 
 
 def _rules_for(algo: str):
-    """``hparam_rules(hp)`` of one algorithm: the spec-time form of :meth:`SB3Member._check_values`, so a
-    search space that could explore out of range is clipped or refused before the run starts."""
+    """``hparam_rules(hp)`` of one algorithm: checked at spec time (a search space that could explore out of
+    range is clipped or refused before the run starts) and by the member itself on every hparams change."""
 
     def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
         from rlpop.agents import hparam_rules as R
