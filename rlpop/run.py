@@ -138,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from rlpop.store import RunDir
-
-    from rlpop.store import RunDirError
+    from rlpop.store import RunDir, RunDirError
 
     if args.resume:
         if args.experiment or args.sets:
@@ -256,19 +254,14 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
             resume: bool = False) -> int:
-    from rlpop.store import RunDirError
-
-    try:
-        note = run.acquire_lock()
-    except RunDirError as exc:
-        raise UsageError(str(exc)) from exc
+    """Run (or resume) ``exp`` in ``run`` as its one writer. A :class:`rlpop.store.RunDirError` (a live lock, a
+    damaged run directory, a full disk) reaches the caller, which prints it in one line."""
+    note = run.acquire_lock()
     if note:
         print(note, file=sys.stderr)
     _CURRENT_RUN[:] = [str(run.path)]
     try:
         return _execute(exp, run, backend_name, address, quiet, resume)
-    except RunDirError as exc:
-        raise UsageError(str(exc)) from exc
     finally:
         run.release_lock()
 
