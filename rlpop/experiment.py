@@ -207,7 +207,7 @@ class Experiment:
         if not isinstance(self.strategy, STRATEGY_SPECS):
             raise ValueError(f"strategy={self.strategy!r}: use one of rlpop.experiment.Single(), "
                              "RandomSearch(population), PBT(population, ready_steps) or FIRE(...)")
-        space = HParamSpace(dict(self.space.params if isinstance(self.space, HParamSpace) else self.space))
+        space = HParamSpace(self._params())
         both = sorted(set(space.names) & set(self.agent.hparams))
         if both:
             raise ValueError(f"agent.hparams and space both set {both}: the space would override agent.hparams; "
@@ -243,9 +243,13 @@ class Experiment:
                                  "decisions need at least one Q evaluation; lower eval_steps")
         self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
 
+    def _params(self) -> dict[str, Any]:
+        """The search space as given (a dict or an HParamSpace), as a new dict."""
+        return dict(self.space.params if isinstance(self.space, HParamSpace) else self.space)
+
     def _checked_space(self) -> tuple[HParamSpace, list[str]]:
         """The search space after the learner's value rules: (space, notes on bounds that were clipped)."""
-        params = dict(self.space.params if isinstance(self.space, HParamSpace) else self.space)
+        params = self._params()
         HParamSpace(params)  # types of the entries, with the fix
         from rlpop.agents import learner_defaults, learner_rules
         from rlpop.agents.hparam_rules import check_space, check_values, value_notes
@@ -291,7 +295,7 @@ class Experiment:
         """A copy with ``--set key=value`` overrides applied (dotted keys), re-validated."""
         exp = dataclasses.replace(self, agent=dataclasses.replace(self.agent, hparams=dict(self.agent.hparams)),
                                   strategy=dataclasses.replace(self.strategy),
-                                  space=dict(self.space.params if isinstance(self.space, HParamSpace) else self.space),
+                                  space=self._params(),
                                   env_kwargs=dict(self.env_kwargs))
         # replace() re-ran validation on the copy; now apply the overrides then validate again
         for key, raw in overrides.items():
