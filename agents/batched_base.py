@@ -19,7 +19,7 @@ from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonf
 from rlpop.agents.envbank import make_bank
 from rlpop.agents.networks import sample_actions
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
-from rlpop.agents.pool_learner import pick_device
+from rlpop.agents.pool_learner import check_layout, pick_device
 from rlpop.agents.stacked import StackedActorCritic
 
 
@@ -73,10 +73,8 @@ class BatchedLearner:
         self.collect_threads = int(hp0["torch_threads"] or 1)
         self.update_threads = max(self.collect_threads, int(update_threads or 1))
         torch.set_num_threads(self.collect_threads)
+        check_layout(hp0)
         self.num_envs = max(1, hp0["num_actors"]) * hp0["envs_per_actor"]
-        if hp0["rollout_steps"] % self.num_envs:
-            raise ValueError(f"{self.NAME}: rollout_steps={hp0['rollout_steps']} must be a multiple of the number "
-                             f"of envs (num_actors x envs_per_actor = {self.num_envs})")
         self.bank = self._make_bank()
         try:
             self._setup_after_bank(hp0)

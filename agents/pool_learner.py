@@ -93,10 +93,8 @@ class PoolLearner:
                           hidden=self.hp["hidden"], init_log_std=self.hp["init_log_std"])
         self.policy_spec = PolicySpec("rlpop.agents.networks:ActorCritic", net_kwargs)
         self.obs_rms = RunningMeanStd(self.observation_space.shape)
+        check_layout(self.hp)
         n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
-        if self.hp["rollout_steps"] % n_envs:
-            raise ValueError(f"{name}: rollout_steps={self.hp['rollout_steps']} must be a multiple of the number "
-                             f"of envs (num_actors x envs_per_actor = {n_envs})")
         self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
         return net_kwargs
 
