@@ -63,12 +63,17 @@ def register_env(name: str, creator: EnvCreator, *, max_episode_steps: int | Non
 SHIP_VAR = "RLPOP_ENV_REGISTRATIONS"
 
 
+#: the module name ``rlpop.run`` gives an experiment file it loads (no other process can import it)
+EXPERIMENT_MODULE_PREFIX = "rlpop_experiment_"
+
+
 def _importable(creator: EnvCreator) -> str | None:
-    """``"module:attr"`` for a creator another process can import (None for lambdas and local classes)."""
+    """``"module:attr"`` for a creator another process can import (None for lambdas, local classes and classes
+    defined in the experiment file itself)."""
     if isinstance(creator, str):
         return creator
     module, qual = getattr(creator, "__module__", None), getattr(creator, "__qualname__", "")
-    if not module or "<" in qual or module == "__main__":
+    if not module or "<" in qual or module == "__main__" or module.startswith(EXPERIMENT_MODULE_PREFIX):
         return None
     return f"{module}:{qual}"
 
@@ -99,8 +104,7 @@ def unshippable(env_id: str) -> str | None:
     path = _importable(creator)
     if path is not None and path.startswith("rlpop."):
         return None
-    shipped = json.loads(os.environ.get(SHIP_VAR) or "{}")
-    if name in shipped and (path is None or not path.split(":")[0].startswith("rlpop_experiment_")):
+    if name in json.loads(os.environ.get(SHIP_VAR) or "{}"):
         return None
     what = getattr(creator, "__qualname__", repr(creator))
     return (f"env {name!r} is registered with {what}, which other processes cannot import (a lambda, or code "

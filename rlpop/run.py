@@ -40,7 +40,9 @@ def load_experiment(path: str | Path) -> Experiment:
     parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if folder not in parts:
         os.environ["PYTHONPATH"] = os.pathsep.join([folder, *filter(None, parts)])
-    spec = importlib.util.spec_from_file_location(f"rlpop_experiment_{path.stem}", path)
+    from rlpop.envs.registry import EXPERIMENT_MODULE_PREFIX
+
+    spec = importlib.util.spec_from_file_location(f"{EXPERIMENT_MODULE_PREFIX}{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

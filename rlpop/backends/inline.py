@@ -114,7 +114,7 @@ class InlineBackend:
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         #: the run directory, named by the stall watchdog's message (the CLI sets it; None: "RUN_DIR")
         self.run_dir: str | None = None
-        self.watchdog = StallWatchdog(lambda: None if self.run_dir is None else str(self.run_dir))
+        self.watchdog = StallWatchdog(lambda: self.run_dir)
 
     @property
     def shards(self) -> list[BatchShard | MemberShard]:
