@@ -268,20 +268,19 @@ class RunDir:
         token = secrets.token_hex(8)
         rec = {"pid": os.getpid(), "host": _host(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "process_start": _process_start(os.getpid()), "token": token}
-        try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise _write_error(self.lock_path, exc) from exc
-        try:
-            os.write(fd, (json.dumps(rec) + "\n").encode())
-            os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                self.lock_path.unlink()
-            raise _write_error(self.lock_path, exc) from exc
+        with _writing(self.lock_path):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            try:
+                os.write(fd, (json.dumps(rec) + "\n").encode())
+                os.fsync(fd)
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    self.lock_path.unlink()
+                raise
         os.close(fd)
         self._lock_token = token
         import atexit
@@ -383,11 +382,9 @@ class RunDir:
             ckdir.mkdir(exist_ok=True)
         buf = io.BytesIO()
         tmp = path.with_suffix(".tmp")
-        try:
+        with _writing(path):
             # serialised in memory first, so a full disk is an OSError(ENOSPC) of ours and not a C++ RuntimeError
             torch.save(payload, buf)
-        except OSError as exc:
-            raise _write_error(path, exc) from exc
         _replace_with(path, tmp, buf.getbuffer())  # atomic: a kill mid-write leaves the previous checkpoint intact
         # a checkpoint past this round belongs to a timeline abandoned at resume (it was damaged): drop it, so
         # it neither counts against ``keep`` nor is tried before this one
@@ -541,41 +538,35 @@ def _writing(path: Path) -> Iterator[None]:
 
 def _replace_with(path: Path, tmp: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``tmp``, fsync, rename over ``path``; on any failure remove ``tmp``."""
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            err = _write_error(path, exc)
-            if err is not exc:
-                raise err from exc
-        raise
+    with _writing(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
 
 def _append(path: Path, text: str) -> None:
     """Append ``text``; if the write fails (a full disk), cut the file back so no partial line stays."""
     with _writing(path):
         f = open(path, "ab")
-    try:
-        start = f.seek(0, os.SEEK_END)
         try:
-            f.write(text.encode())
-            f.flush()
-        except OSError as exc:
+            start = f.seek(0, os.SEEK_END)
+            try:
+                f.write(text.encode())
+                f.flush()
+            except OSError:
+                with contextlib.suppress(OSError):
+                    f.truncate(start)
+                raise
+        finally:
             with contextlib.suppress(OSError):
-                f.truncate(start)
-            err = _write_error(path, exc)
-            if err is not exc:
-                raise err from exc
-            raise
-    finally:
-        with contextlib.suppress(OSError):
-            f.close()
+                f.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------
