@@ -36,7 +36,9 @@ def load_experiment(path: str | Path) -> Experiment:
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    os.environ["RLPOP_EXPERIMENT_DIR"] = folder  # shipped to the nodes of a joined Ray cluster
+    from rlpop.backends.ray_backend import EXPERIMENT_DIR_VAR
+
+    os.environ[EXPERIMENT_DIR_VAR] = folder  # shipped to the nodes of a joined Ray cluster
     parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if folder not in parts:
         os.environ["PYTHONPATH"] = os.pathsep.join([folder, *filter(None, parts)])
