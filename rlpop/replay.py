@@ -20,7 +20,6 @@ import json
 import math
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -116,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from rlpop.run import UsageError, execute, load_experiment
+    from rlpop.run import UsageError, execute, load_experiment, run_config
     from rlpop.lineage import read_curves
 
     src = RunDir(args.run_dir)
@@ -151,9 +150,7 @@ def _main(args: argparse.Namespace) -> int:
     final = curves[curves["worker"] == member].sort_values("round").iloc[-1]
     replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total,
                  "member_final_q": float(final["q"]), "member_final_step": int(final["step"])}
-    run.write_config({**exp.to_dict(), "backend": "inline", "address": None, "overrides": {},
-                      "experiment_file": str(run.path / "experiment.py"), "notes": exp.notes,
-                      "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, "replay_of": replay_of})
+    run.write_config(run_config(exp, "inline", None, {}, run.path / "experiment.py", replay_of=replay_of))
     print(f"replaying w{member} of {src.path}: {len(schedule)} schedule entr{'y' if len(schedule) == 1 else 'ies'} "
           f"over {total:,} steps, starting as w{root} (its seed)", flush=True)
     rc = execute(exp, run, "inline", None, quiet=args.quiet)

@@ -203,10 +203,16 @@ def _main(args: argparse.Namespace) -> int:
             shutil.copy(args.experiment, run.path / "experiment.py")
         except OSError as exc:
             raise UsageError(f"cannot write {run.path / 'experiment.py'}: {exc.strerror or exc}") from exc
-        run.write_config({**exp.to_dict(), "backend": backend_name, "address": address,
-                          "overrides": overrides, "experiment_file": str(args.experiment),
-                          "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
+        run.write_config(run_config(exp, backend_name, address, overrides, args.experiment))
     return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume))
+
+
+def run_config(exp: Experiment, backend_name: str, address: str | None, overrides: dict[str, str],
+               experiment_file: str | Path, **extra: Any) -> dict[str, Any]:
+    """What a run directory's config.json records: the resolved experiment and how it was started."""
+    return {**exp.to_dict(), "backend": backend_name, "address": address, "overrides": overrides,
+            "experiment_file": str(experiment_file), "notes": exp.notes,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
 
 
 def check_env(exp: Experiment) -> None:
