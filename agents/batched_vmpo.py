@@ -141,12 +141,7 @@ class BatchedVMPO(BatchedLearner):
         self.restart_episodes([k])
 
     def set_hparams(self, k: int, hparams: dict[str, Any]) -> None:
-        new = {**self.hps[k], **hparams}
-        for name in ("lr", "eps_eta"):
-            if not float(new[name]) > 0:
-                raise ValueError(f"VMPO: {name} must be > 0, got {new[name]!r}")
-        if not 0 <= float(new["gamma"]) <= 1:
-            raise ValueError(f"VMPO: gamma must be in [0, 1], got {new['gamma']!r}")
+        VMPO._check_mutable_values({**self.hps[k], **hparams})
         super().set_hparams(k, hparams)
 
     # ---------------------------------------------------------------- learning

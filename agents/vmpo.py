@@ -173,6 +173,15 @@ class VMPO(PoolLearner):
         if not 0 <= float(hp["gamma"]) <= 1:
             raise ValueError(f"VMPO: gamma must be in [0, 1], got {hp['gamma']!r}")
 
+    @staticmethod
+    def _check_mutable_values(hp: dict[str, Any]) -> None:
+        """The values a strategy may set while training (both engines check them before taking them)."""
+        for name in ("lr", "eps_eta"):
+            if not float(hp[name]) > 0:
+                raise ValueError(f"VMPO: {name} must be > 0, got {hp[name]!r}")
+        if not 0 <= float(hp["gamma"]) <= 1:
+            raise ValueError(f"VMPO: gamma must be in [0, 1], got {hp['gamma']!r}")
+
     # ---------------------------------------------------------------- protocol
     def get_hparams(self) -> dict[str, Any]:
         return dict(self.hp)
@@ -180,11 +189,7 @@ class VMPO(PoolLearner):
     def set_hparams(self, hparams: dict[str, Any]) -> None:
         check_mutable("VMPO", hparams, self.hp, MUTABLE)
         new = {**self.hp, **hparams}
-        for name in ("lr", "eps_eta"):
-            if not float(new[name]) > 0:
-                raise ValueError(f"VMPO: {name} must be > 0, got {new[name]!r}")
-        if not 0 <= float(new["gamma"]) <= 1:
-            raise ValueError(f"VMPO: gamma must be in [0, 1], got {new['gamma']!r}")
+        self._check_mutable_values(new)
         self.hp = new
         self.reward_scaler.gamma = self.hp["gamma"]
 
