@@ -20,20 +20,12 @@ Laptop-sized (11 workers), as humanoid_fire.py:
 
 Same workers, budget and search space as experiments/ant_pbt.py and ant_rs.py.
 """
+import dataclasses
 from pathlib import Path
 
-from rlpop.experiment import Experiment
 from rlpop.run import load_experiment
 
 humanoid = load_experiment(Path(__file__).with_name("humanoid_fire.py"))
 
-experiment = Experiment(
-    name="ant_fire",
-    env="Ant-v5",
-    agent=humanoid.agent,
-    space=humanoid.space,
-    strategy=humanoid.strategy,
-    total_steps=humanoid.total_steps,
-    eval_steps=humanoid.eval_steps,
-    backend=humanoid.backend,
-)
+# the same experiment, except for these fields
+experiment = dataclasses.replace(humanoid, name="ant_fire", env="Ant-v5")

@@ -5,20 +5,14 @@ Laptop-sized:
     python -m rlpop.run experiments/ant_pbt.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.population=11 --set strategy.ready_steps=40960
 """
+import dataclasses
 from pathlib import Path
 
-from rlpop.experiment import PBT, Experiment
+from rlpop.experiment import PBT
 from rlpop.run import load_experiment
 
 fire = load_experiment(Path(__file__).with_name("ant_fire.py"))
 
-experiment = Experiment(
-    name="ant_pbt",
-    env=fire.env,
-    agent=fire.agent,
-    space=fire.space,
-    strategy=PBT(population=50, ready_steps=fire.strategy.ready_steps),
-    total_steps=fire.total_steps,
-    eval_steps=fire.eval_steps,
-    backend=fire.backend,
-)
+# the same experiment, except for these fields
+experiment = dataclasses.replace(fire, name="ant_pbt",
+                                 strategy=PBT(population=50, ready_steps=fire.strategy.ready_steps))

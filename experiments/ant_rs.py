@@ -5,20 +5,13 @@ Laptop-sized:
     python -m rlpop.run experiments/ant_rs.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.population=11
 """
+import dataclasses
 from pathlib import Path
 
-from rlpop.experiment import RandomSearch, Experiment
+from rlpop.experiment import RandomSearch
 from rlpop.run import load_experiment
 
 fire = load_experiment(Path(__file__).with_name("ant_fire.py"))
 
-experiment = Experiment(
-    name="ant_rs",
-    env=fire.env,
-    agent=fire.agent,
-    space=fire.space,
-    strategy=RandomSearch(population=50),
-    total_steps=fire.total_steps,
-    eval_steps=fire.eval_steps,
-    backend=fire.backend,
-)
+# the same experiment, except for these fields
+experiment = dataclasses.replace(fire, name="ant_rs", strategy=RandomSearch(population=50))
