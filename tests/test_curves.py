@@ -1,13 +1,8 @@
 """FIRE curve math (rlpop.curves) on hand-built curves with known answers."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from rlpop import curves
 from rlpop.curves import (
@@ -333,102 +328,3 @@ def test_bad_curves_raise_with_the_field_named():
         best_score_diff([np.nan, 1.0], [1.0, 2.0], [0.0, 1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="yhat_eta"):
         best_score_diff([0.0, 1.0], [1.0, 2.0], [0.0, 1.0], [1.0, 2.0], yhat_eta=[1.0])
-
-
-# --- quiet fits, exact objective ---------------------------------------------------------------
-
-def test_smooth_emits_no_convergence_warning():
-    x = 100.0 * np.arange(20)
-    y = 0.01 * x  # noise-free: the noise level ends at its lower bound
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        smooth(x, y)
-    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
-    # the same fit unsilenced does warn, so the check above can fail
-    kernel = ConstantKernel(1.0) * Matern(0.5, nu=2.5) + WhiteKernel(0.1, (1e-6, 10.0))
-    with pytest.warns(ConvergenceWarning):
-        GaussianProcessRegressor(kernel).fit(np.linspace(0, 1, 20)[:, None], (y - y.mean()) / y.std())
-
-
-def test_fast_objective_equals_sklearn_marginal_likelihood():
-    rng = np.random.default_rng(7)
-    x = np.sort(rng.uniform(0.0, 1.0, 25))
-    y = np.sin(6.0 * x) + 0.2 * rng.normal(size=25)
-    kernel = ConstantKernel(1.0) * Matern(0.5, nu=2.5) + WhiteKernel(0.1)
-    gp = GaussianProcessRegressor(kernel, optimizer=None, alpha=curves._JITTER).fit(x[:, None], y)
-    dist = np.abs(x[:, None] - x[None, :])
-    for theta in rng.uniform([-2.0, -3.0, -8.0], [3.0, 1.0, 1.0], size=(5, 3)):
-        lml, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
-        nlml, ngrad = curves._neg_log_marginal_likelihood(theta, dist, y)
-        assert nlml == pytest.approx(-lml, rel=1e-9)
-        np.testing.assert_allclose(ngrad, -grad, rtol=1e-7, atol=1e-9)
-
-
-# --- the empirical-Bayes fit: Newton's method on scikit-learn's objective ------------------------
-
-def _scaled_curve(seed: int, n: int):
-    rng = np.random.default_rng(seed)
-    x = np.sort(rng.uniform(0.0, 1.0, n))
-    y = np.log1p(5.0 * x) + rng.uniform(0.01, 0.3) * rng.normal(size=n)
-    y = (y - y.mean()) / y.std()
-    return x, y, np.abs(x[:, None] - x[None, :])
-
-
-def test_newton_terms_equal_the_objective_and_its_finite_difference_hessian():
-    for seed, n in ((0, 6), (1, 25), (2, 60)):
-        _, y, dist = _scaled_curve(seed, n)
-        for theta in (np.array([0.3, -1.2, -3.0]), np.array([-1.0, 0.4, -0.5])):
-            f, g, h = curves._nlml_newton_terms(theta, dist, y)
-            f_ref, g_ref = curves._neg_log_marginal_likelihood(theta, dist, y)
-            assert f == pytest.approx(f_ref, rel=1e-12)
-            np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-10)
-            eps = 1e-6
-            fd = np.column_stack([(curves._nlml_newton_terms(theta + e, dist, y)[1]
-                                   - curves._nlml_newton_terms(theta - e, dist, y)[1]) / (2 * eps)
-                                  for e in np.eye(3) * eps])
-            np.testing.assert_allclose(h, fd, rtol=1e-5, atol=1e-5 * np.abs(h).max())
-            np.testing.assert_array_equal(h, h.T)
-
-
-def test_newton_finds_the_maximum_lbfgsb_finds_or_a_better_one():
-    from scipy.optimize import minimize
-
-    for seed in range(12):
-        x, y, dist = _scaled_curve(seed, 8 + 4 * seed)
-        ls_min = float(np.median(np.diff(x)))
-        bounds = np.log([curves._AMPLITUDE_BOUNDS, (ls_min, curves._LENGTH_SCALE_MAX), curves._NOISE_BOUNDS])
-        start = curves._initial_theta(y, bounds)
-        theta = curves._empirical_bayes(dist, y, bounds)
-        ref = minimize(curves._neg_log_marginal_likelihood, start, args=(dist, y), jac=True,
-                       method="L-BFGS-B", bounds=bounds)
-        assert np.all(theta >= bounds[:, 0]) and np.all(theta <= bounds[:, 1])
-        got = curves._neg_log_marginal_likelihood(theta, dist, y)[0]
-        assert got <= ref.fun + 1e-3, (seed, got, ref.fun)
-        # a stationary point, up to the coordinates held at a bound
-        g = curves._neg_log_marginal_likelihood(theta, dist, y)[1]
-        inside = (theta > bounds[:, 0] + 1e-9) & (theta < bounds[:, 1] - 1e-9)
-        assert np.all(np.abs(g[inside]) < 0.05), (seed, g, inside)
-
-
-def test_smooth_is_scikit_learns_gp_posterior_mean_with_the_fitted_hyperparameters():
-    rng = np.random.default_rng(5)
-    x = 100.0 * np.arange(1, 31)
-    y = np.log1p(x / 800.0) + 0.05 * rng.normal(size=30)
-    xu, target = (x - x.min()) / np.ptp(x), (y - y.mean()) / y.std()
-    bounds = np.log([curves._AMPLITUDE_BOUNDS, (float(np.median(np.diff(xu))), curves._LENGTH_SCALE_MAX),
-                     curves._NOISE_BOUNDS])
-    amplitude, length_scale, noise = np.exp(curves._empirical_bayes(np.abs(xu[:, None] - xu[None, :]), target,
-                                                                    bounds))
-    kernel = ConstantKernel(amplitude, "fixed") * Matern(length_scale, "fixed", nu=2.5) + WhiteKernel(noise, "fixed")
-    gp = GaussianProcessRegressor(kernel, optimizer=None, alpha=curves._JITTER).fit(xu[:, None], target)
-    np.testing.assert_allclose(smooth(x, y), gp.predict(xu[:, None]) * y.std() + y.mean(), rtol=0, atol=1e-9)
-    assert 0.0 < noise < 1.0 and length_scale >= bounds[1, 0] - 1e-12  # a fit, not a bound or an interpolation
-
-
-def test_smooth_is_a_pure_function_of_the_curve():
-    rng = np.random.default_rng(9)
-    x = 10.0 * np.arange(40)
-    y = np.sqrt(x) + rng.normal(size=40)
-    first = smooth(x, y)
-    smooth(x[:25], y[:25] + 1.0)  # other fits in between change nothing
-    np.testing.assert_array_equal(smooth(x.copy(), y.copy()), first)
