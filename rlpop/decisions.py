@@ -77,10 +77,24 @@ def to_record(decision: Decision) -> dict[str, Any]:
     return rec
 
 
-_KINDS = {c.kind: c for c in (Exploit, Explore, AssignEvaluator, EvaluatorSuccess, StopEvaluator)}  # type: ignore[attr-defined]
+def describe(decision: Decision, workers: Mapping[int, Any]) -> str:
+    """The decision log's sentence for ``decision``; ``workers`` maps ids to objects with ``q`` and
+    ``subpop`` (the workers as they were when the decision was taken)."""
+    d, w = decision, workers
+    if isinstance(d, Exploit):
+        return (f"w{d.dst} (Q={w[d.dst].q:.4g}) <- w{d.src} (Q={w[d.src].q:.4g}): "
+                "weights, optimiser, normalisers, hparams")
+    if isinstance(d, Explore):
+        from rlpop.hparams import format_value
 
-
-def from_record(rec: Mapping[str, Any]) -> Decision:
-    rec = dict(rec)
-    cls = _KINDS[rec.pop("kind")]
-    return cls(**rec)
+        changes = d.changes or {k: format_value(v) for k, v in d.hparams.items()}
+        return f"w{d.dst} explore | " + ", ".join(f"{k}: {v}" for k, v in changes.items())
+    if isinstance(d, AssignEvaluator):
+        return (f"evaluator w{d.evaluator} <- weights of w{d.parent} (P{w[d.parent].subpop}), "
+                f"hparams of target w{d.child} (P{w[d.child].subpop})")
+    if isinstance(d, EvaluatorSuccess):
+        return (f"evaluator w{d.evaluator} SUCCESS: target w{d.child} copies its weights "
+                f"(p={d.p_value:.3g}, score diff={d.score_diff:.4g})")
+    if isinstance(d, StopEvaluator):
+        return f"evaluator w{d.evaluator} stops: {d.reason}"
+    raise TypeError(f"unknown decision {d!r}")

@@ -290,14 +290,6 @@ class HParamSpace:
     def names(self) -> tuple[str, ...]:
         return tuple(self.params)
 
-    def validate_names(self, allowed: set[str] | frozenset[str]) -> None:
-        """Raise ``ValueError`` if any hparam is not in ``allowed`` (e.g. a
-        learner's ``mutable_hparams``), listing the unknown and the allowed names."""
-        unknown = sorted(set(self.params) - set(allowed))
-        if unknown:
-            raise ValueError(f"hparam space: unknown hyperparameter(s) {unknown}; "
-                             f"allowed names are {sorted(allowed)}")
-
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Initial hyperparameters: one draw per hparam, in the space's order."""
         return {name: p.sample(rng) for name, p in self.params.items()}

@@ -53,7 +53,7 @@ from numpy.typing import ArrayLike
 
 from rlpop.agents.base import TrainResult
 
-__all__ = ["NoisyQuadratic", "expected_loss", "make_toy_learner"]
+__all__ = ["NoisyQuadratic", "expected_loss"]
 
 _DEFAULT_LR = 0.1
 _STATE_KEYS = ("w", "rng", "hparams", "step")
@@ -200,11 +200,6 @@ class NoisyQuadratic:
     def step(self) -> int:
         """SGD steps taken so far."""
         return self._step
-
-
-def make_toy_learner(hparams: dict[str, Any], seed: int, **kw: Any) -> NoisyQuadratic:
-    """Factory with the learner-factory signature: ``NoisyQuadratic(hparams, seed, **kw)``."""
-    return NoisyQuadratic(hparams, seed, **kw)
 
 
 def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,24 @@ def spec_for(env_id):
                       {"observation_space": env.observation_space, "action_space": env.action_space})
 
 
+def actor_children() -> set[int]:
+    """Pids of this process's live spawned children (actor processes; not multiprocessing's resource tracker)."""
+    pids = set()
+    for c in psutil.Process().children():
+        try:
+            if "spawn_main" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE:
+                pids.add(c.pid)
+        except psutil.Error:  # exited meanwhile
+            pass
+    return pids
+
+
 def test_two_actor_processes_collect_time_major_rollouts_and_close():
     spec = spec_for("Pendulum-v1")
+    before = actor_children()
     pool = ActorPool("Pendulum-v1", {}, spec, num_actors=2, envs_per_actor=3, seed=0)
-    pids = [p.pid for p in pool._procs]
+    pids = actor_children() - before
+    assert len(pids) == 2  # one process per actor
     try:
         w = spec.build().state_dict()
         ro = pool.collect(w, (np.zeros(3), np.ones(3)), 210)
@@ -45,12 +59,17 @@ def test_actor_exception_reaches_the_caller_with_env_id_and_traceback(monkeypatc
     monkeypatch.syspath_prepend(str(DATA))
     monkeypatch.setenv("PYTHONPATH", str(DATA) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     spec = spec_for("faulty_env:Faulty-v0")
+    before = actor_children()
     pool = ActorPool("faulty_env:Faulty-v0", {}, spec, num_actors=1, envs_per_actor=1, seed=0)
+    assert len(actor_children() - before) == 1
     with pytest.raises(ActorError) as err:
         pool.collect(spec.build().state_dict(), None, 20)
     msg = str(err.value)
     assert "faulty_env:Faulty-v0" in msg and "boom: Faulty env exploded" in msg and "Traceback" in msg
-    assert pool._closed
+    # the failure shut the pool down: its actor is gone and the pool refuses further work
+    assert not actor_children() - before
+    with pytest.raises(ActorError, match="closed"):
+        pool.collect(spec.build().state_dict(), None, 20)
 
 
 def test_ctrl_c_leaves_no_orphaned_actor_processes(tmp_path):

@@ -17,7 +17,6 @@ from rlpop.curves import Comparison
 from rlpop.decisions import AssignEvaluator, EvaluatorSuccess, Exploit, Explore, StopEvaluator
 from rlpop.hparams import HParamSpace, LogUniform
 from rlpop.strategies import FirePBT, parent_fitness
-from rlpop.strategies.fire import _Curves
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
 
 READY, MAX_EVAL, EVAL = 1000, 3000, 250
@@ -473,14 +472,17 @@ def test_real_curves_parent_fitness_ranks_the_faster_improver_first():
                          "9": dict(parent=5, child=3, start_steps=0, last_check=3000),
                          "10": dict(parent=6, child=3, start_steps=0, last_check=3000)}
     s.set_state(st)
-    v = PopulationView(ws)
-    fit = s._fitness(v, 2, _Curves(v))
+    # Phi of sub-population 2: members 4, 5, 6 through their evaluators 8, 9, 10 (7 has none)
+    fit = parent_fitness({4: 8, 5: 9, 6: 10},
+                         lambda e, k: curves.best_score_diff(x, ws[e].curve_q, x, ws[k].curve_q))
     assert set(fit) == {4, 5, 6}
     assert fit[5] > fit[6] > fit[4]
     # antisymmetric pairwise scores sum to zero over Phi
     assert sum(fit.values()) == pytest.approx(0.0, abs=1e-9)
+    # the strategy ranks sub-population 2 by those evaluator curves, not by the members' own Q
+    # (which would put 6 first): the worst of Phi, 4, copies the best, 5; in P1 (greedy) 0 copies 3
     ds = s.decide(PopulationView(ws))
-    assert (5, 4) in [(d.src, d.dst) for d in ds if isinstance(d, Exploit)]
+    assert [(d.src, d.dst) for d in ds if isinstance(d, Exploit)] == [(3, 0), (5, 4)]
 
 
 def test_real_curves_success_when_the_evaluator_climbs_faster_than_its_child():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -49,15 +48,6 @@ def test_space_rejects_non_params_and_names_the_hparam():
         HParamSpace({"": Fixed(1)})
 
 
-def test_validate_names_lists_unknown_and_allowed():
-    space = HParamSpace({"lr": LogUniform(1e-5, 1e-3), "gamma2": Fixed(0.9)})
-    space.validate_names({"lr", "gamma2", "clip"})  # no error
-    with pytest.raises(ValueError) as e:
-        space.validate_names({"lr", "clip"})
-    msg = str(e.value)
-    assert "['gamma2']" in msg and "['clip', 'lr']" in msg
-
-
 def test_perturb_errors_name_the_hparam():
     space = HParamSpace({"lr": LogUniform(1e-5, 1e-3), "batch": Choice([32, 64])})
     with pytest.raises(ValueError, match=r"lack \['batch'\]"):
@@ -102,7 +92,9 @@ def test_sampling_is_deterministic_per_seed():
     assert a == b
     assert space.sample(rng(5)) != space.sample(rng(6))
     assert a[0]["k"] == 7
-    json.dumps(a)  # plain Python values
+    # plain Python values: the draws survive a JSON round trip unchanged, with their types
+    assert json.loads(json.dumps(a)) == a
+    assert [type(a[0][k]) for k in space.names] == [float, float, int, str, int]
 
 
 # -- explore ------------------------------------------------------------------------------------
@@ -203,6 +195,9 @@ def test_perturb_is_deterministic_per_seed():
     a = [space.perturb(h, r) for r in [rng(11)] * 5]
     b = [space.perturb(h, r) for r in [rng(11)] * 5]
     assert a == b
+    # the generator advances between calls, and another seed gives other draws
+    assert len({json.dumps(x, sort_keys=True) for x in a}) > 1
+    assert [space.perturb(h, r) for r in [rng(12)] * 5] != a
 
 
 def test_description_format():
@@ -219,4 +214,3 @@ def test_description_format():
     p = LogUniform(1e-5, 1e-3, factors=(0.8,))
     v, desc = p.perturb(3e-4, rng())
     assert v == pytest.approx(2.4e-4) and desc == "3e-4 --(x0.8)--> 2.4e-4"
-    assert not math.isnan(v)

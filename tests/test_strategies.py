@@ -95,10 +95,28 @@ def test_random_search_layout_hparams_and_no_decisions():
     assert hs == [RandomSearch(space(), 5, seed=3).initial_hparams(s) for s in rs.layout()]
     assert len({h["lr"] for h in hs}) == 5 and all(1e-5 <= h["lr"] <= 1e-3 for h in hs)
     assert rs.decide(view_of([1.0, 2.0, 3.0, 4.0, 5.0])) == []
-    state = json.loads(json.dumps(rs.get_state()))
-    rs.set_state(state)
     with pytest.raises(ValueError, match="population_size"):
         RandomSearch(space(), 0)
+
+
+def test_random_search_state_round_trip_gives_identical_behaviour():
+    rs = RandomSearch(space(), 5, seed=3)
+    hs = [rs.initial_hparams(s) for s in rs.layout()]
+    views = [view_of([1.0, 2.0, 3.0, 4.0, 5.0], steps=500 * r, hparams=hs) for r in range(1, 4)]
+    before = [rs.decide(v) for v in views]
+    state = json.loads(json.dumps(rs.get_state()))  # survives the run directory's JSON
+    assert state == rs.get_state()
+    resumed = RandomSearch(space(), 5, seed=3)
+    resumed.set_state(state)
+    # the restored strategy makes the same initial draws and the same (empty) decisions as the original
+    assert [resumed.initial_hparams(s) for s in resumed.layout()] == hs
+    assert [resumed.decide(v) for v in views] == before == [[], [], []]
+    assert resumed.get_state() == state
+    # the state says whose it is: PBT refuses it, and random search refuses PBT's
+    with pytest.raises(ValueError, match="random_search"):
+        PBT(space(), 5, 1000, seed=3).set_state(state)
+    with pytest.raises(ValueError, match="pbt"):
+        resumed.set_state(PBT(space(), 5, 1000, seed=3).get_state())
 
 
 # -- PBT ------------------------------------------------------------------------------------------
@@ -181,7 +199,7 @@ def test_pbt_asynchronous_only_ready_members_are_exploited():
     ds = pbt.decide(PopulationView(ws))
     assert [d.dst for d in ds if isinstance(d, Exploit)] == [1]
     # id 3 becomes ready later and is compared against the whole population
-    ws = {i: worker(i, 1000 if i != 3 else 1000, q, v[i].hparams) for i, q in enumerate(qs)}
+    ws = {i: worker(i, 1000, q, v[i].hparams) for i, q in enumerate(qs)}
     ds = pbt.decide(PopulationView(ws))
     assert [d.dst for d in ds if isinstance(d, Exploit)] == [3]
 

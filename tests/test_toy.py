@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from rlpop.toy import NoisyQuadratic, expected_loss, make_toy_learner
+from rlpop.toy import NoisyQuadratic, expected_loss
 
 HIGH, LOW = 1.0, 0.05  # stable range is lr < 2 / h_max = 2
 WARMUP, SHORT, LONG, DECAY_AT = 500, 200, 3000, 2500
@@ -136,9 +136,8 @@ def test_bad_arguments():
         NoisyQuadratic({}, 0).set_state({"w": np.zeros(10)})
 
 
-def test_factory_passes_options():
-    learner = make_toy_learner({"lr": 0.3}, 4, dim=3, grad_noise=0.0)
-    assert isinstance(learner, NoisyQuadratic)
+def test_constructor_options():
+    learner = NoisyQuadratic({"lr": 0.3}, 4, dim=3, grad_noise=0.0)
     assert learner.h.size == 3 and learner.get_hparams() == {"lr": 0.3}
     # no gradient noise: plain gradient descent, loss decays exactly as (1 - lr h)^(2t)
     result = learner.train(10)
