@@ -78,9 +78,19 @@ def _importable(creator: EnvCreator) -> str | None:
     return f"{module}:{qual}"
 
 
+#: the envs ``rlpop.envs`` registers on import (every process has them: nothing to ship)
+_BUILTINS: set[str] = set()
+
+
+def register_builtin(name: str, creator: str) -> None:
+    """Register one of rlpop's own envs (``rlpop/envs/__init__.py``): every import of ``rlpop.envs`` does it."""
+    _BUILTINS.add(name)
+    register_env(name, creator)
+
+
 def _ship(name: str, creator: EnvCreator, max_episode_steps: int | None, kwargs: dict[str, Any]) -> None:
     path = _importable(creator)
-    if path is None or path.startswith("rlpop."):
+    if path is None or name in _BUILTINS:
         return  # rlpop's own envs are registered by every import of rlpop.envs anyway
     try:
         entry = json.dumps({"entry_point": path, "max_episode_steps": max_episode_steps, "kwargs": kwargs})
