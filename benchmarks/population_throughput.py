@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_STEPS = 2048
@@ -219,9 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], help="ENV:POP:IMPL combinations to leave out (time)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "population_throughput.json"))
     args = ap.parse_args(argv)
-    out: dict[str, Any] = {"benchmark": "population_throughput", "command": " ".join(sys.argv), "machine": machine_info(),
-                           "settings": {"ppo": HP, "eval_steps": EVAL_STEPS, "rounds": args.rounds, "bar": BAR},
-                           "raw": {}, "runs": []}
+    report = Report(args.out, "population_throughput", command=" ".join(sys.argv),
+                    settings={"ppo": HP, "eval_steps": EVAL_STEPS, "rounds": args.rounds, "bar": BAR}, raw={}, runs=[])
+    out = report.doc
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="rlpop-throughput-") as tmp:
         for env_id in args.envs:
@@ -246,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(json.dumps({k: rec.get(k) for k in ("env", "population", "impl", "steady_steps_per_s",
                                                               "efficiency", "startup_s", "peak_rss_mb", "error")}),
                           flush=True)
-                    write_json(args.out, {**out, "elapsed_s": round(time.time() - t_start, 1)})
+                    out["elapsed_s"] = round(time.time() - t_start, 1)
+                    report.save()
     # the bar and the ratios, read off the runs
     summary = {}
     for env_id in args.envs:
@@ -261,9 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if other in runs:
                         entry[f"x_{other}"] = round(best["steady_steps_per_s"] / runs[other]["steady_steps_per_s"], 2)
                 summary[f"{env_id}_p{pop}"] = entry
-    out["summary"] = summary
-    out["elapsed_s"] = round(time.time() - t_start, 1)
-    path = write_json(args.out, out)
+    path = report.finish(summary=summary, elapsed_s=round(time.time() - t_start, 1))
     print(json.dumps(summary, indent=1))
     print(f"wrote {path}")
     return 0

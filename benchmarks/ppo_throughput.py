@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
 ROLLOUT_STEPS = 2048
 EPOCHS = 10
@@ -376,18 +376,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(str(exc))
 
     torch.set_num_threads(1)
-    report: dict[str, Any] = {
-        "benchmark": "ppo_throughput",
-        "machine": machine_info(),
-        "settings": {"rollout_steps_per_update": ROLLOUT_STEPS, "epochs": EPOCHS, "minibatch_size": MINIBATCH,
-                     "net": "64x64 tanh, separate policy and value MLPs (both libraries)",
-                     "normalisation": "obs + reward (rlpop: built in; SB3: VecNormalize)",
-                     "device": "cpu", "torch_num_threads": 1, "warmup_updates_excluded": 1,
-                     "timed_updates": args.updates, "repeats": args.repeats,
-                     "differences": "rlpop clips the value loss (vf_clip=0.2), SB3 default does not; "
-                                    "SB3 computes GAE in its collect phase, rlpop in its update phase"},
-        "envs": {},
-    }
+    report = Report(
+        args.out, "ppo_throughput",
+        settings={"rollout_steps_per_update": ROLLOUT_STEPS, "epochs": EPOCHS, "minibatch_size": MINIBATCH,
+                  "net": "64x64 tanh, separate policy and value MLPs (both libraries)",
+                  "normalisation": "obs + reward (rlpop: built in; SB3: VecNormalize)",
+                  "device": "cpu", "torch_num_threads": 1, "warmup_updates_excluded": 1,
+                  "timed_updates": args.updates, "repeats": args.repeats,
+                  "differences": "rlpop clips the value loss (vf_clip=0.2), SB3 default does not; "
+                                 "SB3 computes GAE in its collect phase, rlpop in its update phase"},
+        envs={})
     for env_id in args.envs:
         print(f"[{env_id}] raw env ...", flush=True)
         raw = {"single_env": raw_env_steps_per_sec(env_id, args.raw_steps),
@@ -396,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"vector8 {raw['sync_vector_env_8']['steps_per_sec']:.0f} steps/s", flush=True)
         results: list[dict[str, Any]] = []
         entry = {"raw_env": raw, "runs": results}
-        report["envs"][env_id] = entry
+        report.doc["envs"][env_id] = entry
         for rnd in range(args.repeats):
             for na, ne in layouts:
                 r = bench_rlpop(env_id, na, ne, args.updates)
@@ -404,23 +402,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results.append(r)
                 print(f"  round {rnd} rlpop {na}x{ne}: {r['steps_per_sec']:.0f} steps/s "
                       f"(collect {r['collect_seconds']:.1f}s, update {r['update_seconds']:.1f}s)", flush=True)
-                write_json(args.out, report)
+                report.save()
             for n in args.sb3_envs:
                 r = bench_sb3(env_id, n, args.updates)
                 r.update(round=rnd, load_average=load_average())
                 results.append(r)
                 print(f"  round {rnd} sb3 x{n}: {r['steps_per_sec']:.0f} steps/s "
                       f"(collect {r['collect_seconds']:.1f}s, update {r['update_seconds']:.1f}s)", flush=True)
-                write_json(args.out, report)
+                report.save()
         entry["summary"] = summarise(results, raw)
         print(f"  summary: {entry['summary'].get('ratios')}", flush=True)
         if args.profile:
             entry["profile"] = profile_rlpop(env_id, min(args.updates, 3))
-        write_json(args.out, report)
-    report["machine"]["load_average_at_end"] = load_average()
-    write_json(args.out, report)
+        report.save()
+    report.finish()
     print(f"wrote {args.out}")
-    return report
+    return report.doc
 
 
 if __name__ == "__main__":

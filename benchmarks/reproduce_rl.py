@@ -81,7 +81,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
 ENVS = {"hopper": "Hopper-v5", "humanoid": "Humanoid-v5", "ant": "Ant-v5"}
 METHODS = ("fire", "pbt", "rs")  # run order within a seed: a study cut short keeps FIRE and PBT
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             print(m, seed, shlex.join(["python", *cmd[1:]]))
         return 0
 
-    info = machine_info()
+    report = Report(out, "reproduce_rl")  # the machine and the load at the start
     t_start = time.time()
     logs.mkdir(parents=True, exist_ok=True)
     done = finished_runs(runs_dir)
@@ -302,23 +302,12 @@ def main(argv: list[str] | None = None) -> int:
                                     if (args.figures / dst).resolve().is_relative_to(ROOT) else str(args.figures / dst),
                                     "bytes": (args.figures / dst).stat().st_size})
 
-    result = {
-        "benchmark": "reproduce_rl",
-        "what": "RS vs PBT vs FIRE PBT at equal workers and equal actor-step budget per worker "
-                "(Dalibard & Jaderberg 2020, section 4.2, scaled down)",
-        "settings": s,
-        "note": args.note,
-        "seeds": args.seeds,
-        "study_dir": str(study),
-        "runs": records,
-        "skipped": skipped,
-        "per_method": per_method,
-        "figures": figures,
-        "study_wall_s": round(time.time() - t_start, 1),
-        "load_average_at_end": load_average(),
-        "machine": info,
-    }
-    write_json(out, result)
+    report.finish(
+        what="RS vs PBT vs FIRE PBT at equal workers and equal actor-step budget per worker "
+             "(Dalibard & Jaderberg 2020, section 4.2, scaled down)",
+        settings=s, note=args.note, seeds=args.seeds, study_dir=str(study), runs=records, skipped=skipped,
+        per_method=per_method, figures=figures, study_wall_s=round(time.time() - t_start, 1),
+        load_average_at_end=load_average())
     print(json.dumps(per_method, indent=2))
     print(f"wrote {out}")
     return 0

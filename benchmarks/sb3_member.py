@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST = 2048  # one SB3 PPO rollout (n_steps default): the warm-up excluded from the steady rate
@@ -123,13 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps % FIRST or args.steps < 2 * FIRST:
         p.error(f"--steps must be a multiple of {FIRST} and at least {2 * FIRST}")
-    result: dict[str, Any] = {
-        "benchmark": "sb3_member", "machine": machine_info(),
-        "settings": {"envs": args.envs, "steps": args.steps, "repeats": args.repeats, "torch_threads": 1,
-                     "sb3_ppo": "defaults: MlpPolicy, n_steps 2048, batch_size 64, n_epochs 10, 1 env, "
-                                "no VecNormalize, device cpu", "warmup_steps": FIRST},
-        "rounds": [], "summary": {},
-    }
+    report = Report(args.out, "sb3_member",
+                    settings={"envs": args.envs, "steps": args.steps, "repeats": args.repeats, "torch_threads": 1,
+                              "sb3_ppo": "defaults: MlpPolicy, n_steps 2048, batch_size 64, n_epochs 10, 1 env, "
+                                         "no VecNormalize, device cpu", "warmup_steps": FIRST},
+                    rounds=[], summary={})
+    result = report.doc
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sb3_member_") as tmp:
         work = Path(tmp)
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"env": env_id, "repeat": r, **fn(env_id, args.steps, work, args.timeout)}
                     print(json.dumps(row), flush=True)
                     result["rounds"].append(row)
-                    write_json(args.out, result)
+                    report.save()
     for env_id in args.envs:
         rows = [x for x in result["rounds"] if x["env"] == env_id]
         summ = {}
@@ -152,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    / summ["sb3"]["steady_steps_per_s"], 3)
         summ["cpu_ratio_rlpop_over_sb3"] = round(summ["rlpop"]["process_cpu_s"] / summ["sb3"]["process_cpu_s"], 3)
         result["summary"][env_id] = summ
-    result["total_wall_s"] = round(time.perf_counter() - t_start, 1)
-    result["load_average_at_end"] = load_average()
-    write_json(args.out, result)
+    report.finish(total_wall_s=round(time.perf_counter() - t_start, 1), load_average_at_end=load_average())
     print(json.dumps(result["summary"], indent=2))
     return 0
 

@@ -23,7 +23,8 @@ Budget: a short burst of every (env, algorithm) first measures steps/s under
 the current load; when the requested budgets would not finish within
 ``--max-minutes`` every env's budget is scaled down by the same factor (the
 JSON records the requested and the used budgets, and why). A run still going
-at the deadline stops at its next rollout and is marked ``stopped_early``.
+at the deadline stops at its next rollout and is marked ``stopped_early``;
+a configuration not started by then is not started.
 
 Configurations run as separate processes, at most ``--parallel`` at once,
 ordered seed by seed with V-MPO and PPO of one env side by side (they share
@@ -38,19 +39,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import os
-import queue
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+from _common import (RESULTS_DIR, Emit, Report, load_average, make_learner, run_jobs,  # noqa: E402
+                     train_returns)
 
 REPO = Path(__file__).resolve().parent.parent
 HUMANOID_EXPERIMENT = REPO / "experiments" / "humanoid_vmpo.py"
@@ -62,8 +61,6 @@ TARGET_WINDOW = 10_000
 ENVS_PER_LEARNER = {"Hopper-v5": 8, "Humanoid-v5": 16}
 #: share of the remaining wall budget the estimate may fill (start-up, the last lone run, load swings)
 SAFETY = 0.85
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 # ------------------------------------------------------------------ settings
@@ -125,19 +122,7 @@ def shrink_budgets(budgets: dict[str, int], windows: dict[str, int], estimate: f
     return {env: windows[env] * max(1, int(budgets[env] * factor // windows[env])) for env in budgets}, factor
 
 
-def mean_or_none(xs: list[float]) -> float | None:
-    return float(np.mean(xs)) if xs else None
-
-
-# ------------------------------------------------------------------ child processes
-def make_learner(algo: str, env_id: str, hparams: dict[str, Any], seed: int):
-    if algo == "ppo":
-        from rlpop.agents.ppo import PPO
-        return PPO(env_id, hparams, seed=seed)
-    from rlpop.agents.vmpo import VMPO
-    return VMPO(env_id, hparams, seed=seed)
-
-
+# ------------------------------------------------------------------ child processes (run_jobs)
 def burst(env_id: str, algo: str, hparams: dict[str, Any], min_steps: int, emit: Emit) -> None:
     """Time one short training burst: start-up (build + first rollout) and the steps/s after it."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -158,150 +143,8 @@ def burst(env_id: str, algo: str, hparams: dict[str, Any], min_steps: int, emit:
           "load_average": load_average()})
 
 
-def run_config(env_id: str, algo: str, seed: int, hparams: dict[str, Any], steps: int, window: int,
-               deadline: float | None, emit: Emit) -> None:
-    """Train one learner for ``steps`` env steps, emitting a curve point per window and a final record."""
-    key = run_key(env_id, algo, seed)
-    t0, c0 = time.perf_counter(), time.process_time()
-    learner = make_learner(algo, env_id, hparams, seed)
-    startup = time.perf_counter() - t0
-    rollout = int(hparams["rollout_steps"])
-    returns: list[float] = []
-    in_window: list[float] = []
-    done, window_start, stopped_early = 0, 0, False
-    try:
-        while done < steps:
-            result = learner.train(rollout)
-            done += result.steps
-            returns += result.episode_returns
-            in_window += result.episode_returns
-            late = deadline is not None and time.time() > deadline and done < steps
-            if done - window_start >= window or done >= steps or late:
-                emit({"kind": "point", "key": key, "steps": done, "window_start": window_start,
-                      "partial_window": done - window_start < window,
-                      "episodes_in_window": len(in_window), "mean_return_window": mean_or_none(in_window),
-                      "mean_return_last20": mean_or_none(returns[-LAST_EPISODES:]),
-                      "wall_seconds": round(time.perf_counter() - t0, 1),
-                      "cpu_seconds": round(time.process_time() - c0, 1), "load_average": load_average()})
-                window_start, in_window = done, []
-            if late:
-                stopped_early = True
-                break
-        device = str(learner.device)
-    finally:
-        learner.close()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    emit({"kind": "final", "key": key, "steps": done, "wall_seconds": round(wall, 1),
-          "startup_seconds": round(startup, 2), "cpu_seconds": round(cpu, 1),
-          "steps_per_sec": round(done / wall, 1),
-          "train_steps_per_sec": round(done / max(wall - startup, 1e-9), 1),
-          "steps_per_cpu_sec": round(done / max(cpu, 1e-9), 1),
-          "final_mean_return_last20": mean_or_none(returns[-LAST_EPISODES:]), "episodes": len(returns),
-          "stopped_early": stopped_early, "learner_device": device})
-
-
-def _child(fn_name: str, args: tuple, q) -> None:
-    fn = {"burst": burst, "run": run_config}[fn_name]
-    try:
-        fn(*args, q.put)
-    except BaseException as exc:  # noqa: BLE001 - report, then let the process end
-        q.put({"kind": "error", "job": fn_name, "args": repr(args[:3]), "error": repr(exc)})
-        raise
-
-
-def run_jobs(jobs: list[tuple[str, str, tuple]], parallel: int, on_event: Emit) -> list[str]:
-    """Run ``(name, kind, args)`` jobs as spawned processes, at most ``parallel`` at once,
-    passing every event to ``on_event``; returns the names of jobs whose process failed.
-    On KeyboardInterrupt the running processes are terminated before it propagates."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    pending, running, failed = list(jobs), {}, []
-
-    def drain(timeout: float) -> None:
-        try:
-            on_event(q.get(timeout=timeout))
-            while True:
-                on_event(q.get_nowait())
-        except queue.Empty:
-            pass
-
-    try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                name, kind, args = pending.pop(0)
-                p = ctx.Process(target=_child, args=(kind, args, q), name=f"vmpo-returns:{name}")
-                p.start()
-                running[name] = p
-            drain(2.0)
-            for name, p in list(running.items()):
-                if not p.is_alive():
-                    p.join()
-                    drain(0.5)  # its last events
-                    if p.exitcode:
-                        failed.append(name)
-                    del running[name]
-    finally:
-        for p in running.values():
-            if p.is_alive():
-                p.terminate()
-        for p in running.values():
-            p.join(timeout=10)
-    return failed
-
-
 def run_key(env_id: str, algo: str, seed: int) -> str:
     return f"{env_id}/{algo}/seed{seed}"
-
-
-# ------------------------------------------------------------------ report
-class Report:
-    """The JSON document, rewritten after every event."""
-
-    def __init__(self, path: str, header: dict[str, Any], t0: float):
-        self.path, self.t0 = path, t0
-        self.doc: dict[str, Any] = {**header, "status": "measuring burst", "runs": {}, "summary": []}
-        self.flush()
-
-    def add_runs(self, configs: list[tuple[str, str, int]], budgets: dict[str, int]) -> None:
-        for env, algo, seed in configs:
-            self.doc["runs"][run_key(env, algo, seed)] = {"env": env, "algo": algo, "seed": seed,
-                                                         "target_steps": budgets[env], "status": "pending",
-                                                         "curve": []}
-        self.flush()
-
-    def add(self, event: dict[str, Any]) -> None:
-        kind = event["kind"]
-        if kind == "burst":
-            self.doc["settings"]["budget"]["burst"].setdefault(event["env"], {})[event["algo"]] = {
-                k: v for k, v in event.items() if k not in ("kind", "env", "algo")}
-        elif kind == "error":
-            self.doc.setdefault("errors", []).append(event)
-        else:
-            run = self.doc["runs"][event["key"]]
-            body = {k: v for k, v in event.items() if k not in ("kind", "key")}
-            if kind == "point":
-                run["status"] = "running"
-                run["curve"].append(body)
-            else:
-                run.update(body)
-                run["status"] = "stopped at the deadline" if body["stopped_early"] else "done"
-                self.doc["summary"] = summarise(self.doc["runs"])
-                self.doc["mean_curves"] = mean_curves(self.doc["runs"])
-        self.flush()
-
-    def finish(self, status: str) -> None:
-        for run in self.doc["runs"].values():
-            if run["status"] in ("pending", "running"):
-                run["status"] = "not finished" if status != "done" else "failed"
-        self.doc["summary"] = summarise(self.doc["runs"])
-        self.doc["mean_curves"] = mean_curves(self.doc["runs"])
-        self.doc["status"] = status
-        self.doc["machine"]["load_average_at_end"] = load_average()
-        self.doc["wall_seconds_total"] = round(time.time() - self.t0, 1)
-        self.flush()
-
-    def flush(self) -> None:
-        write_json(self.path, self.doc)
 
 
 def summarise(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -402,62 +245,72 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     requested = {env: int(requested[env]) for env in args.envs}
     budgets = {env: round_budget(requested[env], windows[env]) for env in args.envs}
 
-    header = {
-        "benchmark": "vmpo_returns", "machine": machine_info(),
-        "settings": {
-            "envs": args.envs, "algos": list(ALGOS), "seeds": args.seeds, "parallel": args.parallel,
-            "requested_steps": requested, "window_steps": windows,
-            "budget": {"max_minutes": args.max_minutes, "burst": {}, "burst_steps": args.burst_steps,
-                       "rounded_to_windows": budgets},
-            "curve": "per window: mean undiscounted return of the episodes that finished in it",
-            "final_metric": f"mean undiscounted return of the last {LAST_EPISODES} episodes",
-            "layout": {env: {"num_actors": 0, "envs_per_actor": ENVS_PER_LEARNER[env]} for env in args.envs},
-            "hparams": {env: {a: {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()}
-                              for a, hp in d.items()} for env, d in hparams.items()},
-            "notes": [
-                "PPO: rlpop's defaults (CleanRL's continuous-control settings).",
-                "V-MPO on Hopper-v5: rlpop's VMPO defaults; on Humanoid-v5: experiments/humanoid_vmpo.py's "
-                "hyperparameters with num_actors=0 instead of 2 (no actor processes on a loaded 2-core box): "
-                "its 16 envs (2 actors x 8) step in the learner's process, same 16 x 512-step rollouts.",
-                "Within an env both algorithms use the same layout (num_actors=0, same envs) and torch threads 1; "
-                "steps/s and CPU time are the learner process's (it also steps the envs).",
-                "Configurations run as separate processes, --parallel at a time; V-MPO and PPO of the same env "
-                "and seed run side by side so they share the load.",
-                "Budgets are whole curve windows; each window is a multiple of both algorithms' rollout sizes, "
-                "so both consume exactly the same steps.",
-            ],
-        },
+    settings = {
+        "envs": args.envs, "algos": list(ALGOS), "seeds": args.seeds, "parallel": args.parallel,
+        "requested_steps": requested, "window_steps": windows,
+        "budget": {"max_minutes": args.max_minutes, "burst": {}, "burst_steps": args.burst_steps,
+                   "rounded_to_windows": budgets},
+        "curve": "per window: mean undiscounted return of the episodes that finished in it",
+        "final_metric": f"mean undiscounted return of the last {LAST_EPISODES} episodes",
+        "layout": {env: {"num_actors": 0, "envs_per_actor": ENVS_PER_LEARNER[env]} for env in args.envs},
+        "hparams": {env: {a: {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()}
+                          for a, hp in d.items()} for env, d in hparams.items()},
+        "notes": [
+            "PPO: rlpop's defaults (CleanRL's continuous-control settings).",
+            "V-MPO on Hopper-v5: rlpop's VMPO defaults; on Humanoid-v5: experiments/humanoid_vmpo.py's "
+            "hyperparameters with num_actors=0 instead of 2 (no actor processes on a loaded 2-core box): "
+            "its 16 envs (2 actors x 8) step in the learner's process, same 16 x 512-step rollouts.",
+            "Within an env both algorithms use the same layout (num_actors=0, same envs) and torch threads 1; "
+            "steps/s and CPU time are the learner process's (it also steps the envs).",
+            "Configurations run as separate processes, --parallel at a time; V-MPO and PPO of the same env "
+            "and seed run side by side so they share the load.",
+            "Budgets are whole curve windows; each window is a multiple of both algorithms' rollout sizes, "
+            "so both consume exactly the same steps.",
+        ],
     }
-    report = Report(args.out, header, t_start)
+    report = Report(args.out, "vmpo_returns", settings=settings, status="measuring burst", runs={}, summary=[])
+    report.save()
+    doc, runs = report.doc, report.doc["runs"]
 
     def on_event(event: dict[str, Any]) -> None:
-        report.add(event)
         kind = event["kind"]
+        if kind == "burst":
+            doc["settings"]["budget"]["burst"].setdefault(event["env"], {})[event["algo"]] = {
+                k: v for k, v in event.items() if k not in ("kind", "env", "algo")}
+        elif kind == "error":
+            doc.setdefault("errors", []).append(event)
+        else:
+            run = runs[event["key"]]
+            body = {k: v for k, v in event.items() if k not in ("kind", "key")}
+            if kind == "point":
+                run["status"] = "running"
+                run["curve"].append(body)
+            else:
+                run.update(body)
+                run["status"] = "stopped at the deadline" if body["stopped_early"] else "done"
+                doc["summary"], doc["mean_curves"] = summarise(runs), mean_curves(runs)
+        report.save()
         if kind == "point":
             print(f"{event['key']}: {event['steps']} steps, {event['wall_seconds']}s, window mean return "
                   f"{_fmt(event['mean_return_window'])}, last-20 {_fmt(event['mean_return_last20'])}", flush=True)
         else:
             print(f"{kind}: {event}", flush=True)
 
-    def on_term(signum, frame):  # `kill` ends the run like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     status = "done"
     try:
         if args.burst_steps:
-            jobs = [(f"burst:{env}/{algo}", "burst", (env, algo, hparams[env][algo], args.burst_steps))
+            jobs = [(f"burst:{env}/{algo}", burst, (env, algo, hparams[env][algo], args.burst_steps))
                     for env in args.envs for algo in ALGOS]
-            failed = run_jobs(jobs, args.parallel, on_event)
+            failed = run_jobs(jobs, on_event, args.parallel)["failed"]
             if failed:
                 raise RuntimeError(f"burst failed for {failed}; see 'errors' in {args.out}")
-            bursts = report.doc["settings"]["budget"]["burst"]
+            bursts = doc["settings"]["budget"]["burst"]
             rates = {env: {a: bursts[env][a]["steps_per_sec"] for a in ALGOS} for env in args.envs}
             startup = {env: {a: round(startup_overhead(bursts[env][a]), 1) for a in ALGOS} for env in args.envs}
             available = SAFETY * (deadline - time.time())
             estimate = estimate_seconds(budgets, rates, len(args.seeds), args.parallel, startup)
             used, factor = shrink_budgets(budgets, windows, estimate, available)
-            report.doc["settings"]["budget"].update(
+            doc["settings"]["budget"].update(
                 estimate_seconds_at_requested=round(estimate, 1), seconds_available=round(available, 1),
                 safety_share=SAFETY, shrink_factor=round(factor, 3), startup_seconds_per_run=startup,
                 estimate_seconds_at_used=round(estimate_seconds(used, rates, len(args.seeds), args.parallel,
@@ -466,26 +319,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"-> budgets {used}", flush=True)
         else:
             used = budgets
-        report.doc["settings"]["steps_used"] = used
+        doc["settings"]["steps_used"] = used
         configs = [(env, algo, seed) for seed in args.seeds for env in args.envs for algo in ALGOS]
-        report.add_runs(configs, used)
-        report.doc["status"] = "running"
-        jobs = [(run_key(env, algo, seed), "run",
-                 (env, algo, seed, hparams[env][algo], used[env], windows[env], deadline))
-                for env, algo, seed in configs]
-        if run_jobs(jobs, args.parallel, on_event):
+        for env, algo, seed in configs:
+            runs[run_key(env, algo, seed)] = {"env": env, "algo": algo, "seed": seed, "target_steps": used[env],
+                                              "status": "pending", "curve": []}
+        doc["status"] = "running"
+        report.save()
+        jobs = [(key, train_returns, (key, algo, env, hparams[env][algo], seed, used[env], windows[env], deadline))
+                for env, algo, seed in configs for key in [run_key(env, algo, seed)]]
+        out = run_jobs(jobs, on_event, args.parallel, deadline)
+        for key in out["not_started"]:
+            runs[key]["status"] = "not started: the deadline had passed"
+        if out["failed"]:
             status = "some configurations failed"
-        elif any(r.get("stopped_early") for r in report.doc["runs"].values()):
+        elif out["not_started"] or any(r.get("stopped_early") for r in runs.values()):
             status = "done, some configurations stopped at the deadline (fewer steps)"
     except KeyboardInterrupt:
         status = "interrupted"
     except RuntimeError as exc:
         status = f"failed: {exc}"
     finally:
-        report.finish(status)
-    print(f"wrote {args.out} ({status}, {report.doc['wall_seconds_total']}s)")
-    print_summary(report.doc["summary"])
-    return report.doc
+        for run in runs.values():
+            if run["status"] in ("pending", "running"):
+                run["status"] = "not finished" if status != "done" else "failed"
+        report.finish(summary=summarise(runs), mean_curves=mean_curves(runs), status=status,
+                      wall_seconds_total=round(time.time() - t_start, 1))
+    print(f"wrote {args.out} ({status}, {doc['wall_seconds_total']}s)")
+    print_summary(doc["summary"])
+    return doc
 
 
 def _fmt(x: float | None) -> str:

@@ -57,6 +57,30 @@ def top_curve(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return per_step.index.to_numpy(dtype=float), np.maximum.accumulate(per_step.to_numpy(dtype=float))
 
 
+def best_final_q(curves: pd.DataFrame, subpop: int | None = None) -> float:
+    """The best final Q among members: each member's Q at its last step (``step`` column), best over members (of
+    sub-population ``subpop`` only, if given)."""
+    m = members(curves)
+    if subpop is not None:
+        m = m[m["subpop"] == subpop]
+    return float(m.sort_values(["worker", "step"]).groupby("worker").tail(1)["q"].max())
+
+
+def median_hparam(curves: pd.DataFrame, name: str, subpop: int | None = None) -> pd.Series:
+    """The median of hyperparameter ``name`` (column ``hp_<name>``) over the members (of ``subpop`` only, if
+    given) at each ``step``."""
+    m = members(curves)
+    if subpop is not None:
+        m = m[m["subpop"] == subpop]
+    return m.groupby("step")[f"hp_{name}"].median()
+
+
+def first_step_below(series: pd.Series, threshold: float) -> int | None:
+    """The first index (step) at which ``series`` is below ``threshold``; None if it never is."""
+    below = series[series < threshold]
+    return int(below.index.min()) if len(below) else None
+
+
 def area_under(x: np.ndarray, y: np.ndarray) -> float:
     """Trapezoidal area under (x, y) divided by the step range (the mean height); y[0] with one point."""
     import numpy as np

@@ -18,6 +18,7 @@ from rlpop.backends import make_backend
 from rlpop.controller import Controller
 from rlpop.run import load_experiment
 from rlpop.store import RunDir
+from rlpop.summary import best_final_q, first_step_below, median_hparam
 
 SEEDS = range(5)
 LR_THRESHOLD = 0.1  # the initial LogUniform(0.05, 1) median lr is 0.22
@@ -37,18 +38,10 @@ def run_toy(name: str, seed: int, root) -> pd.DataFrame:
     return pd.read_csv(run.path / "curves.csv")
 
 
-def best_final_q(curves: pd.DataFrame, subpop: int) -> float:
-    """Best Q among the members of ``subpop`` at their last step."""
-    members = curves[(curves.role == "member") & (curves.subpop == subpop)]
-    return float(members.sort_values(["worker", "step"]).groupby("worker").tail(1).q.max())
-
-
 def first_step_median_lr_below(curves: pd.DataFrame, subpop: int, threshold: float) -> float:
-    """First step at which the median logged lr of ``subpop``'s members is below ``threshold`` (inf: never)."""
-    members = curves[(curves.role == "member") & (curves.subpop == subpop)]
-    median = members.groupby("step").hp_lr.median()
-    below = median[median < threshold]
-    return float(below.index.min()) if len(below) else float("inf")
+    """First step at which the median lr of ``subpop``'s members is below ``threshold`` (inf: never)."""
+    step = first_step_below(median_hparam(curves, "lr", subpop), threshold)
+    return float("inf") if step is None else float(step)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +72,7 @@ def test_pbt_decays_its_learning_rate_earlier_than_fire_p2(toy_runs):
     assert all(np.isfinite(pbt)), f"PBT's median lr never fell below {LR_THRESHOLD}: {pbt}"
     assert sum(p < f for p, f in zip(pbt, fire_p2)) >= 4, f"PBT {pbt} vs FIRE P2 {fire_p2}"
     # at the end P2 still trains with a higher lr than PBT does, in every seed
-    end = {seed: (p[p.role == "member"].groupby("step").hp_lr.median().iloc[-1],
-                  f[(f.role == "member") & (f.subpop == 2)].groupby("step").hp_lr.median().iloc[-1])
+    end = {seed: (median_hparam(p, "lr").iloc[-1], median_hparam(f, "lr", 2).iloc[-1])
            for seed, (p, f) in toy_runs.items()}
     assert all(fire_lr > pbt_lr for pbt_lr, fire_lr in end.values()), end
 
