@@ -29,7 +29,7 @@ Definition of the overhead share (the same for every run)::
   timed inside the trainable. Worker/actor start-up, checkpoint
   save/restore, copies, decisions, logging, scheduling and waiting are all
   *outside* training.
-* "wall": rlpop -- ``Controller.wall()`` at the end of ``Controller.run``
+* "wall": rlpop -- the last ``RoundFinished`` event's ``wall_s``
   (from building the controller, before the workers are built, to the end of
   the last round, final checkpoint included); Tune -- ``Tuner.fit()``.
   ``ray.init`` is excluded from both and reported on its own.
@@ -48,10 +48,11 @@ Definition of the overhead share (the same for every run)::
   ``backend.train``), which on ``ray`` hides stragglers' waiting inside
   training.
 
-The outside-training time of rlpop is broken down by wrapping, in this script
-only, ``Controller.start/checkpoint/apply/view``, the strategy's ``decide``,
-``RunDir.append_rows/append_decision/save_checkpoint/write_status``, the
-TensorBoard logger and the backend's ``get_states/copy_state/set_hparams``.
+The outside-training time of rlpop is broken down from the controller's own
+events (``rlpop.events``: start-up, per-round record/decide/apply timings,
+checkpoints), and more finely by wrapping, in this script only,
+``RunDir.append_decision/save_checkpoint/write_status``, the TensorBoard
+listener and the backend's ``get_states/copy_state/set_hparams``.
 Tune's is broken down from the trainable's own timers (setup, restore, save,
 report); the rest of Tune's slot time is actor start-up, scheduling and
 trials waiting paused for the synchronous perturbation.
@@ -192,42 +193,50 @@ class Timers:
             self._undo.pop()()
 
 
+class RunListener:
+    """Hears an rlpop run's events (``rlpop.events``): the controller's own phase timings per round, the
+    checkpoints, the workers' start-up, and the last round's record (wall, train time, counts)."""
+
+    def __init__(self, timers: Timers) -> None:
+        self.timers = timers
+        self.start_s = 0.0
+        self.last = None  # the last RoundFinished
+
+    def __call__(self, event: Any) -> None:
+        from rlpop.events import CheckpointSaved, RoundFinished, RunStarted
+
+        if isinstance(event, RunStarted):
+            self.start_s = event.start_s
+            self.timers.add("start: build workers", event.start_s)
+        elif isinstance(event, CheckpointSaved):
+            self.timers.add("checkpoint", event.seconds)
+        elif isinstance(event, RoundFinished):
+            self.last = event
+            for phase, name in (("record", "curves/metrics CSV"), ("decide", "strategy.decide (view included)"),
+                                ("apply", "apply decisions")):
+                self.timers.add(name, event.timings.get(phase, 0.0))
+
+
 @contextlib.contextmanager
 def instrument_rlpop(timers: Timers, holder: dict[str, Any]) -> Iterator[None]:
-    """Time rlpop's controller phases (monkeypatching for the duration; rlpop itself is unchanged).
-
-    ``holder`` receives the controller, its wall at the end of ``run`` and
-    the sum of per-worker train times.
-    """
+    """Finer timings than the controller's events give: the run directory's writes, the backend's
+    copies and state transfers, the TensorBoard listener and Python's gc pauses (wrapping these for the
+    duration; rlpop itself is unchanged). ``holder["worker_train_s"]``: the sum of per-worker train times."""
     import rlpop.backends as backends
     from rlpop.backends.base import WorkerFailure
-    from rlpop.controller import Controller
     from rlpop.store import RunDir
-    from rlpop.strategies.pbt import PBT
     from rlpop.tblog import TensorBoardLogger
 
-    for owner, attr, name in [(Controller, "start", "start: build workers"),
-                              (Controller, "checkpoint", "checkpoint"),
-                              (Controller, "apply", "apply decisions"),
-                              (Controller, "view", "population view"),
-                              (PBT, "decide", "strategy.decide"),
-                              (RunDir, "append_rows", "curves/metrics CSV"),
-                              (RunDir, "append_decision", "apply decisions/decision log"),
+    for owner, attr, name in [(RunDir, "append_decision", "apply decisions/decision log"),
                               (RunDir, "save_checkpoint", "checkpoint/torch.save"),
                               (RunDir, "write_status", "checkpoint/status.json"),
-                              (TensorBoardLogger, "__call__", "TensorBoard")]:
+                              (TensorBoardLogger, "round", "TensorBoard")]:
         timers.patch(owner, attr, name)
-    original_run = Controller.run
     original_make = backends.make_backend
     holder["worker_train_s"] = 0.0
 
-    def run(self: Controller) -> None:
-        holder["controller"] = self
-        original_run(self)
-        holder["wall_s"] = self.wall()
-
-    def make_backend(name: str, address: str | None = None):
-        b = original_make(name, address)
+    def make_backend(name: str, address: str | None = None, **kw):
+        b = original_make(name, address, **kw)
         for attr, label in [("get_states", "checkpoint/get_states"), ("copy_state", "apply decisions/copy_state"),
                             ("set_hparams", "apply decisions/set_hparams")]:
             setattr(b, attr, timers.timed(label, getattr(b, attr)))
@@ -235,9 +244,8 @@ def instrument_rlpop(timers: Timers, holder: dict[str, Any]) -> Iterator[None]:
 
         def timed_train(ids, steps, timeout_s):
             out = train(ids, steps, timeout_s)
-            for r in out.values():
-                if not isinstance(r, WorkerFailure):
-                    holder["worker_train_s"] += r.train_s
+            # the members of a batched shard train together and each reports the shard's time: count it once
+            holder["worker_train_s"] += sum({r.train_s for r in out.values() if not isinstance(r, WorkerFailure)})
             return out
         b.train = timed_train
         return b
@@ -251,14 +259,12 @@ def instrument_rlpop(timers: Timers, holder: dict[str, Any]) -> Iterator[None]:
             timers.add(f"python gc pauses, gen {info.get('generation')} (anywhere: overlaps the rows above)",
                        time.perf_counter() - gc_start.pop())
 
-    Controller.run = run
     backends.make_backend = make_backend
     gc.callbacks.append(gc_timer)
     try:
         yield
     finally:
         gc.callbacks.remove(gc_timer)
-        Controller.run = original_run
         backends.make_backend = original_make
         timers.restore()
 
@@ -294,40 +300,40 @@ def run_rlpop(cfg: BenchConfig, backend: str, workdir: Path) -> dict[str, Any]:
     run = RunDir.create(workdir, f"{cfg.name}-{backend}")
     run.write_config({**exp.to_dict(), "backend": backend})
     timers, holder = Timers(), {}
+    listener = RunListener(timers)
     load_before = load_average()
     t0 = time.perf_counter()
     with instrument_rlpop(timers, holder), contextlib.redirect_stdout(io.StringIO()):
-        execute(exp, run, backend, quiet=True)
+        execute(exp, run, backend, quiet=True, listeners=[listener])
     execute_s = time.perf_counter() - t0
-    ctl = holder["controller"]
-    wall = holder["wall_s"]
-    members = [r for r in ctl.records.values() if r.role == "member"]
+    last = listener.last
+    wall, train_s = last.wall_s, last.train_s
     slots = 1 if backend == "inline" else cfg.population
-    env_steps = sum(r.steps for r in members)
+    env_steps = sum(w.steps for w in last.members)
     train_workers = holder["worker_train_s"]
     top = {n: t for n, t in timers.total.items() if "/" not in n and not n.startswith("python gc")}
-    outside = wall - ctl.train_s
+    outside = wall - train_s
     items = breakdown(timers, wall)
-    items["other (controller bookkeeping, unwrapped)"] = {
-        "total_s": round(outside - sum(top.values()), 4), "calls": ctl.round, "ms_per_call": None,
+    items["other (controller bookkeeping, untimed)"] = {
+        "total_s": round(outside - sum(top.values()), 4), "calls": last.round, "ms_per_call": None,
         "share_of_wall": round((outside - sum(top.values())) / wall, 5)}
     share = outside_training_share(train_workers, wall, slots)
-    start_s = timers.total.get("start: build workers", 0.0)
+    start_s = listener.start_s
     steady = outside_training_share(train_workers, wall - start_s, slots)
     n_ckpt = timers.calls.get("checkpoint", 0)
     return {
         "config": cfg.name, "impl": f"rlpop-{backend}", "env": cfg.env, "population": cfg.population,
         "settings": asdict(cfg), "slots": slots, "wall_s": round(wall, 3), "execute_s": round(execute_s, 3),
-        "train_s_workers_sum": round(train_workers, 3), "train_s_controller": round(ctl.train_s, 3),
+        "train_s_workers_sum": round(train_workers, 3), "train_s_controller": round(train_s, 3),
         "outside_share": round(share, 5), "meets_2pct_bar": share <= BAR,
         "worker_startup_s": round(start_s, 3), "outside_share_excl_startup": round(steady, 5),
         "meets_2pct_bar_excl_startup": steady <= BAR,
-        "outside_share_controller_view": round(1 - ctl.train_s / wall, 5),
-        "outside_share_controller_view_excl_startup": round(1 - ctl.train_s / (wall - start_s), 5),
+        "outside_share_controller_view": round(1 - train_s / wall, 5),
+        "outside_share_controller_view_excl_startup": round(1 - train_s / (wall - start_s), 5),
         "env_steps": env_steps,
         "env_steps_per_s": round(env_steps / wall, 1),
         "env_steps_per_s_excl_startup": round(env_steps / (wall - start_s), 1),
-        "rounds": ctl.round, "exploits": ctl.counts["exploit"], "checkpoints": n_ckpt,
+        "rounds": last.round, "exploits": last.counts["exploit"], "checkpoints": n_ckpt,
         "checkpoint_ms_per_member": round(1e3 * timers.total.get("checkpoint", 0.0) / max(1, n_ckpt)
                                           / cfg.population, 3),
         "checkpoint_bytes": _latest_ckpt_size(run.path),

@@ -5,24 +5,29 @@ trains ``eval_steps`` actor steps, each appends one (step, Q) point to its
 curve, then the strategy decides. A worker that fails or stalls past
 ``worker_timeout_s`` is rebuilt from the last checkpoint (the log says so); a
 second failure in the same interval drops it and the run goes on.
+
+The controller writes the run directory (curves, metrics, decisions,
+checkpoints) and tells everything else through :mod:`rlpop.events`: the live
+display, TensorBoard, the failure lines on stderr and the benchmarks'
+timers are listeners (``subscribe``), not readers of its attributes.
 """
 from __future__ import annotations
 
 import gc
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
 from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, StopEvaluator,
-                             to_record)
+                             describe, to_record)
+from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, RoundFinished, RunInfo, RunStarted,
+                          WorkerFailed, WorkerStatus, stderr_failures)
 from rlpop.experiment import Experiment
-from rlpop.hparams import format_value
 from rlpop.store import CURVE_FIELDS, RunDir
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
 from rlpop.worker import TrainReport
@@ -70,15 +75,19 @@ class WorkerRecord:
     def reset_curve(self) -> None:
         self.curve_steps, self.curve_q = [], []
 
+    def status(self) -> WorkerStatus:
+        return WorkerStatus(self.id, self.role, self.subpop, self.steps, self.q, dict(self.hparams), self.copies,
+                            self.alive, self.assigned)
+
 
 class Controller:
-    def __init__(self, exp: Experiment, run: RunDir, backend: Backend,
-                 on_round: Callable[["Controller"], None] | None = None):
+    def __init__(self, exp: Experiment, run: RunDir, backend: Backend):
         self.exp = exp
         self.run_dir = run
         self.backend = backend
         self.strategy = exp.build_strategy()
-        self.on_round = on_round
+        #: who hears the run's events (rlpop.events); failures go to stderr unless replaced
+        self.listeners: list[Listener] = [stderr_failures]
         self.round = 0
         self.wall_offset = 0.0
         self.t_start = time.perf_counter()
@@ -96,9 +105,23 @@ class Controller:
         self._last_ckpt_states: dict[int, dict[str, Any]] = {}
         #: the first failure's one-line reason (the run's error when every member is dropped)
         self.first_failure: str | None = None
-        #: where failures, rebuilds and replacements are told as they happen (one line each)
-        self.console: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
         self.ckpt_rounds = max(1, exp.checkpoint_steps // exp.eval_steps)
+        self.info = RunInfo(exp.name, exp.method, exp.env, exp.agent.learner, int(exp.total_steps),
+                            tuple(self.space_names), str(run.path))
+        self._resumed = False
+        self.start_s = 0.0  # building the workers (start)
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, listener: Listener, *, replace_console: bool = False) -> None:
+        """Call ``listener(event)`` for every event of the run (see :mod:`rlpop.events`).
+        ``replace_console``: the listener takes over the failure lines printed on stderr."""
+        if replace_console and stderr_failures in self.listeners:
+            self.listeners.remove(stderr_failures)
+        self.listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            listener(event)
 
     # ------------------------------------------------------------------ setup
     def spec(self, r: WorkerRecord) -> WorkerSpec:
@@ -107,13 +130,27 @@ class Controller:
                           self.exp.q_window_episodes)
 
     def start(self) -> None:
+        t0 = time.perf_counter()
         self.backend.start([self.spec(r) for r in self.records.values()])
+        self.start_s = time.perf_counter() - t0
         # the import heap (torch, gymnasium, ray) is long-lived: keep full collections from rescanning it
         gc.collect()
         gc.freeze()
 
-    def resume_from(self, payload: dict[str, Any]) -> None:
-        """Restore controller, strategy and worker states from a checkpoint payload."""
+    def resume(self, payload: dict[str, Any] | None) -> None:
+        """Continue the run in its run directory from a checkpoint payload (``RunDir.load_latest_checkpoint``),
+        after ``start``: controller, strategy and worker states are restored and the rows the run wrote
+        after that checkpoint are cut, so the curves and decisions continue exactly. ``None`` (no checkpoint
+        yet): start from the beginning."""
+        self._resumed = True
+        if payload is None:
+            self.run_dir.truncate_after(0)
+            return
+        self._restore(payload)
+        self.run_dir.truncate_after(self.round)
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        """Controller, strategy and worker states from a checkpoint payload."""
         c = payload["controller"]
         self.round = c["round"]
         self.wall_offset = c["wall"]
@@ -145,7 +182,8 @@ class Controller:
         ids = self.active_ids()
         t0 = time.perf_counter()
         results = self.backend.train(ids, self.exp.eval_steps, self.exp.worker_timeout_s)
-        self.train_s += time.perf_counter() - t0
+        t_train = time.perf_counter()
+        self.train_s += t_train - t0
         self.round += 1
         self.last_results = {i: r for i, r in results.items() if isinstance(r, TrainReport)}
         curve_rows, metric_rows = [], []
@@ -167,17 +205,30 @@ class Controller:
             if self.metric_fields is None:
                 self.metric_fields = METRIC_FIELDS + sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
             self.run_dir.append_rows("metrics.csv", self.metric_fields, metric_rows)
+        t_record = time.perf_counter()
         # after the last round a decision would only copy weights nobody trains again
         decisions = [] if self.done() else self.strategy.decide(self.view())
+        t_decide = time.perf_counter()
         for d in decisions:
             self.apply(d)
+        t_apply = time.perf_counter()
         if self.round % self.ckpt_rounds == 0 or self.done():
             self.checkpoint()
-        if self.on_round:
-            self.on_round(self)
+        t_ckpt = time.perf_counter()
+        self.emit(self.round_finished(decisions, {
+            "train": t_train - t0, "record": t_record - t_train, "decide": t_decide - t_record,
+            "apply": t_apply - t_decide, "checkpoint": t_ckpt - t_apply}))
         return decisions
 
+    def round_finished(self, decisions: list[Decision] = (), timings: dict[str, float] | None = None
+                       ) -> RoundFinished:
+        """The record of the round just finished (also what a display shows before the first round)."""
+        return RoundFinished(self.info, self.round, self.wall(), self.train_s, self.done(),
+                             tuple(r.status() for r in self.records.values()), dict(self.counts),
+                             dict(self.last_results), tuple(decisions), dict(timings or {}))
+
     def run(self) -> None:
+        self.emit(RunStarted(self.info, self.round, self._resumed, self.round_finished(), self.start_s))
         if self.round == 0 and not self.run_dir.latest_checkpoint():
             self.checkpoint()  # round 0: initial weights, so a crash in round 1 can be restored
         while not self.done():
@@ -189,42 +240,37 @@ class Controller:
         return PopulationView({i: r.view() for i, r in self.records.items()})
 
     def apply(self, d: Decision) -> None:
+        """Carry out one decision (the backend copies and sets hparams), log it and tell the listeners."""
         R = self.records
+        text = describe(d, R)  # before the copy: the log tells the workers as they were
         if isinstance(d, Exploit):
             src, dst = R[d.src], R[d.dst]
             if not src.has_state:
                 raise RuntimeError(f"strategy asked worker {dst.id} to copy worker {src.id}, which has no state yet")
             self._copy(src, dst, hparams=src.hparams)
             dst.copies += 1
-            self.counts["exploit"] += 1
-            text = f"w{dst.id} (Q={dst.q:.4g}) <- w{src.id} (Q={src.q:.4g}): weights, optimiser, normalisers, hparams"
         elif isinstance(d, Explore):
             dst = R[d.dst]
             dst.hparams = {**dst.hparams, **dict(d.hparams)}
             self.backend.set_hparams(dst.id, dst.hparams)
-            changes = d.changes or {k: f"{format_value(v)}" for k, v in d.hparams.items()}
-            text = f"w{dst.id} explore | " + ", ".join(f"{k}: {v}" for k, v in changes.items())
         elif isinstance(d, AssignEvaluator):
             ev, parent, child = R[d.evaluator], R[d.parent], R[d.child]
             self._copy(parent, ev, hparams=child.hparams)
             ev.assigned, ev.has_state = True, True
-            self.counts["assign"] += 1
-            text = f"evaluator w{ev.id} <- weights of w{parent.id} (P{parent.subpop}), hparams of target w{child.id} (P{child.subpop})"
         elif isinstance(d, EvaluatorSuccess):
             ev, child = R[d.evaluator], R[d.child]
             self._copy(ev, child, hparams=child.hparams)  # the child keeps its own hparams
             child.copies += 1
-            self.counts["success"] += 1
-            text = f"evaluator w{ev.id} SUCCESS: target w{child.id} copies its weights (p={d.p_value:.3g}, score diff={d.score_diff:.4g})"
         elif isinstance(d, StopEvaluator):
-            ev = R[d.evaluator]
-            ev.assigned = False
-            self.counts["stop"] += 1
-            text = f"evaluator w{ev.id} stops: {d.reason}"
+            R[d.evaluator].assigned = False
         else:
             raise TypeError(f"unknown decision {d!r}")
-        step = R[getattr(d, "dst", None) if hasattr(d, "dst") else getattr(d, "evaluator")].steps
-        self._log({**to_record(d), "round": self.round, "step": step}, text)
+        if d.kind in self.counts:
+            self.counts[d.kind] += 1
+        step = R[d.dst if hasattr(d, "dst") else d.evaluator].steps
+        record = {**to_record(d), "round": self.round, "step": step}
+        self._log(record, text)
+        self.emit(DecisionApplied(self.round, step, d, record, text))
 
     def _copy(self, src: WorkerRecord, dst: WorkerRecord, hparams: dict[str, Any]) -> None:
         """``dst`` takes ``src``'s learner state, then ``hparams``; its curve restarts (paper: since the last copy)."""
@@ -278,6 +324,7 @@ class Controller:
             r.has_state, r.q = True, src.q  # its own step counter is kept, as in an exploit
             r.copies += 1
             r.reset_curve()
+            action = "replaced"
             text = (f"w{r.id} FAILED ({first_line}); replaced by a copy of w{src.id} (Q={src.q:.4g}): weights, "
                     "optimiser, normalisers, hparams")
         elif r.failures <= 1:
@@ -286,14 +333,16 @@ class Controller:
             r.steps = int(state["steps"]) if state is not None else 0
             r.has_state = state is not None
             r.reset_curve()
+            action = "rebuilt"
             text = f"w{r.id} FAILED ({first_line}); rebuilt from the last checkpoint at step {r.steps}"
         else:
             r.alive = False
             r.assigned = False
+            action = "dropped"
             text = f"w{r.id} FAILED again ({first_line}); dropped from the population"
         self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps,
                    "reason": f.reason}, text)
-        self.console(f"round {self.round}: {text}")
+        self.emit(WorkerFailed(self.round, r.id, first_line, action, text))
 
     def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
         """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE)."""
@@ -313,6 +362,7 @@ class Controller:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> None:
+        t0 = time.perf_counter()
         ids = [r.id for r in self.records.values() if r.alive and r.has_state]
         states = self.backend.get_states(ids) if ids else {}
         for r in self.records.values():
@@ -327,3 +377,4 @@ class Controller:
         }
         self.run_dir.save_checkpoint(self.round, payload, keep=self.exp.keep_checkpoints)
         self.run_dir.write_status(round=self.round, finished=False, wall=self.wall(), counts=self.counts)
+        self.emit(CheckpointSaved(self.round, time.perf_counter() - t0))

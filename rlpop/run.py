@@ -263,20 +263,22 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 
 def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
-            resume: bool = False) -> int:
+            resume: bool = False, listeners: Sequence = ()) -> int:
     """Run (or resume) ``exp`` in ``run`` as its one writer. A :class:`rlpop.store.RunDirError` (a live lock, a
-    damaged run directory, a full disk) reaches the caller, which prints it in one line."""
+    damaged run directory, a full disk) reaches the caller, which prints it in one line. ``listeners`` hear the
+    run's events (:mod:`rlpop.events`) beside the display and TensorBoard."""
     note = run.acquire_lock()
     if note:
         print(note, file=sys.stderr)
     _CURRENT_RUN[:] = [str(run.path)]
     try:
-        return _execute(exp, run, backend_name, address, quiet, resume)
+        return _execute(exp, run, backend_name, address, quiet, resume, listeners)
     finally:
         run.release_lock()
 
 
-def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet: bool, resume: bool) -> int:
+def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet: bool, resume: bool,
+             listeners: Sequence = ()) -> int:
     from rlpop.backends import make_backend
     from rlpop.controller import Controller
     from rlpop.progress import Progress, end_summary
@@ -284,11 +286,6 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
 
     progress = Progress(enabled=not quiet)
     tb = TensorBoardLogger(str(run.path / "tb"))
-
-    def on_round(c: Controller) -> None:
-        tb(c)
-        progress.update(c)
-
     payload = None
     if resume:  # before any process starts: a damaged run directory fails here, in one line
         ckpt, payload, skipped = run.load_latest_checkpoint()
@@ -298,9 +295,11 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
     if hasattr(backend, "run_dir"):  # the inline watchdog's message names it
         backend.run_dir = str(run.path)
     try:
-        ctl = Controller(exp, run, backend, on_round=on_round)
+        ctl = Controller(exp, run, backend)
+        for listener in (tb, progress, *listeners):
+            ctl.subscribe(listener)
         if hasattr(backend, "on_progress"):
-            backend.on_progress = lambda live: progress.heartbeat(ctl, live)
+            backend.on_progress = progress.heartbeat
         try:
             ctl.start()
         except Exception as exc:  # noqa: BLE001 -- one line, not one traceback per worker
@@ -311,20 +310,16 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
             print(f"error: the workers could not start: {failure_line(traceback.format_exc())}", file=sys.stderr)
             return 1
         if resume:
-            if payload is None:
-                print(f"{run.path}: no checkpoint yet; starting from the beginning")
-                run.truncate_after(0)
-            else:
-                ctl.resume_from(payload)
-                run.truncate_after(ctl.round)
-                print(f"resuming {run.path} from round {ctl.round} (checkpoint {ckpt.name})")
+            ctl.resume(payload)
+            print(f"resuming {run.path} from round {ctl.round} (checkpoint {ckpt.name})" if payload is not None
+                  else f"{run.path}: no checkpoint yet; starting from the beginning")
         print(f"run directory: {run.path}", flush=True)
         ctl.run()
     finally:
         progress.close()
         tb.close()
         backend.close()
-    print(end_summary(ctl))
+    print(end_summary(ctl.round_finished()))
     failed = ctl.failed_reason()
     if failed:
         print(f"error: {failed}", file=sys.stderr)

@@ -188,9 +188,12 @@ def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
         exp = Experiment(name="div", env=None, agent=Agent("div_mod:DivergesAtHighLr"),
                          space={"lr": Choice([0.05, 0.1, 2.0])}, strategy=PBT(population=4, ready_steps=50),
                          total_steps=100, eval_steps=10, seed=3)
-        lines = []
+        from rlpop.events import WorkerFailed
+
+        lines, failures = [], []
         ctl = Controller(exp, RunDir.create(tmp_path / "runs", "div"), InlineBackend())
-        ctl.console = lines.append
+        ctl.subscribe(lambda e: isinstance(e, WorkerFailed) and (lines.append(e.text), failures.append(e)),
+                      replace_console=True)
         hps = [r.hparams["lr"] for r in ctl.records.values()]
         assert 2.0 in hps and min(hps) < 1.0  # this seed draws one diverging member and healthy ones
         ctl.start()
@@ -199,7 +202,7 @@ def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
         replaced = [ln for ln in lines if "replaced by a copy of" in ln]
         assert replaced, lines
         assert "diverged: non-finite loss" in replaced[0]
-        victim = int(replaced[0].split(": w")[1].split(" ")[0])
+        victim = next(f.worker for f in failures if f.action == "replaced")
         assert ctl.records[victim].hparams["lr"] < 1.0 and ctl.records[victim].alive
         ctl.backend.close()
     finally:

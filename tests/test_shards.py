@@ -105,7 +105,7 @@ def test_a_long_round_reports_progress_after_every_batched_update(tmp_path):
     # eval_steps 256 = one rollout of 128 steps x 2 envs per member, two members: collection reports
     # every 64 steps of each env, then the update
     assert [(p["steps"], p["target"]) for p in seen] == [(256, 512), (512, 512), (512, 512)]
-    line = round_progress_line(ctl, {**seen[0], "steps": 256})
+    line = round_progress_line(ctl.round_finished(), {**seen[0], "steps": 256})
     assert "env steps 256 / 512" in line and "SPS" in line and "ETA ~" in line
     from rlpop.progress import duration
 
