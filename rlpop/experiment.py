@@ -25,6 +25,7 @@ from rlpop.hparams import Fixed, HParamSpace
 
 
 # --------------------------------------------------------------------------- strategies
+# Each spec's fields are its strategy's keyword arguments, under the same names (rlpop.strategies).
 @dataclass
 class Single:
     """One agent, no population (a plain training run)."""
@@ -32,7 +33,7 @@ class Single:
     def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
         from rlpop.strategies.random_search import RandomSearch as Impl
 
-        return Impl(space, population_size=1, seed=seed)
+        return Impl(space, population=1, seed=seed)
 
     @property
     def method(self) -> str:
@@ -48,7 +49,7 @@ class RandomSearch:
     def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
         from rlpop.strategies.random_search import RandomSearch as Impl
 
-        return Impl(space, population_size=self.population, seed=seed)
+        return Impl(space, seed=seed, **dataclasses.asdict(self))
 
     @property
     def method(self) -> str:
@@ -68,8 +69,7 @@ class PBT:
     def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
         from rlpop.strategies.pbt import PBT as Impl
 
-        return Impl(space, population_size=self.population, ready_steps=int(self.ready_steps), seed=seed,
-                    quantile=self.quantile, synchronous=self.synchronous)
+        return Impl(space, seed=seed, **dataclasses.asdict(self))
 
     @property
     def method(self) -> str:
@@ -94,16 +94,7 @@ class FIRE:
     def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
         from rlpop.strategies.fire import FirePBT as Impl
 
-        msbe = list(self.min_steps_before_eval)
-        if len(msbe) == 1 and self.subpops > 2:
-            msbe = msbe * (self.subpops - 1)
-        if len(msbe) != self.subpops - 1:
-            raise ValueError(f"strategy.min_steps_before_eval has {len(msbe)} values; give one per parent "
-                             f"sub-population P2..P{self.subpops} ({self.subpops - 1} values)")
-        return Impl(space, subpop_sizes=(self.subpop_size,) * self.subpops, n_evaluators=self.evaluators,
-                    ready_steps=int(self.ready_steps), max_eval_steps=int(self.max_eval_steps),
-                    min_steps_before_eval={i + 2: int(v) for i, v in enumerate(msbe)},
-                    p_stat=self.p_stat, quantile=self.quantile, seed=seed)
+        return Impl(space, seed=seed, **dataclasses.asdict(self))
 
     @property
     def method(self) -> str:
@@ -232,9 +223,13 @@ class Experiment:
         for f in ("population", "subpop_size", "evaluators", "subpops"):
             if hasattr(s, f) and (not isinstance(getattr(s, f), int) or getattr(s, f) < 1):
                 raise ValueError(f"strategy.{f}={getattr(s, f)!r} must be an integer >= 1")
+        for f in ("ready_steps", "max_eval_steps"):  # 5e4 is an integer count of steps
+            if isinstance(getattr(s, f, None), float) and getattr(s, f).is_integer():
+                setattr(s, f, int(getattr(s, f)))
+        if isinstance(getattr(s, "min_steps_before_eval", None), (list, tuple)):
+            s.min_steps_before_eval = tuple(int(v) if isinstance(v, float) and v.is_integer() else v
+                                            for v in s.min_steps_before_eval)
         if hasattr(s, "ready_steps"):
-            if isinstance(s.ready_steps, float) and s.ready_steps.is_integer():
-                s.ready_steps = int(s.ready_steps)
             if s.ready_steps > self.total_steps:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} is larger than total_steps="
                                  f"{self.total_steps}: no member would ever be ready; lower ready_steps")

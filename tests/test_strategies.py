@@ -95,7 +95,7 @@ def test_random_search_layout_hparams_and_no_decisions():
     assert hs == [RandomSearch(space(), 5, seed=3).initial_hparams(s) for s in rs.layout()]
     assert len({h["lr"] for h in hs}) == 5 and all(1e-5 <= h["lr"] <= 1e-3 for h in hs)
     assert rs.decide(view_of([1.0, 2.0, 3.0, 4.0, 5.0])) == []
-    with pytest.raises(ValueError, match="population_size"):
+    with pytest.raises(ValueError, match="population"):
         RandomSearch(space(), 0)
 
 
@@ -122,15 +122,15 @@ def test_random_search_state_round_trip_gives_identical_behaviour():
 # -- PBT ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, field", [
-    (dict(population_size=0), "population_size"),
-    (dict(population_size=1), "population_size"),
+    (dict(population=0), "population"),
+    (dict(population=1), "population"),
     (dict(quantile=0.0), "quantile"),
     (dict(quantile=0.6), "quantile"),
     (dict(ready_steps=0), "ready_steps"),
     (dict(seed=-1), "seed"),
 ])
 def test_pbt_bad_inputs(kwargs, field):
-    args = dict(space=space(), population_size=8, ready_steps=1000, seed=0)
+    args = dict(space=space(), population=8, ready_steps=1000, seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=field):
         PBT(**args)
@@ -252,3 +252,32 @@ def test_pbt_hparams_outside_the_space_pass_through_explore():
     explore = ds[1]
     assert explore.hparams["gamma"] == 0.99 and explore.hparams["batch"] in {32, 128}
     assert WorkerSlot(0) in pbt.layout()
+
+
+def test_one_vocabulary_from_the_experiment_file_to_the_strategy():
+    """Every field of an experiment's strategy spec is its strategy's keyword argument of the same name, and the
+    built strategy holds the value given."""
+    import dataclasses
+    import inspect
+
+    from rlpop.experiment import FIRE as FireSpec, PBT as PBTSpec, RandomSearch as RSSpec
+    from rlpop.hparams import HParamSpace, LogUniform
+    from rlpop.strategies import FirePBT
+
+    sp = HParamSpace({"lr": LogUniform(1e-4, 1e-2)})
+    specs = [(RSSpec(population=5), RandomSearch),
+             (PBTSpec(population=6, ready_steps=300, quantile=0.5, synchronous=False), PBT),
+             (FireSpec(subpops=3, subpop_size=4, evaluators=5, ready_steps=100, max_eval_steps=900,
+                       min_steps_before_eval=(7,), p_stat=0.05, quantile=0.5), FirePBT)]
+    for spec, impl in specs:
+        params = inspect.signature(impl).parameters
+        for f in dataclasses.fields(spec):
+            assert f.name in params, (type(spec).__name__, f.name)
+        built = spec.build(sp, 0, None)
+        assert type(built) is impl
+        for f in dataclasses.fields(spec):
+            if f.name not in ("subpops", "subpop_size", "min_steps_before_eval"):
+                assert getattr(built, f.name) == getattr(spec, f.name), f.name
+    fire = specs[2][0].build(sp, 0, None)
+    assert fire.subpop_sizes == (4, 4, 4)
+    assert fire.min_steps_before_eval == {2: 7, 3: 7}  # one value: every parent sub-population

@@ -76,9 +76,9 @@ import numpy as np
 from rlpop import curves
 from rlpop.decisions import AssignEvaluator, Decision, EvaluatorSuccess, StopEvaluator
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.pbt import (ReadyClock, check_quantile, check_state_kind, due, eligible_fitness, exploit_and_explore,
-                                  rng_from_state, rng_state, truncation_pairs)
-from rlpop.strategies.random_search import check_int, check_space, initial_draws
+from rlpop.strategies.common import (ReadyClock, check_int, check_quantile, check_space, check_state_kind, due,
+                                    initial_draws, rng_from_state, rng_state)
+from rlpop.strategies.pbt import eligible_fitness, exploit_and_explore, truncation_pairs
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerSlot, WorkerView
 
 
@@ -152,15 +152,14 @@ def parent_fitness(phi: Mapping[int, int], score_diff) -> dict[int, float]:
     return {j: float(sum(score_diff(ej, ek) for k, ek in phi.items() if k != j)) for j, ej in phi.items()}
 
 
-def _sizes_from(subpop_sizes: Sequence[int] | None, n_subpops: int | None,
-                subpop_size: int | None) -> tuple[int, ...]:
-    if n_subpops is not None or subpop_size is not None:
+def _sizes_from(subpop_sizes: Sequence[int] | None, subpops: int | None, subpop_size: int | None) -> tuple[int, ...]:
+    if subpops is not None or subpop_size is not None:
         if subpop_sizes is not None:
-            raise ValueError("FirePBT: give either subpop_sizes or n_subpops + subpop_size, not both")
-        if n_subpops is None or subpop_size is None:
-            raise ValueError("FirePBT: n_subpops and subpop_size go together; give both "
-                             "(e.g. n_subpops=2, subpop_size=18) or subpop_sizes=(18, 18)")
-        n = check_int(n_subpops, "n_subpops", "FirePBT", 0)
+            raise ValueError("FirePBT: give either subpops + subpop_size or subpop_sizes, not both")
+        if subpops is None or subpop_size is None:
+            raise ValueError("FirePBT: subpops and subpop_size go together; give both "
+                             "(e.g. subpops=2, subpop_size=18) or subpop_sizes=(18, 18)")
+        n = check_int(subpops, "subpops", "FirePBT", 0)
         subpop_sizes = (subpop_size,) * n
     if subpop_sizes is None:
         subpop_sizes = (18, 18)
@@ -168,60 +167,62 @@ def _sizes_from(subpop_sizes: Sequence[int] | None, n_subpops: int | None,
         raise ValueError(f"FirePBT: subpop_sizes={subpop_sizes!r} must be a list of sizes, one per "
                          "sub-population, e.g. (18, 18)")
     if len(subpop_sizes) == 0 or sum(int(s) for s in subpop_sizes if isinstance(s, (int, np.integer))) == 0:
-        raise ValueError("FirePBT: the population is empty; give subpop_sizes such as (18, 18)")
+        raise ValueError("FirePBT: the population is empty; give subpops=2, subpop_size=18")
     if len(subpop_sizes) < 2:
-        raise ValueError(f"FirePBT: subpop_sizes={tuple(subpop_sizes)} has {len(subpop_sizes)} sub-population; "
-                         "FIRE PBT needs at least 2 (P1 greedy + one parent), e.g. (18, 18); "
-                         "use PBT for a single population")
+        raise ValueError(f"FirePBT: {len(subpop_sizes)} sub-population; FIRE PBT needs at least 2 (P1 greedy + "
+                         "one parent), e.g. subpops=2; use PBT for a single population")
     return tuple(check_int(s, f"subpop_sizes[{i}]", "FirePBT", 2) for i, s in enumerate(subpop_sizes))
 
 
 def _min_steps_from(value: Any, n: int) -> dict[int, int]:
-    """``min_steps_before_eval`` per parent sub-population 2..n."""
+    """``min_steps_before_eval`` per parent sub-population 2..n: an int, or one value (all parents), or one per
+    parent P2..Pn, or a dict ``{i: steps}``."""
+    name = "min_steps_before_eval"
     if value is None:
         return {i: 0 for i in range(2, n + 1)}
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return {i: check_int(value, "min_steps_before_eval", "FirePBT", 0) for i in range(2, n + 1)}
+        return {i: check_int(value, name, "FirePBT", 0) for i in range(2, n + 1)}
     if isinstance(value, Mapping):
         bad = [k for k in value if not isinstance(k, (int, np.integer)) or not 2 <= k <= n]
         if bad:
-            raise ValueError(f"FirePBT: min_steps_before_eval has keys {bad}; keys are parent "
-                             f"sub-population numbers 2..{n}")
+            raise ValueError(f"FirePBT: {name} has keys {bad}; keys are parent sub-population numbers 2..{n}")
         out = {i: 0 for i in range(2, n + 1)}
-        out.update({int(k): check_int(v, f"min_steps_before_eval[{k}]", "FirePBT", 0) for k, v in value.items()})
+        out.update({int(k): check_int(v, f"{name}[{k}]", "FirePBT", 0) for k, v in value.items()})
         return out
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if len(value) == 1:
+            value = list(value) * (n - 1)
         if len(value) != n - 1:
-            raise ValueError(f"FirePBT: min_steps_before_eval has {len(value)} entries; give {n - 1}, "
-                             f"one per parent sub-population P2..P{n} (or a dict {{2: steps, ...}})")
-        return {i + 2: check_int(v, f"min_steps_before_eval[{i}]", "FirePBT", 0) for i, v in enumerate(value)}
-    raise ValueError(f"FirePBT: min_steps_before_eval={value!r} must be an int, a dict {{subpop: steps}} "
-                     "or a list for P2..Pn")
+            raise ValueError(f"FirePBT: {name} has {len(value)} values; give one per parent sub-population "
+                             f"P2..P{n} ({n - 1} values), or one for all")
+        return {i + 2: check_int(v, f"{name}[{i}]", "FirePBT", 0) for i, v in enumerate(value)}
+    raise ValueError(f"FirePBT: {name}={value!r} must be an int, a list for P2..Pn or a dict {{subpop: steps}}")
 
 
 class FirePBT:
     """FIRE PBT: see the module docstring for the exact procedure and choices.
 
-    ``subpop_sizes``: members per sub-population P1..Pn (the paper uses equal
-    sizes, 18 for RL); or ``n_subpops`` + ``subpop_size``. ``n_evaluators``
-    defaults to the paper's rule, three quarters of the parent members, rounded
-    up (18+18 -> 14, 8x4 -> 18). ``min_steps_before_eval``: an int for all
-    parents, a dict ``{i: steps}`` for Pi (i >= 2), or a list for P2..Pn.
+    ``subpops`` sub-populations P1..Pn of ``subpop_size`` members each (the
+    paper's experiments: equal sizes, 18 for RL); ``subpop_sizes`` gives
+    unequal ones instead. ``evaluators`` defaults to the paper's rule, three
+    quarters of the parent members, rounded up (18+18 -> 14, 8x4 -> 18).
+    ``min_steps_before_eval``: an int or one value for all parents, a list for
+    P2..Pn, or a dict ``{i: steps}``.
     """
 
-    def __init__(self, space: HParamSpace, *, subpop_sizes: Sequence[int] | None = None,
-                 n_evaluators: int | None = None, ready_steps: int, max_eval_steps: int,
+    def __init__(self, space: HParamSpace, *, subpops: int | None = None, subpop_size: int | None = None,
+                 evaluators: int | None = None, ready_steps: int, max_eval_steps: int,
                  min_steps_before_eval: Mapping[int, int] | Sequence[int] | int | None = None,
                  p_stat: float = 0.01, quantile: float = 0.25, seed: int = 0,
-                 n_subpops: int | None = None, subpop_size: int | None = None,
+                 subpop_sizes: Sequence[int] | None = None,
                  synchronous: bool = True, min_curve_points: int = 2) -> None:
         check_space(space, "FirePBT")
         self.space = space
-        self.subpop_sizes = _sizes_from(subpop_sizes, n_subpops, subpop_size)
+        self.subpop_sizes = _sizes_from(subpop_sizes, subpops, subpop_size)
         n = len(self.subpop_sizes)
-        if n_evaluators is None:
-            n_evaluators = math.ceil(0.75 * sum(self.subpop_sizes[1:]))
-        self.n_evaluators = check_int(n_evaluators, "n_evaluators", "FirePBT", 1)
+        if evaluators is None:
+            evaluators = math.ceil(0.75 * sum(self.subpop_sizes[1:]))
+        self.evaluators = check_int(evaluators, "evaluators", "FirePBT", 1)
         self.ready_steps = check_int(ready_steps, "ready_steps", "FirePBT", 1)
         self.max_eval_steps = check_int(max_eval_steps, "max_eval_steps", "FirePBT", 1)
         self.min_steps_before_eval = _min_steps_from(min_steps_before_eval, n)
@@ -234,7 +235,7 @@ class FirePBT:
         self.min_curve_points = check_int(min_curve_points, "min_curve_points", "FirePBT", 1)
 
         roles = [(MEMBER, i) for i, size in enumerate(self.subpop_sizes, start=1) for _ in range(size)]
-        roles += [(EVALUATOR, None)] * self.n_evaluators
+        roles += [(EVALUATOR, None)] * self.evaluators
         self._slots = [WorkerSlot(wid, role, subpop) for wid, (role, subpop) in enumerate(roles)]
         self._initial = initial_draws(space, len(self._slots), self.seed)
         self._rng = np.random.default_rng([self.seed, 1])

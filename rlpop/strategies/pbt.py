@@ -14,22 +14,15 @@ throw its weights away.
 from __future__ import annotations
 
 import math
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 
 from rlpop.decisions import Decision, Exploit, Explore
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.random_search import check_int, check_space, initial_draws
+from rlpop.strategies.common import (ReadyClock, check_int, check_quantile, check_space, check_state_kind, due,
+                                    initial_draws, rng_from_state, rng_state)
 from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
-
-
-def check_quantile(quantile: Any, owner: str) -> float:
-    """``quantile`` as a float in (0, 0.5], else ``ValueError``."""
-    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 < quantile <= 0.5:
-        raise ValueError(f"{owner}: quantile={quantile!r} must be in (0, 0.5] "
-                         "(the paper's truncation selector uses 0.25)")
-    return float(quantile)
 
 
 def truncation_count(n: int, quantile: float) -> int:
@@ -92,60 +85,8 @@ def eligible_fitness(members: Iterable[WorkerView]) -> dict[int, float]:
     return out
 
 
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    """JSON-ready state of a numpy Generator."""
-    return rng.bit_generator.state
-
-
-def check_state_kind(state: Mapping[str, Any], kind: str, owner: str) -> None:
-    """Refuse a saved strategy state that belongs to another strategy (a resume with the wrong one)."""
-    if state.get("strategy") != kind:
-        raise ValueError(f"{owner}.set_state: state is for strategy {state.get('strategy')!r}, not {kind!r}; "
-                         "resume with the strategy the run was started with")
-
-
-def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
-    """A numpy Generator restored from :func:`rng_state`."""
-    rng = np.random.default_rng()
-    rng.bit_generator.state = dict(state)
-    return rng
-
-
-class ReadyClock:
-    """When each member is "ready" (paper: every ``ready_steps`` of its own
-    training): ``steps - last_ready >= ready_steps``."""
-
-    def __init__(self, ready_steps: int) -> None:
-        self.ready_steps = ready_steps
-        self.last_ready: dict[int, int] = {}
-
-    def ready(self, members: Iterable[WorkerView]) -> list[WorkerView]:
-        return [m for m in members if m.steps - self.last_ready.get(m.id, 0) >= self.ready_steps]
-
-    def mark(self, members: Iterable[WorkerView]) -> None:
-        for m in members:
-            self.last_ready[m.id] = int(m.steps)
-
-    def get_state(self) -> dict[str, int]:
-        return {str(k): v for k, v in sorted(self.last_ready.items())}
-
-    def set_state(self, state: Mapping[str, int]) -> None:
-        self.last_ready = {int(k): int(v) for k, v in state.items()}
-
-
-def due(clock: ReadyClock, members: Sequence[WorkerView], synchronous: bool) -> list[WorkerView]:
-    """Members that take part in an evolution event now, and mark them.
-    Synchronous (the paper's setting): all live members once every one is ready,
-    else none. Asynchronous: whichever are ready."""
-    ready = clock.ready(members)
-    if not ready or (synchronous and len(ready) < len(members)):
-        return []
-    clock.mark(ready)
-    return ready
-
-
 class PBT:
-    """PBT over ``population_size`` members with a greedy fitness (latest Q).
+    """PBT over ``population`` members with a greedy fitness (latest Q).
 
     Synchronous (default, the paper's setting): decide only once *every* live
     member is ready, then truncation over all. Asynchronous: the members that
@@ -153,24 +94,24 @@ class PBT:
     be exploited.
     """
 
-    def __init__(self, space: HParamSpace, population_size: int, ready_steps: int, seed: int = 0,
+    def __init__(self, space: HParamSpace, population: int, ready_steps: int, seed: int = 0,
                  quantile: float = 0.25, synchronous: bool = True) -> None:
         check_space(space, "PBT")
         self.space = space
-        if isinstance(population_size, int) and not isinstance(population_size, bool) and population_size < 2:
-            raise ValueError(f"PBT: population_size={population_size} must be >= 2 (PBT copies between "
+        if isinstance(population, int) and not isinstance(population, bool) and population < 2:
+            raise ValueError(f"PBT: population={population} must be >= 2 (PBT copies between "
                              "members); use RandomSearch for a single run")
-        self.population_size = check_int(population_size, "population_size", "PBT", 2)
+        self.population = check_int(population, "population", "PBT", 2)
         self.ready_steps = check_int(ready_steps, "ready_steps", "PBT", 1)
         self.seed = check_int(seed, "seed", "PBT", 0)
         self.quantile = check_quantile(quantile, "PBT")
         self.synchronous = bool(synchronous)
-        self._initial = initial_draws(space, self.population_size, self.seed)
+        self._initial = initial_draws(space, self.population, self.seed)
         self._rng = np.random.default_rng([self.seed, 1])
         self._clock = ReadyClock(self.ready_steps)
 
     def layout(self) -> Sequence[WorkerSlot]:
-        return [WorkerSlot(i, MEMBER, 1) for i in range(self.population_size)]
+        return [WorkerSlot(i, MEMBER, 1) for i in range(self.population)]
 
     def initial_hparams(self, worker: WorkerSlot) -> dict[str, Any]:
         return dict(self._initial[worker.id])
