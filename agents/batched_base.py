@@ -102,7 +102,7 @@ class BatchedLearner:
                                                self.action_space.high.astype(np.float32), dtype=np.float32)
         self.box = isinstance(self.action_space, gym.spaces.Box)
         self.net = StackedActorCritic(self.observation_space, self.action_space, hp0["hidden"], hp0["init_log_std"],
-                                      self.seeds, self.device)
+                                      self.seeds, self.device, std=hp0.get("std", "param"))
         self.obs_rms = [RunningMeanStd(self.observation_space.shape) for _ in range(self.k)]
         self.reward_scalers = [RewardScaler(self.num_envs, hp["gamma"]) for hp in self.hps]
         self.rngs = [np.random.default_rng(s) for s in self.seeds]

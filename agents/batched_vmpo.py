@@ -12,7 +12,11 @@ has the format of ``VMPO.get_state()``.
 Per member (``[K]`` tensors): ``lr``, ``eps_eta``, ``gamma``,
 ``max_grad_norm`` -- every hyperparameter V-MPO lets a population change.
 Everything else (``epochs``, ``minibatch_size``, ``n_step``, ``target_period``,
-the KL bounds, ...) is fixed for a learner's lifetime and shared by a batch.
+the KL bounds, ``duals``, ``std``, ...) is fixed for a learner's lifetime and
+shared by a batch. ``duals="paper"``: each member's multipliers step with its
+network's Adam arithmetic at its own ``lr`` and are projected to >= 1e-8, as
+``VMPO`` does; ``std="state"``: the stacked policy nets output the std too
+(:class:`rlpop.agents.stacked.StackedActorCritic`).
 """
 from __future__ import annotations
 
@@ -27,9 +31,10 @@ from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
                                   to_module_layout, from_module_layout)
-from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO
+from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO, PopArt, check_dual_scheme
 from rlpop.agents.vmpo_loss import (KLConstraint, categorical_kl, gaussian_cov_kl, gaussian_mean_kl,
-                                    inverse_positive, nstep_targets, positive, vmpo_loss_members)
+                                    multiplier_raw, multiplier_value, nstep_targets, project_multipliers_,
+                                    vmpo_loss_members)
 
 DUAL_EPS = 1e-8   # torch.optim.Adam's default, as VMPO's optimisers use it
 
@@ -61,7 +66,9 @@ class BatchedVMPO(BatchedLearner):
             init["alpha_sigma"] = hp["init_alpha_sigma"]
         self.dual_names = list(init)
         self._dual_order = sorted(self.dual_names)  # the order of VMPO's dual optimiser state
-        self.duals = torch.tensor([[inverse_positive(float(v)) for v in init.values()]] * self.k, device=dev)
+        self.dual_scheme = hp["duals"]
+        self.duals = torch.tensor([[multiplier_raw(float(v), self.dual_scheme) for v in init.values()]] * self.k,
+                                  device=dev)
         self.dual_m = torch.zeros_like(self.duals)
         self.dual_v = torch.zeros_like(self.duals)
         self.dual_steps = torch.zeros(self.k, dtype=torch.float64, device=dev)
@@ -79,14 +86,18 @@ class BatchedVMPO(BatchedLearner):
         return self.target_flat  # the actors act with the target network (pi_old of the KL terms)
 
     def multipliers(self, k: int) -> dict[str, float]:
-        return {n: float(positive(self.duals[k, i])) for i, n in enumerate(self.dual_names)}
+        return {n: float(multiplier_value(self.duals[k, i], self.dual_scheme)) for i, n in enumerate(self.dual_names)}
+
+    def _dual_lr(self, k: int) -> float:
+        """The multipliers' Adam step size: the member's lr ("paper") or dual_lr ("softplus_adam"), as VMPO."""
+        return float(self.hps[k]["lr" if self.dual_scheme == "paper" else "dual_lr"])
 
     def _popart_std(self, k: int | slice | np.ndarray) -> np.ndarray:
         var = np.maximum(self.popart_sq[k] - self.popart_mean[k] ** 2, 0.0)
-        return np.clip(np.sqrt(var), 1e-4, 1e6)
+        return PopArt.clip_std(np.sqrt(var))
 
     def get_state(self, k: int) -> dict[str, Any]:
-        d = {"state": {}, "param_groups": [{"lr": float(self.hps[k]["dual_lr"]), "betas": (0.9, 0.999),
+        d = {"state": {}, "param_groups": [{"lr": self._dual_lr(k), "betas": (0.9, 0.999),
                                              "eps": DUAL_EPS, "weight_decay": 0, "amsgrad": False,
                                              "maximize": False, "foreach": None, "capturable": False,
                                              "differentiable": False, "fused": None,
@@ -118,6 +129,7 @@ class BatchedVMPO(BatchedLearner):
 
     @torch.no_grad()
     def set_state(self, k: int, state: dict[str, Any]) -> None:
+        check_dual_scheme(self.hps[k], state)
         self.net.load_member(k, state["net"])
         self.target_flat[k] = from_module_layout(self.net, state["target"]).to(self.device)
         load_adam_member(self.net, self.exp_avg, self.exp_avg_sq, self.adam_steps, k, state["opt"])
@@ -167,7 +179,7 @@ class BatchedVMPO(BatchedLearner):
         dm, dv, dst = self.dual_m[idx].clone(), self.dual_v[idx].clone(), self.dual_steps[idx].clone()
         gamma = torch.as_tensor([float(h["gamma"]) for h in hps], device=dev).reshape(kk, 1)
         lr = torch.as_tensor([float(h["lr"]) for h in hps], dtype=torch.float64, device=dev)
-        dual_lr = torch.full((kk,), float(hp0["dual_lr"]), dtype=torch.float64, device=dev)
+        dual_lr = torch.as_tensor([self._dual_lr(m) for m in members], dtype=torch.float64, device=dev)
         eps_eta = torch.as_tensor([float(h["eps_eta"]) for h in hps], device=dev)
         max_norm = torch.as_tensor([float(h["max_grad_norm"]) if h["max_grad_norm"] else math.inf for h in hps],
                                    device=dev)
@@ -198,14 +210,14 @@ class BatchedVMPO(BatchedLearner):
                 o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
                 w = None if sh_val is None else sh_val[:, start:start + mb]
                 params = flat.detach().requires_grad_(True)
-                raw = duals.detach().requires_grad_(True)
+                raw = duals.detach().clone().requires_grad_(True)  # the metrics keep the pre-step values
                 p = self.net.views(params)
                 values = self.net.value(o, p)
                 if self.popart:
                     g = (g - pop_mean) / pop_std
                 mu, log_std = self.net.policy_params(o, p)
                 logprob, entropy = log_prob_entropy(mu, log_std, a, self.net.discrete)
-                mult = positive(raw)
+                mult = multiplier_value(raw, self.dual_scheme)
                 loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
                                                   self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
                 grad_p, grad_d = torch.autograd.grad(loss.sum(), [params, raw])
@@ -213,6 +225,8 @@ class BatchedVMPO(BatchedLearner):
                 clip_grad_norm_per_member(grad_p, max_norm, self.policy_cols)
                 adam_step(flat, grad_p, m_sub, v_sub, st_sub, lr, eps=DUAL_EPS)
                 adam_step(duals, grad_d, dm, dv, dst, dual_lr, eps=DUAL_EPS)
+                if self.dual_scheme == "paper":
+                    project_multipliers_(duals)
                 updates += 1
                 refresh = updates % period == 0
                 if refresh.any():

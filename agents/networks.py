@@ -2,9 +2,12 @@
 
 ``ActorCritic`` is a pair of MLPs (tanh, orthogonal init as in CleanRL's PPO):
 a policy head giving a Categorical (Discrete actions) or a diagonal Gaussian
-with a state-independent log-std (Box actions), and a value head. Actor
-processes build the same module from a picklable :class:`PolicySpec` and load
-the learner's weights into it.
+(Box actions), and a value head. The Gaussian's std is either a free
+state-independent log-std parameter (``std="param"``, CleanRL's PPO; PPO's
+choice) or state-dependent (``std="state"``, V-MPO as the rlpyt port builds it):
+the policy MLP outputs ``2 * act_dim`` values, the mean and a pre-softplus std,
+``std = softplus(x) + STD_MIN``. Actor processes build the same module from a
+picklable :class:`PolicySpec` and load the learner's weights into it.
 """
 from __future__ import annotations
 
@@ -17,6 +20,26 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
+from torch.nn import functional as F
+
+#: ``std="state"``: floor added to ``softplus(x)`` so the Gaussian's std never reaches 0 (rlpop's choice;
+#: keeps ``log std`` finite where the softplus underflows)
+STD_MIN = 1e-6
+#: the Gaussian's std parametrisations (see the module docstring)
+STD_KINDS = ("param", "state")
+
+
+def state_log_std(raw: torch.Tensor) -> torch.Tensor:
+    """``std="state"``: the policy net's pre-softplus outputs -> ``log(softplus(raw) + STD_MIN)``."""
+    return torch.log(F.softplus(raw) + STD_MIN)
+
+
+def inverse_state_std(std: float) -> float:
+    """The pre-softplus output giving ``std`` (initialises the std head's bias to ``exp(init_log_std)``)."""
+    v = std - STD_MIN
+    if not v > 0:
+        raise ValueError(f"the initial std must exceed STD_MIN={STD_MIN}, got {std}")
+    return float(v + math.log(-math.expm1(-v)))  # softplus^-1, stable for large v
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -39,8 +62,10 @@ class ActorCritic(nn.Module):
     """MLP policy + value function for a flat Box observation space."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
-                 hidden: Sequence[int] = (64, 64), init_log_std: float = 0.0):
+                 hidden: Sequence[int] = (64, 64), init_log_std: float = 0.0, std: str = "param"):
         super().__init__()
+        if std not in STD_KINDS:
+            raise ValueError(f"ActorCritic: std must be one of {STD_KINDS}, got {std!r}")
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(f"ActorCritic needs a Box observation space, got {observation_space}")
         obs_dim = int(np.prod(observation_space.shape))
@@ -52,9 +77,15 @@ class ActorCritic(nn.Module):
         else:
             raise ValueError(f"ActorCritic supports Discrete and Box actions, got {action_space}")
         self.action_shape = () if self.discrete else tuple(action_space.shape)
+        #: True: the std is an output of the policy net (``std="state"``, Box actions only)
+        self.state_std = std == "state" and not self.discrete
         self.critic = mlp(obs_dim, hidden, 1, out_std=1.0)
-        self.actor = mlp(obs_dim, hidden, act_out, out_std=0.01)
-        if not self.discrete:
+        self.actor = mlp(obs_dim, hidden, 2 * act_out if self.state_std else act_out, out_std=0.01)
+        if self.state_std:
+            # small output weights (0.01) and this bias: every state starts at std ~ exp(init_log_std)
+            with torch.no_grad():
+                self.actor[-1].bias[act_out:] = inverse_state_std(math.exp(float(init_log_std)))
+        elif not self.discrete:
             self.log_std = nn.Parameter(torch.full((act_out,), float(init_log_std)))
 
     # -- distribution helpers (no torch.distributions: cheaper per minibatch) --
@@ -63,6 +94,9 @@ class ActorCritic(nn.Module):
         out = self.actor(obs)
         if self.discrete:
             return out, None
+        if self.state_std:
+            mean, raw = out.chunk(2, dim=-1)
+            return mean, state_log_std(raw)
         return out, self.log_std.expand_as(out)
 
     def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 from gymnasium import spaces
 
-from rlpop.agents.networks import ActorCritic, log_prob_entropy
+from rlpop.agents.networks import ActorCritic, log_prob_entropy, state_log_std
 
 
 def _linear_names(prefix: str, n_layers: int) -> list[str]:
@@ -34,9 +34,10 @@ class StackedActorCritic:
     """``K`` ActorCritic networks as one ``[K, P]`` parameter tensor (a plain container, not an nn.Module)."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space, hidden: Sequence[int],
-                 init_log_std: float, seeds: Sequence[int], device: torch.device | str = "cpu"):
+                 init_log_std: float, seeds: Sequence[int], device: torch.device | str = "cpu",
+                 std: str = "param"):
         self.kwargs = dict(observation_space=observation_space, action_space=action_space, hidden=tuple(hidden),
-                           init_log_std=init_log_std)
+                           init_log_std=init_log_std, std=std)
         self.device = torch.device(device)
         nets = []
         for s in seeds:  # member k starts exactly as a single learner seeded s (same init draws)
@@ -44,6 +45,7 @@ class StackedActorCritic:
             nets.append(ActorCritic(**self.kwargs))
         ref = nets[0]
         self.discrete = ref.discrete
+        self.state_std = ref.state_std  # std="state": the actor's last layer outputs [mean, pre-softplus std]
         self.n_layers = len(tuple(hidden)) + 1
         #: parameter names in ActorCritic.parameters() order (the optimiser state's order too)
         self.names = [n for n, _ in ref.named_parameters()]
@@ -91,6 +93,9 @@ class StackedActorCritic:
         out = self._mlp("actor", obs, p)
         if self.discrete:
             return out, None
+        if self.state_std:
+            mean, raw = out.chunk(2, dim=-1)
+            return mean, state_log_std(raw)
         return out, p["log_std"].unsqueeze(1).expand_as(out)
 
     def value(self, obs: torch.Tensor, p: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

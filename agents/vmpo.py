@@ -20,7 +20,18 @@ region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
   (``norm_reward=False``), as in V-MPO.
 * Defaults are V-MPO's Gym settings where the paper states them: one
   gradient step per batch (``epochs=1``), target period 100, lr 1e-4,
-  eps_eta 0.01, 40-step unrolls bootstrapped from their end.
+  eps_eta 0.01, 40-step unrolls bootstrapped from their end; PopArt with
+  statistics rate 1e-4 and scale bounds [1e-2, 1e6] (Sec. 4.2.2); the
+  multipliers learnt with the network's Adam at its lr and projected to
+  >= 1e-8 after each step (``duals="paper"``, Sec. 4.1). A state-dependent
+  Gaussian std output by the policy net (``std="state"``, as the rlpyt port)
+  is an option; the default keeps the state-independent one (see DEFAULTS).
+* ``duals="paper"``: the multipliers are raw tensors stepped by an Adam with
+  the network optimiser's lr, betas and eps, stepped together with it. Adam
+  is per parameter, so this is exactly one Adam over the network and the
+  multipliers; they are kept as two ``torch.optim.Adam`` objects so a state
+  keeps its ``opt`` (network) / ``dual_opt`` (multipliers) format, shared
+  with the batched engine.
 """
 from __future__ import annotations
 
@@ -33,23 +44,30 @@ import torch
 
 from rlpop.agents.actors import Rollout
 from rlpop.agents.base import check_mutable, resolve_hparams
-from rlpop.agents.networks import ActorCritic
+from rlpop.agents.networks import STD_KINDS, ActorCritic, PolicySpec
 from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.pool_learner import PoolLearner, check_layout, to_cpu  # noqa: F401 (check_layout: spec-time checks)
 from rlpop.agents.vmpo_loss import (
+    DUAL_SCHEMES,
     KLConstraint,
     categorical_kl,
     gaussian_cov_kl,
     gaussian_mean_kl,
-    inverse_positive,
+    multiplier_raw,
+    multiplier_value,
     nstep_targets,
-    positive,
+    project_multipliers_,
     vmpo_loss,
 )
 
+#: PopArt's statistics rate and its scale's bounds: V-MPO Sec. 4.2.2 ("scale lower bound of 1e-2, scale upper
+#: bound of 1e6, and learning rate of 1e-4 for the statistics"); both engines use these
+POPART_BETA = 1e-4
+POPART_STD_BOUNDS = (1e-2, 1e6)
+
 # Defaults follow V-MPO's Gym settings (Song et al. 2020, appendix; as the FIRE PBT paper replicates them,
 # section 4.2) where they are stated; the README's "V-MPO settings" table gives each one's source and the
-# settings that are rlpop's own (network size, batch size, obs normalisation, gradient clipping, dual_lr).
+# settings that are rlpop's own (network size, batch size, obs normalisation, gradient clipping).
 DEFAULTS: dict[str, Any] = {
     # mutable: read at every update
     "lr": 1e-4,               # V-MPO Gym: Adam 1e-4 (FIRE PBT searches 1e-5..1e-3 around it)
@@ -72,11 +90,19 @@ DEFAULTS: dict[str, Any] = {
     "init_eta": 1.0,          # V-MPO: initial eta 1
     "init_alpha": 1.0,        # V-MPO: initial alpha_mu 1 (also the categorical alpha)
     "init_alpha_sigma": 1.0,  # V-MPO: initial alpha_Sigma 1
-    "dual_lr": 1e-2,          # rlpop's: Adam step size of the multipliers' raw (softplus) parameters
+    # V-MPO Sec. 4.1: multipliers in the network's Adam (lr above), projected to >= 1e-8 after each step;
+    # "softplus_adam": softplus(raw) + 1e-8, raw in a separate Adam at dual_lr (rlpop's earlier scheme)
+    "duals": "paper",
+    "dual_lr": 1e-2,          # duals="softplus_adam" only: Adam step size of the raw (softplus) parameters
+    # the Gaussian's std: "state" -- output by the policy net, softplus(x) + 1e-6 (rlpyt's V-MPO port);
+    # "param" -- a free state-independent log-std (PPO's); not used by Discrete actions. "param" stays the
+    # default: with the paper's multipliers, "state" reached InvertedPendulum's 800 in 1 of 3 seeds at the
+    # learning test's budget, "param" in 3 of 3 (benchmarks/results/vmpo_duals.json)
+    "std": "param",
     "norm_obs": True,         # rlpop's running mean/std (not stated in V-MPO)
     "norm_reward": False,     # V-MPO: raw rewards; PopArt normalises the value targets
     "popart": True,           # V-MPO: PopArt value normalisation
-    "popart_beta": 1e-3,
+    "popart_beta": POPART_BETA,  # V-MPO Sec. 4.2.2: statistics rate 1e-4
     "device": "auto",
     "torch_threads": 1,
     # the batched engine (rlpop.agents.batched_vmpo): how a shard steps its members' envs --
@@ -94,7 +120,8 @@ def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:
     return {**pool_rules(hp), **{k: R.positive(DEFAULTS[k]) for k in (
         "eps_eta", "eps_alpha_mu", "eps_alpha_sigma", "eps_alpha", "dual_lr", "init_eta", "init_alpha",
         "init_alpha_sigma", "popart_beta")},
-        "target_period": R.integer(1, example=100), "n_step": R.integer(1, none_ok=True), "popart": R.flag()}
+        "target_period": R.integer(1, example=100), "n_step": R.integer(1, none_ok=True), "popart": R.flag(),
+        "duals": R.one_of(*DUAL_SCHEMES), "std": R.one_of(*STD_KINDS)}
 
 
 class PopArt:
@@ -102,15 +129,20 @@ class PopArt:
     (van Hasselt et al. 2016): running first/second moments of the targets,
     and a rescaling of the value head's last linear layer when they move."""
 
-    def __init__(self, beta: float):
+    def __init__(self, beta: float = POPART_BETA):
         if not 0 < beta <= 1:
             raise ValueError(f"popart_beta must be in (0, 1], got {beta}")
         self.beta = beta
         self.mean, self.sq_mean = 0.0, 1.0
 
+    @staticmethod
+    def clip_std(std):
+        """The scale kept within V-MPO's bounds [1e-2, 1e6] (floats or numpy arrays: the batched engine's)."""
+        return np.clip(std, *POPART_STD_BOUNDS)
+
     @property
     def std(self) -> float:
-        return float(min(max(math.sqrt(max(self.sq_mean - self.mean**2, 0.0)), 1e-4), 1e6))
+        return float(self.clip_std(math.sqrt(max(self.sq_mean - self.mean**2, 0.0))))
 
     def update(self, targets: torch.Tensor, head: torch.nn.Linear) -> None:
         """Move the statistics toward ``targets`` and rescale ``head`` so its
@@ -139,7 +171,8 @@ class VMPO(PoolLearner):
     def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):
         self._validate(resolve_hparams("VMPO", DEFAULTS, hparams))
-        net_kwargs = self._setup("VMPO", DEFAULTS, hparams, env_id, seed, env_kwargs)
+        net_kwargs = {**self._setup("VMPO", DEFAULTS, hparams, env_id, seed, env_kwargs), "std": self.hp["std"]}
+        self.policy_spec = PolicySpec(self.policy_spec.factory, net_kwargs)  # the actors build the same head
         self.net = ActorCritic(**net_kwargs).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False).eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"])
@@ -150,10 +183,12 @@ class VMPO(PoolLearner):
         else:
             init["alpha_mu"] = self.hp["init_alpha"]
             init["alpha_sigma"] = self.hp["init_alpha_sigma"]
+        self.dual_scheme = self.hp["duals"]
         self.duals = torch.nn.ParameterDict({
-            k: torch.nn.Parameter(torch.tensor(inverse_positive(float(v)), device=self.device))
+            k: torch.nn.Parameter(torch.tensor(multiplier_raw(float(v), self.dual_scheme), device=self.device))
             for k, v in init.items()})
-        self.dual_opt = torch.optim.Adam(self.duals.parameters(), lr=self.hp["dual_lr"])
+        # "paper": the network optimiser's lr (kept in step by _apply_lr), betas and eps -- see the module docstring
+        self.dual_opt = torch.optim.Adam(self.duals.parameters(), lr=self._dual_lr())
         self.popart = PopArt(self.hp["popart_beta"]) if self.hp["popart"] else None
         self.updates = 0          # learner updates (gradient steps)
         self.target_updates = 0   # target-network refreshes
@@ -168,6 +203,10 @@ class VMPO(PoolLearner):
         for name in ("target_period", "epochs", "minibatch_size", "rollout_steps", "envs_per_actor"):
             if int(hp[name]) < 1:
                 raise ValueError(f"VMPO: {name} must be an integer >= 1, got {hp[name]!r}")
+        if hp["duals"] not in DUAL_SCHEMES:
+            raise ValueError(f"VMPO: duals must be one of {DUAL_SCHEMES}, got {hp['duals']!r}")
+        if hp["std"] not in STD_KINDS:
+            raise ValueError(f"VMPO: std must be one of {STD_KINDS}, got {hp['std']!r}")
         if hp["n_step"] is not None and int(hp["n_step"]) < 1:
             raise ValueError(f"VMPO: n_step must be None (whole rollout) or >= 1, got {hp['n_step']!r}")
         if not 0 <= float(hp["gamma"]) <= 1:
@@ -215,6 +254,7 @@ class VMPO(PoolLearner):
     def set_state(self, state: dict[str, Any]) -> None:
         """Replace weights, target, optimisers, multipliers, normalisers and
         hparams; the actors start fresh episodes."""
+        check_dual_scheme(self.hp, state)
         self.net.load_state_dict(state["net"])
         self.target.load_state_dict(state["target"])
         self.opt.load_state_dict(state["opt"])
@@ -235,7 +275,18 @@ class VMPO(PoolLearner):
     # ---------------------------------------------------------------- helpers
     def multipliers(self) -> dict[str, float]:
         """Current values of eta and the alphas."""
-        return {k: float(positive(p.detach())) for k, p in self.duals.items()}
+        return {k: float(multiplier_value(p.detach(), self.dual_scheme)) for k, p in self.duals.items()}
+
+    def _multiplier_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: multiplier_value(p, self.dual_scheme) for k, p in self.duals.items()}
+
+    def _dual_lr(self) -> float:
+        return float(self.hp["lr"] if self.dual_scheme == "paper" else self.hp["dual_lr"])
+
+    def _apply_lr(self) -> None:
+        super()._apply_lr()
+        for g in self.dual_opt.param_groups:
+            g["lr"] = self._dual_lr()
 
     def actor_weights(self) -> dict[str, torch.Tensor]:
         """CPU copy of the TARGET network: what the actors act with."""
@@ -296,7 +347,7 @@ class VMPO(PoolLearner):
         a, b = self.net.policy_params(obs)
         with torch.no_grad():
             a_old, b_old = self.target.policy_params(obs)
-        m = {k: positive(p) for k, p in self.duals.items()}
+        m = self._multiplier_tensors()
         hp = self.hp
         if self.discrete:
             return [KLConstraint("pi", categorical_kl(a, a_old), m["alpha"], float(hp["eps_alpha"]))]
@@ -315,7 +366,7 @@ class VMPO(PoolLearner):
         if self.popart is not None:  # loss and advantages in normalised units
             targets = (targets - self.popart.mean) / self.popart.std
         logprob, entropy = self.net.log_prob_entropy(obs, actions)
-        eta = positive(self.duals["eta"])
+        eta = multiplier_value(self.duals["eta"], self.dual_scheme)
         loss, metrics = vmpo_loss(logprob, values, targets, eta, float(hp["eps_eta"]),
                                   self._kl_constraints(obs))
         self.opt.zero_grad(set_to_none=True)
@@ -329,6 +380,9 @@ class VMPO(PoolLearner):
                 torch.nn.utils.clip_grad_norm_(part, float(hp["max_grad_norm"]))
         self.opt.step()
         self.dual_opt.step()
+        if self.dual_scheme == "paper":
+            for p in self.duals.values():
+                project_multipliers_(p.data)
         self.updates += 1
         if self.updates % int(hp["target_period"]) == 0:
             self._refresh_target()
@@ -336,3 +390,12 @@ class VMPO(PoolLearner):
         metrics["lr"] = float(self.opt.param_groups[0]["lr"])
         return metrics
 
+
+
+def check_dual_scheme(hp: dict[str, Any], state: dict[str, Any]) -> None:
+    """A state's multipliers are read under the scheme that learnt them (states from before ``duals`` existed
+    were learnt as "softplus_adam")."""
+    theirs = state["hparams"].get("duals", "softplus_adam")
+    if theirs != hp["duals"]:
+        raise ValueError(f"VMPO: this state's multipliers were learnt with duals={theirs!r}, this learner uses "
+                         f"duals={hp['duals']!r}; set agent.hparams.duals={theirs!r} to load it")

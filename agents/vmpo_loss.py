@@ -212,8 +212,10 @@ def categorical_kl(logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tens
 def positive(raw: torch.Tensor) -> torch.Tensor:
     """Map an unconstrained parameter to a Lagrange multiplier: ``softplus(raw) + 1e-8``.
 
-    Keeps eta and the alphas strictly positive (paper Sec. 4: the
-    multipliers must stay > 0; we use a softplus rather than a projection).
+    The ``duals="softplus_adam"`` scheme (rlpop's earlier one): keeps eta and
+    the alphas strictly positive through a softplus. The paper's scheme
+    (``duals="paper"``) learns the multipliers themselves and projects them
+    with :func:`project_multipliers_` instead.
     """
     return F.softplus(raw) + MULTIPLIER_FLOOR
 
@@ -225,6 +227,33 @@ def inverse_positive(value: float) -> float:
     v = value - MULTIPLIER_FLOOR
     # softplus^-1(v) = log(expm1(v)) = v + log(1 - exp(-v)), the latter stable for large v
     return float(v + math.log(-math.expm1(-v)))
+
+
+#: how the multipliers are learnt: "paper" -- the multipliers themselves, in the network's Adam at its lr,
+#: projected to >= MULTIPLIER_FLOOR after each step (V-MPO Sec. 4.1); "softplus_adam" -- softplus(raw) + 1e-8,
+#: the raw parameters in a separate Adam at ``dual_lr`` (rlpop's earlier scheme)
+DUAL_SCHEMES = ("paper", "softplus_adam")
+
+
+def multiplier_value(raw: torch.Tensor, scheme: str) -> torch.Tensor:
+    """The multiplier a learnt parameter stands for under ``scheme`` (differentiable)."""
+    return raw if scheme == "paper" else positive(raw)
+
+
+def multiplier_raw(value: float, scheme: str) -> float:
+    """The learnt parameter that starts the multiplier at ``value`` under ``scheme``."""
+    if scheme == "paper":
+        if not value >= MULTIPLIER_FLOOR:
+            raise ValueError(f"a multiplier must start at >= {MULTIPLIER_FLOOR}, got {value}")
+        return float(value)
+    return inverse_positive(value)
+
+
+@torch.no_grad()
+def project_multipliers_(raw: torch.Tensor) -> torch.Tensor:
+    """V-MPO's projection after each optimiser step, in place: ``eta, alpha >= 1e-8``
+    (paper Sec. 4.1, "eta_min = alpha_min = 1e-8"). Returns ``raw``."""
+    return raw.clamp_(min=MULTIPLIER_FLOOR)
 
 
 def kl_penalty_losses(

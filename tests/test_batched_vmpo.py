@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rlpop.agents.batched_vmpo import BatchedVMPO
+from rlpop.agents.networks import ActorCritic
 from rlpop.agents.vmpo import VMPO
 from rlpop.agents.vmpo_loss import KLConstraint, top_half_mask, top_half_mask_members, vmpo_loss, vmpo_loss_members
 
@@ -16,7 +17,10 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((torch.as_tensor(a[k]) - torch.as_tensor(b[k])).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("env_id,extra", [("InvertedPendulum-v5", {"popart": True}), ("CartPole-v1", {})])
+@pytest.mark.parametrize("env_id,extra", [("InvertedPendulum-v5", {"popart": True}), ("CartPole-v1", {}),
+                                          # the earlier scheme: softplus multipliers in their own Adam, a free log-std
+                                          ("InvertedPendulum-v5", {"duals": "softplus_adam", "std": "param"}),
+                                          ("InvertedPendulum-v5", {"popart": True, "std": "state"})])
 def test_a_member_in_a_batch_updates_exactly_as_alone(env_id, extra):
     # every hyperparameter V-MPO lets a population change differs per member
     hps = [{**SMALL, **extra, "lr": 1e-3, "eps_eta": 0.02},
@@ -91,5 +95,44 @@ def test_batched_vmpo_members_learn_cartpole():
                 break
         for m, v in returns.items():
             assert np.mean(v[-20:]) >= 195 and np.mean(v[-20:]) > np.mean(v[:20]), f"member {m}"
+    finally:
+        b.close()
+
+
+def test_batched_paper_duals_use_each_members_lr_and_are_projected():
+    hps = [{**SMALL, "minibatch_size": 64, "epochs": 1, "lr": 1e-5},
+           {**SMALL, "minibatch_size": 64, "epochs": 1, "lr": 1e-2, "eps_eta": 10.0}]
+    b = BatchedVMPO("InvertedPendulum-v5", hps, [3, 4])
+    try:
+        b.duals[1, b.dual_names.index("eta")] = 1e-3  # eps_eta 10 > KL: Adam's first step (~1e-2) overshoots
+        b.train([0, 1], 64)  # one update each
+        for name, v in b.multipliers(0).items():  # member 0: a step of its own lr, not dual_lr's 1e-2
+            assert abs(v - 1.0) == pytest.approx(1e-5, rel=1e-2), name
+        assert b.multipliers(1)["eta"] == pytest.approx(1e-8, rel=1e-6)  # projected, never below 1e-8
+        assert float(b.duals.min()) >= np.float32(1e-8)
+        assert b.get_state(0)["dual_opt"]["param_groups"][0]["lr"] == 1e-5
+        # PopArt's scale bounds [1e-2, 1e6] (V-MPO Sec. 4.2.2), as VMPO's PopArt
+        b.popart_mean[:], b.popart_sq[:] = [3.0, 0.0], [9.0, 1e14]
+        assert b._popart_std(np.arange(2)).tolist() == [1e-2, 1e6]
+        other = VMPO("InvertedPendulum-v5", {**SMALL, "duals": "softplus_adam"}, seed=0)
+        with pytest.raises(ValueError, match="duals='softplus_adam'"):
+            b.set_state(0, other.get_state())  # raw softplus parameters are not multipliers
+        other.close()
+    finally:
+        b.close()
+
+
+def test_stacked_state_dependent_std_is_the_single_networks():
+    b = BatchedVMPO("InvertedPendulum-v5", [{**SMALL, "std": "state"}] * 2, [0, 1])
+    try:
+        assert b.net.state_std and "log_std" not in b.net.names
+        obs = torch.as_tensor(np.stack([b.observation_space.sample() for _ in range(2)]), dtype=torch.float32)
+        mean, log_std = b.net.policy_params(obs.expand(2, 2, -1))
+        assert float((log_std[:, 0] - log_std[:, 1]).abs().min()) > 1e-5  # two observations, two stds
+        for k in range(2):
+            single = ActorCritic(b.observation_space, b.action_space, std="state")
+            single.load_state_dict(b.net.member_state_dict(k))
+            m1, s1 = single.policy_params(obs)
+            assert torch.allclose(m1, mean[k], atol=1e-6) and torch.allclose(s1, log_std[k], atol=1e-6)
     finally:
         b.close()

@@ -13,9 +13,12 @@ from rlpop.agents.vmpo_loss import (
     gaussian_mean_kl,
     inverse_positive,
     kl_penalty_losses,
+    multiplier_raw,
+    multiplier_value,
     nstep_targets,
     policy_e_step_weights,
     positive,
+    project_multipliers_,
     temperature_loss,
     top_half_mask,
     value_loss,
@@ -270,6 +273,25 @@ def test_positive_floor_and_inverse():
         assert float(positive(t(inverse_positive(v)))) == pytest.approx(v, rel=1e-9)
     with pytest.raises(ValueError, match="multiplier"):
         inverse_positive(0.0)
+
+
+def test_paper_multipliers_are_raw_and_projected_to_the_floor():
+    # V-MPO Sec. 4.1: the multipliers are learnt directly and projected to >= 1e-8 after each step
+    raw = t([-3.0, 0.0, 5e-9, 1e-8, 0.25])
+    assert project_multipliers_(raw) is raw  # in place
+    assert raw.tolist() == [1e-8, 1e-8, 1e-8, 1e-8, 0.25]
+    assert multiplier_value(raw, "paper") is raw and multiplier_raw(2.5, "paper") == 2.5
+    assert float(multiplier_value(t(multiplier_raw(2.5, "softplus_adam")), "softplus_adam")) == pytest.approx(2.5)
+    # a descent step that would take eta below the floor ends at the floor
+    eta = t(1e-6).requires_grad_()
+    adv, mask = t([3.0, 1.0, 0.0, -1.0]), torch.tensor([True, True, False, False])
+    temperature_loss(adv, eta, 10.0, mask).backward()  # eps_eta 10 > KL: dL/deta > 0, descent lowers eta
+    assert float(eta.grad) > 0
+    with torch.no_grad():
+        eta -= 1.0 * eta.grad
+    assert float(project_multipliers_(eta.data)) == 1e-8
+    with pytest.raises(ValueError, match="multiplier"):
+        multiplier_raw(0.0, "paper")
 
 
 # ---------------------------------------------------------------- combined
