@@ -60,7 +60,6 @@ class BatchedPPO(BatchedLearner):
             "reward_scaler": self.reward_scalers[k].state(),
             "hparams": dict(self.hps[k]),
             "rng": copy.deepcopy(self.rngs[k].bit_generator.state),
-            "torch_rng": self.generator.get_state(),
             "updates": self.updates[k],
             "env_steps": self.env_steps[k],
         }

@@ -164,5 +164,8 @@ class PolicySpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
+        """The module, its initial weights drawn under a forked torch RNG (they are replaced by the learner's
+        anyway): building an actor's copy never moves the process-wide RNG other members share."""
         module, _, attr = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attr)(**self.kwargs)
+        with torch.random.fork_rng(devices=[]):
+            return getattr(importlib.import_module(module), attr)(**self.kwargs)

@@ -7,6 +7,7 @@ once; each learner keeps its own loss and update.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from rlpop.agents.actors import ActorPool, Rollout
 from rlpop.agents.base import NonFiniteError, TrainResult, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.networks import PolicySpec
-from rlpop.agents.normalize import RewardScaler, RunningMeanStd
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
 
 
 def pick_device(name: str) -> torch.device:
@@ -66,9 +67,23 @@ def check_layout(hp: dict[str, Any]) -> None:
 
 
 class PoolLearner:
-    """Base of learners whose rollouts come from actor processes."""
+    """Base of learners whose rollouts come from actor processes.
+
+    The contract with a subclass: it builds ``self.net`` (an ``ActorCritic``) and ``self.opt`` after
+    :meth:`_setup`, and implements :meth:`actor_weights` and :meth:`learn`. Everything else -- the set-up, the
+    collect/learn loop, the rollout's normalised tensors (:meth:`_prepare`), the part of the state every such
+    learner has (:meth:`_base_state` / :meth:`_load_base_state`) -- is here once.
+
+    The learner's randomness is its own: the minibatch order comes from ``self.rng`` (saved in its state),
+    the actions from its actors' generators; the weights are initialised under a forked torch RNG, so building
+    or copying one member never moves the process-wide torch RNG that other members in the process share.
+    """
 
     pool: ActorPool | None
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    updates: int = 0
+    env_steps: int = 0
 
     def _setup(self, name: str, defaults: dict[str, Any], hparams: dict[str, Any] | None, env_id: str,
                seed: int, env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -79,7 +94,7 @@ class PoolLearner:
         self.seed = int(seed)
         if self.hp["torch_threads"]:
             torch.set_num_threads(int(self.hp["torch_threads"]))
-        torch.manual_seed(self.seed)
+        self.updates, self.env_steps = 0, 0
         self.device = pick_device(self.hp["device"])
         self.rng = np.random.default_rng(self.seed)
         self.pool = None
@@ -97,6 +112,51 @@ class PoolLearner:
         n_envs = max(1, self.hp["num_actors"]) * self.hp["envs_per_actor"]
         self.reward_scaler = RewardScaler(n_envs, self.hp["gamma"])
         return net_kwargs
+
+    def _seeded(self, build):
+        """``build()`` under the learner's seed, without moving the process-wide torch RNG."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return build()
+
+    def _prepare(self, ro: Rollout) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """A rollout as the update needs it: observations and next observations normalised with the statistics
+        the actors used (then the statistics take this rollout in), flattened to ``[T * N, obs]``, and the
+        rewards (scaled when ``norm_reward``) as ``[T, N]``."""
+        stats = self._obs_norm()
+        T, N = ro.rewards.shape
+        norm = (lambda o: o.astype(np.float32)) if stats is None else (lambda o: normalize_obs(o, *stats))
+        obs = torch.as_tensor(norm(ro.obs), device=self.device).reshape(T * N, -1)
+        next_obs = torch.as_tensor(norm(ro.next_obs), device=self.device).reshape(T * N, -1)
+        if self.hp["norm_obs"]:
+            self.obs_rms.update(ro.obs.reshape(T * N, -1))
+        rewards = (self.reward_scaler.scale(ro.rewards, ro.terminated | ro.truncated)
+                   if self.hp["norm_reward"] else ro.rewards.astype(np.float32))
+        return obs, next_obs, rewards
+
+    def _base_state(self) -> dict[str, Any]:
+        """The state every pool learner has: weights, optimiser, normalisers, hparams, its rng, its counters."""
+        return {
+            "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+            "opt": to_cpu(copy.deepcopy(self.opt.state_dict())),
+            "obs_rms": self.obs_rms.state(),
+            "reward_scaler": self.reward_scaler.state(),
+            "hparams": dict(self.hp),
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "updates": self.updates,
+            "env_steps": self.env_steps,
+        }
+
+    def _load_base_state(self, state: dict[str, Any], mutable: frozenset[str]) -> None:
+        """Load :meth:`_base_state`'s part (the ``mutable`` hparams of the source come along)."""
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.obs_rms.load(state["obs_rms"])
+        self.reward_scaler.load(state["reward_scaler"])
+        self.hp.update({k: v for k, v in state["hparams"].items() if k in mutable})
+        self.reward_scaler.gamma = self.hp["gamma"]
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.updates, self.env_steps = state["updates"], state["env_steps"]
 
     def actor_weights(self) -> dict[str, torch.Tensor]:
         """CPU weights the actors act with (the learner's policy, or its target network)."""

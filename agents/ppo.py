@@ -10,7 +10,6 @@ learning rate included.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,8 +17,7 @@ import torch
 
 from rlpop.agents.base import check_mutable
 from rlpop.agents.networks import ActorCritic
-from rlpop.agents.normalize import normalize_obs
-from rlpop.agents.pool_learner import PoolLearner, check_layout, to_cpu  # noqa: F401 (check_layout: spec-time checks)
+from rlpop.agents.pool_learner import PoolLearner, check_layout  # noqa: F401 (check_layout: spec-time checks)
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
 
 DEFAULTS: dict[str, Any] = {
@@ -69,10 +67,8 @@ class PPO(PoolLearner):
     def __init__(self, env_id: str, hparams: dict[str, Any] | None = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):
         net_kwargs = self._setup("PPO", DEFAULTS, hparams, env_id, seed, env_kwargs)
-        self.net = ActorCritic(**net_kwargs).to(self.device)
+        self.net = self._seeded(lambda: ActorCritic(**net_kwargs)).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"], eps=1e-5)
-        self.updates = 0
-        self.env_steps = 0
 
     # ---------------------------------------------------------------- protocol
     def get_hparams(self) -> dict[str, Any]:
@@ -84,28 +80,11 @@ class PPO(PoolLearner):
         self.reward_scaler.gamma = self.hp["gamma"]
 
     def get_state(self) -> dict[str, Any]:
-        return {
-            "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
-            "opt": to_cpu(copy.deepcopy(self.opt.state_dict())),
-            "obs_rms": self.obs_rms.state(),
-            "reward_scaler": self.reward_scaler.state(),
-            "hparams": dict(self.hp),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "updates": self.updates,
-            "env_steps": self.env_steps,
-        }
+        return self._base_state()
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Replace weights, optimiser, normalisers and hparams; actors start fresh episodes."""
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        self.obs_rms.load(state["obs_rms"])
-        self.reward_scaler.load(state["reward_scaler"])
-        self.hp.update({k: v for k, v in state["hparams"].items() if k in MUTABLE})
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.updates, self.env_steps = state["updates"], state["env_steps"]
+        self._load_base_state(state, MUTABLE)
         self._apply_lr()
         self._restart_episodes()
 
@@ -116,19 +95,10 @@ class PPO(PoolLearner):
     def learn(self, rollout) -> dict[str, float]:
         return self._update(rollout)
 
-    def _norm(self, obs: np.ndarray, stats) -> np.ndarray:
-        return obs.astype(np.float32) if stats is None else normalize_obs(obs, *stats)
-
     def _update(self, ro) -> dict[str, float]:
         hp, dev = self.hp, self.device
-        stats = self._obs_norm()  # the statistics the actors used for this rollout
         T, N = ro.rewards.shape
-        obs = torch.as_tensor(self._norm(ro.obs, stats), device=dev).reshape(T * N, -1)
-        next_obs = torch.as_tensor(self._norm(ro.next_obs, stats), device=dev).reshape(T * N, -1)
-        if hp["norm_obs"]:
-            self.obs_rms.update(ro.obs.reshape(T * N, -1))
-        rewards = (self.reward_scaler.scale(ro.rewards, ro.terminated | ro.truncated)
-                   if hp["norm_reward"] else ro.rewards.astype(np.float32))
+        obs, next_obs, rewards = self._prepare(ro)
         with torch.no_grad():
             values = self.net.value(obs).cpu().numpy().reshape(T, N)
             next_values = self.net.value(next_obs).cpu().numpy().reshape(T, N)

@@ -45,7 +45,6 @@ import torch
 from rlpop.agents.actors import Rollout
 from rlpop.agents.base import check_mutable, resolve_hparams
 from rlpop.agents.networks import STD_KINDS, ActorCritic, PolicySpec
-from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.pool_learner import PoolLearner, check_layout, to_cpu  # noqa: F401 (check_layout: spec-time checks)
 from rlpop.agents.vmpo_loss import (
     DUAL_SCHEMES,
@@ -173,7 +172,7 @@ class VMPO(PoolLearner):
         self._validate(resolve_hparams("VMPO", DEFAULTS, hparams))
         net_kwargs = {**self._setup("VMPO", DEFAULTS, hparams, env_id, seed, env_kwargs), "std": self.hp["std"]}
         self.policy_spec = PolicySpec(self.policy_spec.factory, net_kwargs)  # the actors build the same head
-        self.net = ActorCritic(**net_kwargs).to(self.device)
+        self.net = self._seeded(lambda: ActorCritic(**net_kwargs)).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False).eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["lr"])
         self.discrete = self.net.discrete
@@ -190,9 +189,7 @@ class VMPO(PoolLearner):
         # "paper": the network optimiser's lr (kept in step by _apply_lr), betas and eps -- see the module docstring
         self.dual_opt = torch.optim.Adam(self.duals.parameters(), lr=self._dual_lr())
         self.popart = PopArt(self.hp["popart_beta"]) if self.hp["popart"] else None
-        self.updates = 0          # learner updates (gradient steps)
-        self.target_updates = 0   # target-network refreshes
-        self.env_steps = 0
+        self.target_updates = 0   # target-network refreshes (self.updates: learner updates, gradient steps)
 
     @staticmethod
     def _validate(hp: dict[str, Any]) -> None:
@@ -235,40 +232,26 @@ class VMPO(PoolLearner):
     def get_state(self) -> dict[str, Any]:
         cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}  # noqa: E731
         return {
-            "net": cpu(self.net.state_dict()),
+            **self._base_state(),
             "target": cpu(self.target.state_dict()),
-            "opt": to_cpu(copy.deepcopy(self.opt.state_dict())),
             "duals": cpu(self.duals.state_dict()),
             "dual_opt": to_cpu(copy.deepcopy(self.dual_opt.state_dict())),
             "multipliers": self.multipliers(),
-            "obs_rms": self.obs_rms.state(),
-            "reward_scaler": self.reward_scaler.state(),
             "popart": self.popart.state() if self.popart is not None else None,
-            "hparams": dict(self.hp),
-            "rng": copy.deepcopy(self.rng.bit_generator.state),
-            "updates": self.updates,
             "target_updates": self.target_updates,
-            "env_steps": self.env_steps,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Replace weights, target, optimisers, multipliers, normalisers and
         hparams; the actors start fresh episodes."""
         check_dual_scheme(self.hp, state)
-        self.net.load_state_dict(state["net"])
+        self._load_base_state(state, MUTABLE)
         self.target.load_state_dict(state["target"])
-        self.opt.load_state_dict(state["opt"])
         self.duals.load_state_dict(state["duals"])
         self.dual_opt.load_state_dict(state["dual_opt"])
-        self.obs_rms.load(state["obs_rms"])
-        self.reward_scaler.load(state["reward_scaler"])
         if self.popart is not None and state.get("popart") is not None:
             self.popart.load(state["popart"])
-        self.hp.update({k: v for k, v in state["hparams"].items() if k in MUTABLE})
-        self.reward_scaler.gamma = self.hp["gamma"]
-        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
-        self.updates, self.target_updates = state["updates"], state["target_updates"]
-        self.env_steps = state["env_steps"]
+        self.target_updates = state["target_updates"]
         self._apply_lr()
         self._restart_episodes()
 
@@ -300,15 +283,8 @@ class VMPO(PoolLearner):
     def learn(self, ro: Rollout) -> dict[str, float]:
         """Learner updates on one rollout (``epochs`` passes of minibatches)."""
         hp, dev = self.hp, self.device
-        stats = self._obs_norm()  # the statistics the actors used for this rollout
         T, N = ro.rewards.shape
-        norm = (lambda o: o.astype(np.float32)) if stats is None else (lambda o: normalize_obs(o, *stats))
-        obs = torch.as_tensor(norm(ro.obs), device=dev).reshape(T * N, -1)
-        next_obs = torch.as_tensor(norm(ro.next_obs), device=dev).reshape(T * N, -1)
-        if hp["norm_obs"]:
-            self.obs_rms.update(ro.obs.reshape(T * N, -1))
-        rewards = (self.reward_scaler.scale(ro.rewards, ro.terminated | ro.truncated)
-                   if hp["norm_reward"] else ro.rewards.astype(np.float32))
+        obs, next_obs, rewards = self._prepare(ro)
         rewards_t = torch.as_tensor(rewards, device=dev)
         term = torch.as_tensor(ro.terminated, device=dev)
         trunc = torch.as_tensor(ro.truncated, device=dev)

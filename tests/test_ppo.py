@@ -105,3 +105,28 @@ def test_fixed_and_unknown_hparams_are_refused_with_the_name():
         a.close()
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         PPO("CartPole-v1", {"lrr": 1e-3})
+
+
+@pytest.mark.parametrize("learner", ["ppo", "vmpo"])
+def test_a_member_never_moves_the_torch_rng_other_members_share(learner):
+    """Members of the inline backend share one process: building one, training it, or copying another's state
+    into it leaves the process-wide torch RNG where it was, and a member's weights depend on its seed only."""
+    from rlpop.agents import make_learner
+
+    hp = {"rollout_steps": 64, "envs_per_actor": 2, "minibatch_size": 32}
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = make_learner(learner, "Corridor-v0", hp, seed=5)
+    torch.manual_seed(456)  # another global RNG position: the seed alone decides the weights
+    b = make_learner(learner, "Corridor-v0", hp, seed=5)
+    try:
+        for k, v in a.get_state()["net"].items():
+            assert torch.equal(v, b.get_state()["net"][k]), k
+        torch.manual_seed(123)
+        a.train(64)
+        b.set_state(a.get_state())
+        assert torch.equal(torch.get_rng_state(), before)
+        assert "torch_rng" not in a.get_state()
+    finally:
+        a.close()
+        b.close()
