@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
-from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, StopEvaluator,
-                             describe, to_record)
+from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, RestartTrial,
+                             StopEvaluator, StopTrial, describe, to_record)
 from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, RoundFinished, RunInfo, RunStarted,
                           WorkerFailed, WorkerStatus, stderr_failures)
 from rlpop.experiment import Experiment
@@ -66,18 +66,26 @@ class WorkerRecord:
     copies: int = 0
     failures: int = 0
     q: float = math.nan
+    trial: int = 0        # trial-based strategies: restarts of this slot
+    spent: int = 0        # actor steps of the slot's earlier trials
+    stopped: bool = False  # its trial was stopped for good
+
+    @property
+    def used(self) -> int:
+        """Actor steps the slot has used of its budget (every trial's)."""
+        return self.spent + self.steps
 
     def view(self) -> WorkerView:
         return WorkerView(self.id, self.role, self.subpop, self.steps, dict(self.hparams),
                           np.asarray(self.curve_steps, float), np.asarray(self.curve_q, float),
-                          self.has_state, self.alive)
+                          self.has_state, self.alive, self.trial, self.spent, self.stopped)
 
     def reset_curve(self) -> None:
         self.curve_steps, self.curve_q = [], []
 
     def status(self) -> WorkerStatus:
         return WorkerStatus(self.id, self.role, self.subpop, self.steps, self.q, dict(self.hparams), self.copies,
-                            self.alive, self.assigned)
+                            self.alive, self.assigned, self.spent, self.trial, self.stopped)
 
 
 class Controller:
@@ -92,7 +100,8 @@ class Controller:
         self.wall_offset = 0.0
         self.t_start = time.perf_counter()
         self.train_s = 0.0   # wall time spent inside backend.train
-        self.counts = {"exploit": 0, "success": 0, "assign": 0, "stop": 0, "failure": 0}
+        self.counts = {"exploit": 0, "success": 0, "assign": 0, "stop": 0, "failure": 0, "stop_trial": 0,
+                       "restart_trial": 0}
         self.space_names = list(exp.hparam_space().names)
         self.curve_fields = CURVE_FIELDS + ["hparams"] + [f"hp_{n}" for n in self.space_names]
         self.metric_fields: list[str] | None = None  # fixed by the first rows the learner reports
@@ -158,21 +167,22 @@ class Controller:
         self.counts = c["counts"]
         self.records = {int(k): WorkerRecord(**v) for k, v in c["records"].items()}
         self.strategy.set_state(payload["strategy"])
-        for i, state in payload["workers"].items():
-            r = self.records[int(i)]
-            if r.alive:
-                self.backend.restore(r.id, state)
+        saved = {int(i): state for i, state in payload["workers"].items()}
+        for r in self.records.values():
+            if r.alive and r.id in saved:
+                self.backend.restore(r.id, saved[r.id])
+            if r.alive and (r.id in saved or r.trial):  # a restarted slot that has not trained yet: its trial's hparams
                 self.backend.set_hparams(r.id, dict(r.hparams))
         self._last_ckpt_states = payload["workers"]
 
     # ------------------------------------------------------------------ loop
     def done(self) -> bool:
         members = [r for r in self.records.values() if r.role == MEMBER and r.alive]
-        return not members or all(r.steps >= self.exp.total_steps for r in members)
+        return not members or all(r.stopped or r.used >= self.exp.total_steps for r in members)
 
     def active_ids(self) -> list[int]:
         return [r.id for r in self.records.values()
-                if r.alive and (r.role == MEMBER and r.steps < self.exp.total_steps
+                if r.alive and (r.role == MEMBER and not r.stopped and r.used < self.exp.total_steps
                                 or r.role == EVALUATOR and r.assigned)]
 
     def wall(self) -> float:
@@ -263,14 +273,30 @@ class Controller:
             child.copies += 1
         elif isinstance(d, StopEvaluator):
             R[d.evaluator].assigned = False
+        elif isinstance(d, StopTrial):
+            R[d.worker].stopped = True
+        elif isinstance(d, RestartTrial):
+            self._restart(R[d.worker], dict(d.hparams))
         else:
             raise TypeError(f"unknown decision {d!r}")
         if d.kind in self.counts:
             self.counts[d.kind] += 1
-        step = R[d.dst if hasattr(d, "dst") else d.evaluator].steps
+        who = d.dst if hasattr(d, "dst") else d.worker if hasattr(d, "worker") else d.evaluator
+        step = R[who].steps if not isinstance(d, RestartTrial) else R[who].spent  # a restart: where the slot was
         record = {**to_record(d), "round": self.round, "step": step}
         self._log(record, text)
         self.emit(DecisionApplied(self.round, step, d, record, text))
+
+    def _restart(self, r: WorkerRecord, hparams: dict[str, Any]) -> None:
+        """A new trial in ``r``'s slot: ``hparams``, newly initialised weights (the slot's initial draw: its seed
+        is kept), step counter and curve from 0; the steps it used stay counted in ``spent``."""
+        r.spent += r.steps
+        r.steps, r.q, r.has_state = 0, math.nan, False
+        r.trial += 1
+        r.hparams = dict(hparams)
+        r.reset_curve()
+        self.backend.rebuild(self.spec(r), None)
+        self.backend.set_hparams(r.id, r.hparams)
 
     def _copy(self, src: WorkerRecord, dst: WorkerRecord, hparams: dict[str, Any]) -> None:
         """``dst`` takes ``src``'s learner state, then ``hparams``; its curve restarts (paper: since the last copy)."""
@@ -346,7 +372,7 @@ class Controller:
 
     def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
         """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE)."""
-        if r.role != MEMBER or self.exp.method not in ("pbt", "fire"):
+        if r.role != MEMBER or self.exp.method not in ("pbt", "fire", "pb2"):
             return None
         peers = [o for o in self.records.values() if o.role == MEMBER and o.subpop == r.subpop and o.alive
                  and o.has_state and o.id != r.id and math.isfinite(o.q)]

@@ -65,7 +65,28 @@ class StopEvaluator:
     kind: str = "stop"
 
 
-Decision = Exploit | Explore | AssignEvaluator | EvaluatorSuccess | StopEvaluator
+@dataclass(frozen=True)
+class StopTrial:
+    """Trial-based strategies (ASHA, HyperBand): ``worker``'s trial ends for good and its slot trains no
+    more (what it spent still counts against the run's budget)."""
+
+    worker: int
+    reason: str = ""
+    kind: str = "stop_trial"
+
+
+@dataclass(frozen=True)
+class RestartTrial:
+    """Trial-based strategies: ``worker``'s slot starts a new trial -- ``hparams``, newly initialised weights,
+    its step counter and curve reset (the slot's budget keeps counting every step it spent before)."""
+
+    worker: int
+    hparams: Mapping[str, Any]
+    reason: str = ""
+    kind: str = "restart_trial"
+
+
+Decision = Exploit | Explore | AssignEvaluator | EvaluatorSuccess | StopEvaluator | StopTrial | RestartTrial
 
 
 def to_record(decision: Decision) -> dict[str, Any]:
@@ -97,4 +118,12 @@ def describe(decision: Decision, workers: Mapping[int, Any]) -> str:
                 f"(p={d.p_value:.3g}, score diff={d.score_diff:.4g})")
     if isinstance(d, StopEvaluator):
         return f"evaluator w{d.evaluator} stops: {d.reason}"
+    if isinstance(d, StopTrial):
+        return f"w{d.worker} trial stops (Q={w[d.worker].q:.4g})" + (f": {d.reason}" if d.reason else "")
+    if isinstance(d, RestartTrial):
+        from rlpop.hparams import format_value
+
+        hp = ", ".join(f"{k}={format_value(v)}" for k, v in d.hparams.items())
+        return f"w{d.worker} new trial (Q was {w[d.worker].q:.4g})" + (f": {d.reason}" if d.reason else "") + \
+            f" | {hp}"
     raise TypeError(f"unknown decision {d!r}")

@@ -37,6 +37,14 @@ class WorkerStatus:
     copies: int
     alive: bool
     assigned: bool        # evaluators: evaluating now
+    spent: int = 0        # trial-based strategies: actor steps of the slot's earlier trials
+    trial: int = 0
+    stopped: bool = False
+
+    @property
+    def used(self) -> int:
+        """Actor steps of the slot's budget used so far (every trial's)."""
+        return self.spent + self.steps
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,8 @@ class RoundFinished:
 
     @property
     def env_steps(self) -> int:
-        """Actor steps of every worker so far (evaluators included)."""
-        return sum(w.steps for w in self.workers)
+        """Actor steps of every worker so far (evaluators and earlier trials included)."""
+        return sum(w.used for w in self.workers)
 
     @property
     def best_q(self) -> float:
@@ -89,7 +97,7 @@ class RoundFinished:
     @property
     def fraction_done(self) -> float:
         """The slowest live member's share of the actor-step budget."""
-        live = [w.steps for w in self.members if w.alive]
+        live = [w.used for w in self.members if w.alive and not w.stopped]
         return min(min(live) / self.info.total_steps, 1.0) if live else 1.0
 
 

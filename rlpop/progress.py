@@ -83,7 +83,7 @@ def round_progress_line(ev: RoundFinished, live: dict) -> str:
     t = totals(ev)
     run_left = math.nan
     if sps > 0:  # the members' remaining budget at this round's rate
-        remaining = sum(max(0, ev.info.total_steps - w.steps) for w in ev.members if w.alive) - done
+        remaining = sum(max(0, ev.info.total_steps - w.used) for w in ev.members if w.alive and not w.stopped) - done
         run_left = max(0.0, remaining) / sps
     return (f"round {ev.round + 1:>5} running | env steps {done:,} / {target:,} | SPS {sps:8.0f} | "
             f"round left ~{duration(left)} | run: {100 * t['frac']:5.1f}% done, ETA ~{duration(run_left)}")

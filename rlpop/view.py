@@ -32,7 +32,9 @@ class WorkerView:
     assignment, or evaluator success) -- the paper's "training curve".
     ``steps`` is the worker's own actor-step counter (never reset by copies).
     ``has_state`` is False until the worker has trained at least once, so a
-    strategy never asks to copy a member with no weights.
+    strategy never asks to copy a member with no weights. Trial-based
+    strategies restart a slot (``RestartTrial``): ``steps`` and the curve
+    start again from 0 and ``spent`` keeps what the slot used before.
     """
 
     id: int
@@ -44,6 +46,9 @@ class WorkerView:
     curve_q: np.ndarray = field(default_factory=lambda: np.zeros(0))
     has_state: bool = False
     alive: bool = True
+    trial: int = 0          # trial-based strategies: how many times the slot was restarted (RestartTrial)
+    spent: int = 0          # actor steps of the slot's earlier trials (steps counts the current trial's)
+    stopped: bool = False   # the slot's trial was stopped for good (StopTrial)
 
     @property
     def q(self) -> float:
