@@ -101,7 +101,66 @@ class FIRE:
         return "fire"
 
 
-STRATEGY_SPECS = (Single, RandomSearch, PBT, FIRE)
+@dataclass
+class ASHA:
+    """Asynchronous successive halving (Li et al. 2018) over ``population`` slots: a trial is cut at a rung
+    (``grace_period * reduction_factor**k`` actor steps) unless it is in the top ``1/reduction_factor`` of the
+    trials that reached that rung, and its slot starts a new configuration drawn by ``search`` ("random",
+    or Optuna's "tpe" / "gp" told every ended trial's result). A trial that is never cut ends at ``max_t``.
+    Every slot trains ``total_steps`` actor steps in all, over however many trials."""
+
+    population: int = 8
+    max_t: int = 100_000
+    grace_period: int = 10_000
+    reduction_factor: float = 3
+    search: str = "random"
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.asha import ASHA as Impl
+        from rlpop.strategies.samplers import make_sampler
+
+        fields = dataclasses.asdict(self)
+        search = fields.pop("search")
+        return Impl(space, seed=seed, sampler=make_sampler(search, space, seed), **fields)
+
+    @property
+    def method(self) -> str:
+        return "asha" if self.search == "random" else f"asha+{self.search}"
+
+
+@dataclass
+class HyperBand(ASHA):
+    """Asynchronous HyperBand: ``brackets`` ASHA brackets, bracket ``s`` with its first rung at
+    ``grace_period * reduction_factor**s``; a new trial joins one of them (see ``rlpop.strategies.asha``)."""
+
+    brackets: int = 3
+
+    @property
+    def method(self) -> str:
+        return "hyperband" if self.search == "random" else f"hyperband+{self.search}"
+
+
+@dataclass
+class PB2:
+    """Population Based Bandits (Parker-Holder et al. 2020): PBT's truncation selection; the explored
+    hyperparameters are picked by a GP bandit (UCB) fitted to (time, hparams) -> improvement, within bounds."""
+
+    population: int = 8
+    ready_steps: int = 50_000
+    quantile: float = 0.25
+    synchronous: bool = True
+
+    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
+        from rlpop.strategies.pb2 import PB2 as Impl
+
+        return Impl(space, seed=seed, **dataclasses.asdict(self))
+
+    @property
+    def method(self) -> str:
+        return "pb2"
+
+
+STRATEGY_SPECS = (Single, RandomSearch, PBT, FIRE, ASHA, HyperBand, PB2)
 
 
 # --------------------------------------------------------------------------- agent
@@ -229,6 +288,8 @@ class Experiment:
         if isinstance(getattr(s, "min_steps_before_eval", None), (list, tuple)):
             s.min_steps_before_eval = tuple(int(v) if isinstance(v, float) and v.is_integer() else v
                                             for v in s.min_steps_before_eval)
+        if isinstance(s, ASHA):
+            self._check_trials(s)
         if hasattr(s, "ready_steps"):
             if s.ready_steps > self.total_steps:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} is larger than total_steps="
@@ -237,6 +298,21 @@ class Experiment:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} < eval_steps={self.eval_steps}: "
                                  "decisions need at least one Q evaluation; lower eval_steps")
         self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
+
+    def _check_trials(self, s: "ASHA") -> None:
+        """Trial lengths against the budget and the Q interval (the strategy checks the rest)."""
+        from rlpop.strategies.samplers import check_sampler
+
+        for f in ("max_t", "grace_period"):
+            if isinstance(getattr(s, f), float) and getattr(s, f).is_integer():
+                setattr(s, f, int(getattr(s, f)))
+        check_sampler(s.search, "strategy.search")
+        if isinstance(s.max_t, int) and s.max_t > self.total_steps:
+            raise ValueError(f"strategy.max_t={s.max_t} is larger than total_steps={self.total_steps} (each slot's "
+                             "budget, over all its trials): no trial could finish; lower max_t or raise total_steps")
+        if isinstance(s.grace_period, int) and s.grace_period < self.eval_steps:
+            raise ValueError(f"strategy.grace_period={s.grace_period} < eval_steps={self.eval_steps}: rungs are "
+                             "judged on Q points; raise grace_period or lower eval_steps")
 
     def _params(self) -> dict[str, Any]:
         """The search space as given (a dict or an HParamSpace), as a new dict."""

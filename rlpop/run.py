@@ -115,6 +115,8 @@ def plan(exp: Experiment) -> str:
              f"  Q every {exp.eval_steps:,} steps; checkpoints every {exp.checkpoint_steps:,} steps",
              f"  searched: {', '.join(f'{k} {_short(v)}' for k, v in exp.hparam_space().params.items()) or '(nothing)'}",
              f"  backend: {exp.backend}, engine: {exp.engine}"]
+    if hasattr(strat, "plan"):  # trial-based strategies and PB2 say how they will decide
+        lines.append(f"  strategy: {strat.plan()}")
     return "\n".join(lines)
 
 
