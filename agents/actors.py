@@ -19,7 +19,6 @@ An actor that does not answer within the stall timeout (the experiment's
 """
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -304,7 +304,7 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
             backend.on_progress = progress.heartbeat
         try:
             ctl.start()
-        except Exception as exc:  # noqa: BLE001 -- one line, not one traceback per worker
+        except Exception:  # noqa: BLE001 -- one line, not one traceback per worker
             import traceback
 
             from rlpop.controller import failure_line

@@ -51,10 +51,9 @@ from scipy.spatial.distance import cdist
 
 from rlpop.decisions import Decision, Exploit, Explore
 from rlpop.hparams import Choice, HParamSpace, LogUniform, Uniform, describe_change, format_value
-from rlpop.strategies.common import (ReadyClock, check_int, check_quantile, check_space, check_state_kind, due,
-                                     initial_draws, rng_from_state, rng_state)
-from rlpop.strategies.pbt import eligible_fitness, truncation_pairs
-from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
+from rlpop.strategies.common import check_int, check_state_kind, rng_from_state, rng_state
+from rlpop.strategies.pbt import PBT
+from rlpop.view import PopulationView, WorkerView
 
 __all__ = ["PB2"]
 
@@ -249,7 +248,7 @@ def _fit(rows: np.ndarray, ready_steps: int) -> _Model:
     return _Model(latent, noise, X, alpha, t_ref)
 
 
-class PB2:
+class PB2(PBT):
     """PB2 over ``population`` members: PBT's exploit (truncation selection on
     the latest Q), GP-bandit explore of the ``LogUniform``/``Uniform`` hparams
     (see the module docstring). ``synchronous`` and ``ready_steps`` as in PBT.
@@ -261,51 +260,30 @@ class PB2:
     def __init__(self, space: HParamSpace, *, population: int, ready_steps: int, quantile: float = 0.25,
                  synchronous: bool = True, seed: int = 0, kappa: float | None = None, candidates: int = 1000,
                  max_data: int = 256) -> None:
-        check_space(space, "PB2")
-        self.space = space
+        super().__init__(space, population=population, ready_steps=ready_steps, seed=seed, quantile=quantile,
+                         synchronous=synchronous)
         self._ranges = {n: p for n, p in space.params.items() if isinstance(p, (LogUniform, Uniform))}
         if not self._ranges:
             raise ValueError(f"PB2: space has no LogUniform/Uniform hyperparameter (it has {list(space.names)}); "
                              "PB2's GP bandit explores continuous ranges -- use PBT for a space of "
                              "Choice/Fixed hyperparameters")
-        if isinstance(population, int) and not isinstance(population, bool) and population < 2:
-            raise ValueError(f"PB2: population={population} must be >= 2 (PB2 copies between "
-                             "members); use RandomSearch for a single run")
-        self.population = check_int(population, "population", "PB2", 2)
-        self.ready_steps = check_int(ready_steps, "ready_steps", "PB2", 1)
-        self.seed = check_int(seed, "seed", "PB2", 0)
-        self.quantile = check_quantile(quantile, "PB2")
-        self.synchronous = bool(synchronous)
         if kappa is not None and (isinstance(kappa, bool) or not isinstance(kappa, (int, float))
                                   or not math.isfinite(kappa) or kappa < 0):
             raise ValueError(f"PB2: kappa={kappa!r} must be None (Ray's schedule) or a number >= 0")
         self.kappa = None if kappa is None else float(kappa)
         self.candidates = check_int(candidates, "candidates", "PB2", 1)
         self.max_data = check_int(max_data, "max_data", "PB2", _MIN_DATA)
-        self._initial = initial_draws(space, self.population, self.seed)
-        self._rng = np.random.default_rng([self.seed, 1])          # PBT's stream: selection, Choice perturbs
-        self._gp_rng = np.random.default_rng([self.seed, 2])       # UCB candidates
-        self._clock = ReadyClock(self.ready_steps)
+        self._gp_rng = np.random.default_rng([self.seed, 2])       # UCB candidates (PBT's own stream selects)
         self._data: list[list[float]] = []                         # rows [steps, y, x_1..x_d]
         self._base: dict[int, tuple[int, float]] = {}              # id -> (steps, Q) where its interval began
 
-    # -- protocol ------------------------------------------------------------------------------------
-    def layout(self) -> Sequence[WorkerSlot]:
-        return [WorkerSlot(i, MEMBER, 1) for i in range(self.population)]
-
-    def initial_hparams(self, worker: WorkerSlot) -> dict[str, Any]:
-        return dict(self._initial[worker.id])
-
-    def decide(self, view: PopulationView) -> list[Decision]:
-        members = sorted(view.members(), key=lambda w: w.id)
-        acting = due(self._clock, members, self.synchronous)
-        if not acting:
-            return []
+    # -- PBT's hooks: what PB2 observes and how it explores --------------------------------------------
+    def _observe(self, acting: list[WorkerView]) -> None:
         self._record(acting)
-        fit = eligible_fitness(members)
-        dst_allowed = None if self.synchronous else {m.id for m in acting}
-        pairs = truncation_pairs(list(fit), list(fit.values()), self.quantile, self._rng, dst_allowed)
-        out = self._exploit_and_explore(pairs, view)
+
+    def _exploit_and_explore(self, pairs: list[tuple[int, int]], view: PopulationView,
+                             acting: list[WorkerView]) -> list[Decision]:
+        out = self._explore_by_ucb(pairs, view)
         for m in acting:
             if m.has_state and math.isfinite(m.q):
                 self._base[m.id] = (int(m.steps), float(m.q))
@@ -397,7 +375,7 @@ class PB2:
             return self.kappa
         return math.sqrt(_UCB_C1 + max(0.0, math.log(_UCB_C2 * len(self._data))))
 
-    def _exploit_and_explore(self, pairs: Sequence[tuple[int, int]], view: PopulationView) -> list[Decision]:
+    def _explore_by_ucb(self, pairs: Sequence[tuple[int, int]], view: PopulationView) -> list[Decision]:
         """``Exploit(src, dst)`` then ``Explore(dst, ...)`` per pair: Choice/Fixed hparams from the space's
         perturb (PBT's draw, same rng use), continuous ones from the GP's UCB."""
         out: list[Decision] = []

@@ -96,15 +96,16 @@ class PBT:
 
     def __init__(self, space: HParamSpace, population: int, ready_steps: int, seed: int = 0,
                  quantile: float = 0.25, synchronous: bool = True) -> None:
-        check_space(space, "PBT")
+        owner = type(self).__name__
+        check_space(space, owner)
         self.space = space
         if isinstance(population, int) and not isinstance(population, bool) and population < 2:
-            raise ValueError(f"PBT: population={population} must be >= 2 (PBT copies between "
+            raise ValueError(f"{owner}: population={population} must be >= 2 ({owner} copies between "
                              "members); use RandomSearch for a single run")
-        self.population = check_int(population, "population", "PBT", 2)
-        self.ready_steps = check_int(ready_steps, "ready_steps", "PBT", 1)
-        self.seed = check_int(seed, "seed", "PBT", 0)
-        self.quantile = check_quantile(quantile, "PBT")
+        self.population = check_int(population, "population", owner, 2)
+        self.ready_steps = check_int(ready_steps, "ready_steps", owner, 1)
+        self.seed = check_int(seed, "seed", owner, 0)
+        self.quantile = check_quantile(quantile, owner)
         self.synchronous = bool(synchronous)
         self._initial = initial_draws(space, self.population, self.seed)
         self._rng = np.random.default_rng([self.seed, 1])
@@ -121,9 +122,18 @@ class PBT:
         acting = due(self._clock, members, self.synchronous)
         if not acting:
             return []
+        self._observe(acting)
         fit = eligible_fitness(members)
         dst_allowed = None if self.synchronous else {m.id for m in acting}
         pairs = truncation_pairs(list(fit), list(fit.values()), self.quantile, self._rng, dst_allowed)
+        return self._exploit_and_explore(pairs, view, acting)
+
+    # -- what a variant of PBT changes (PB2: how it explores) ------------------------------------------
+    def _observe(self, acting: list[WorkerView]) -> None:
+        """The ready members, before selection (PBT keeps nothing)."""
+
+    def _exploit_and_explore(self, pairs: list[tuple[int, int]], view: PopulationView,
+                             acting: list[WorkerView]) -> list[Decision]:
         return exploit_and_explore(pairs, view, self.space, self._rng)
 
     def get_state(self) -> dict[str, Any]:
