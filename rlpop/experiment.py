@@ -141,14 +141,10 @@ class HyperBand(ASHA):
 
 
 @dataclass
-class PB2:
+class PB2(PBT):
     """Population Based Bandits (Parker-Holder et al. 2020): PBT's truncation selection; the explored
-    hyperparameters are picked by a GP bandit (UCB) fitted to (time, hparams) -> improvement, within bounds."""
-
-    population: int = 8
-    ready_steps: int = 50_000
-    quantile: float = 0.25
-    synchronous: bool = True
+    hyperparameters are picked by a GP bandit (UCB) fitted to (time, hparams) -> improvement, within bounds.
+    The same fields as PBT."""
 
     def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
         from rlpop.strategies.pb2 import PB2 as Impl
