@@ -6,12 +6,14 @@ entropy coefficient while the agents train. Watch P1 (greedy) and P2 (judged
 by the improvement rate of evaluator curves) in the live table; the run
 directory (runs/quick_fire-*) holds curves, decisions and checkpoints.
 
-Evaluator successes are rare here: in every run measured (benchmarks/results/quick_fire_successes.json: these
-settings, 1 seed; and two variants with Q every 1,024 steps, ready 4,096, 4 evaluators, p_stat 0.1, budget
-40,960 or 61,440, 3 seeds each) no evaluator succeeded, while the best member reached Q 461-500. An evaluator
-is compared with the best P1 member's own curve from the same Q level, and that member was picked for rising
-fastest; most evaluators fell behind it (binomial p near 1) or were stopped when their parent or child lost a
-PBT round. The settings were therefore left as they were (the paper's p_stat = 0.01).
+Evaluator successes are rare here, and the settings give them what chance they can: Q every 512 actor steps
+and evaluators checked every 4,096 for up to 16,384 steps, so an evaluator's curve has up to 32 points and the
+paper's binomial test (p < 0.01) can pass with 24 of 32 above the target's (the earlier Q every 2,048 steps
+allowed 8 points: all 8 had to be above). Measured (benchmarks/results/quick_fire_successes.json): 1 of 3 seeds
+shows a success with these settings, as with a larger P2 (6 members, 5 evaluators); the earlier settings showed
+none in 8 runs. Why so few: an evaluator is judged against the best P1 member's own curve from the same Q level
+-- that member was picked for rising fastest -- and P2's members lag P1's on CartPole, whose returns cap at 500
+well inside this budget. FIRE's mechanism shows plainly on the toy (experiments/toy_fire.py).
 """
 from rlpop.experiment import FIRE, Agent, Experiment
 from rlpop.hparams import LogUniform
@@ -25,9 +27,9 @@ experiment = Experiment(
         "lr": LogUniform(1e-4, 3e-3, factors=(0.5, 0.8, 1.25, 2.0)),
         "ent_coef": LogUniform(1e-4, 3e-2, factors=(0.8, 0.95, 1.05, 1.2)),
     },
-    strategy=FIRE(subpops=2, subpop_size=4, evaluators=3, ready_steps=8_192, max_eval_steps=16_384,
+    strategy=FIRE(subpops=2, subpop_size=4, evaluators=3, ready_steps=4_096, max_eval_steps=16_384,
                   min_steps_before_eval=(8_192,)),
     total_steps=40_960,
-    eval_steps=2_048,
+    eval_steps=512,
     seed=0,
 )
