@@ -1,9 +1,10 @@
 """The paper's RL comparison, scaled down: random search vs PBT vs FIRE PBT on one env (Fig. 4a / Fig. 5).
 
-    python benchmarks/reproduce_rl.py [--env hopper|humanoid|ant] [--seeds 0 1 2] [--budget 51200]
+    python benchmarks/reproduce_rl.py [--env hopper|humanoid|ant|invpend] [--seeds 0 1 2] [--budget 51200]
                                       [--rollout 512] [--members 16] [--subpop-size 6] [--evaluators 4]
                                       [--study-dir DIR] [--figures docs/figures] [--out JSON]
-                                      [--max-minutes M] [--only-methods fire pbt rs] [--space-set K=V]
+                                      [--max-minutes M] [--only-methods fire pbt rs pb2 asha asha_tpe]
+                                      [--threshold Q] [--space-set K=V]
                                       [--dry-run]
 
 The study in benchmarks/results/reproduce_hopper.json is **seed 0 only** (3 seeds did not fit the hour on the
@@ -61,6 +62,26 @@ kept as follows:
   not V-MPO, for Hopper (the paper's agent is V-MPO on Ant-v1 / Humanoid-v1; rlpop's V-MPO is slower to
   learn at small budgets, see benchmarks/results/vmpo_returns.json).
 
+**The six-method study on InvertedPendulum-v5** (``--env invpend``; benchmarks/results/reproduce_invpend.json):
+RS, RS+ASHA (``asha``), BO+ASHA (``asha_tpe``: ASHA with Optuna's TPE proposing new trials), PBT, PB2 and FIRE
+PBT from ``experiments/invpend_<method>.py``, 8 workers per run (RS, ASHA slots, PBT, PB2: 8 members; FIRE: 2
+sub-populations of 3 + 2 evaluators) and the same PPO space and initial distributions (lr log-uniform
+1e-5..1e-2, clip 0.05..0.5; 4 epochs, minibatch 256 fixed), run as::
+
+    python benchmarks/reproduce_rl.py --env invpend --budget 20480 --rollout 512 --members 8 --subpop-size 3 \
+        --evaluators 2 --seeds 0 1 2 --max-minutes 36 --figures docs/figures
+
+ready = one 512-step rollout (1/40 of the budget, the paper's 1/100 would be 205 steps < a rollout); FIRE as
+above (max_eval_steps 5,120, P2 from 3,584). ASHA: ``max_t`` = the whole budget (a trial never cut trains as
+long as an RS member), ``grace_period`` = 3 ready intervals (1,536), reduction factor 3 (rungs at 1,536, 4,608
+and 13,824 steps); each slot trains the budget in all, over however many trials, and its results (the
+top-return curve, the steps to the target) count the slot's steps over all its trials
+(:func:`rlpop.summary.slot_steps`), so every method is compared at the actor steps it spent. The JSON adds per
+run ``steps_to_target`` (``--threshold``, default 900 for invpend: the first actor step per worker at which the
+top-return curve reaches it; ``rlpop.summary --threshold``) and ``trials_restarted`` (ASHA), and per method the
+steps to the target (median and range over the runs reaching it, how many did, and the median over all runs
+with a miss counted as later than any hit).
+
 ``--dry-run`` prints the plan (commands) and exits. ``--aggregate-only`` starts no run and aggregates every run
 directory in the study folder, finished or not (``finished`` and ``env_steps`` say how far each got).
 """
@@ -83,8 +104,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
-ENVS = {"hopper": "Hopper-v5", "humanoid": "Humanoid-v5", "ant": "Ant-v5"}
-METHODS = ("fire", "pbt", "rs")  # run order within a seed: a study cut short keeps FIRE and PBT
+ENVS = {"hopper": "Hopper-v5", "humanoid": "Humanoid-v5", "ant": "Ant-v5", "invpend": "InvertedPendulum-v5"}
+#: every method (experiment file suffix), in run order within a seed: a study cut short keeps FIRE and PBT
+METHODS = ("fire", "pbt", "rs", "pb2", "asha", "asha_tpe")
+#: the methods an env's study runs by default (the envs with experiments/<env>_<method>.py files for them)
+DEFAULT_METHODS = {"invpend": METHODS}
+#: config.json's method for a file suffix, where they differ
+CONFIG_METHOD = {"asha_tpe": "asha+tpe"}
+#: the "time to a target return" (--threshold) by default per env: InvertedPendulum's maximum return is 1000
+DEFAULT_THRESHOLD = {"invpend": 900.0}
 
 
 def ceil_to(x: float, unit: int) -> int:
@@ -98,12 +126,14 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     eval_steps = ready if args.eval_steps is None else int(args.eval_steps)
     max_eval = 10 * ready  # the paper's 6e8 / 6e7; = budget / 10 when ready = budget / 100
     min_before = ceil_to(b / 6, r)
+    asha = {"max_t": b, "grace_period": 3 * ready, "reduction_factor": 3}  # max_t = the whole budget per slot
     return {"env": ENVS[args.env], "budget_per_worker": b, "rollout_steps": r, "ready_steps": ready,
             "eval_steps": eval_steps, "max_eval_steps": max_eval, "min_steps_before_eval": min_before,
             "p_stat": args.p_stat, "members_rs_pbt": args.members,
             "fire_layout": {"subpops": 2, "subpop_size": args.subpop_size, "evaluators": args.evaluators},
-            "workers": {"rs": args.members, "pbt": args.members,
-                        "fire": 2 * args.subpop_size + args.evaluators},
+            "asha": asha, "threshold": args.threshold,
+            "workers": {"rs": args.members, "pbt": args.members, "pb2": args.members, "asha": args.members,
+                        "asha_tpe": args.members, "fire": 2 * args.subpop_size + args.evaluators},
             "ratios_to_budget": {"ready": ready / b, "max_eval_steps": max_eval / b,
                                  "min_steps_before_eval": min_before / b},
             "paper_ratios": {"ready": 1 / 100, "max_eval_steps": 1 / 10, "min_steps_before_eval": 1 / 6}}
@@ -120,12 +150,16 @@ def overrides(method: str, seed: int, s: dict[str, Any], env_key: str) -> list[s
     sets = list(s.get("space_sets", []))
     sets += [f"seed={seed}", f"total_steps={s['budget_per_worker']}", f"eval_steps={s['eval_steps']}",
              "backend=inline"]
-    if env_key == "hopper":  # PPO: rollout length (V-MPO's rollout_steps is kept as its files set it)
+    if env_key in ("hopper", "invpend"):  # PPO: rollout length (V-MPO's rollout_steps is kept as its files set it)
         sets.append(f"agent.hparams.rollout_steps={s['rollout_steps']}")
-    if method in ("rs", "pbt"):
+    if method in ("rs", "pbt", "pb2", "asha", "asha_tpe"):
         sets.append(f"strategy.population={s['members_rs_pbt']}")
-    if method == "pbt":
+    if method in ("pbt", "pb2"):
         sets.append(f"strategy.ready_steps={s['ready_steps']}")
+    if method in ("asha", "asha_tpe"):
+        a = s["asha"]
+        sets += [f"strategy.max_t={a['max_t']}", f"strategy.grace_period={a['grace_period']}",
+                 f"strategy.reduction_factor={a['reduction_factor']}"]
     if method == "fire":
         f = s["fire_layout"]
         sets += [f"strategy.subpop_size={f['subpop_size']}", f"strategy.evaluators={f['evaluators']}",
@@ -135,6 +169,12 @@ def overrides(method: str, seed: int, s: dict[str, Any], env_key: str) -> list[s
     for x in sets:
         out += ["--set", x]
     return out
+
+
+def method_key(cfg: dict[str, Any]) -> str:
+    """The experiment-file suffix (METHODS) of a run's config.json method."""
+    m = str(cfg.get("method"))
+    return next((k for k, v in CONFIG_METHOD.items() if v == m), m)
 
 
 def finished_runs(runs_dir: Path) -> dict[tuple[str, int], Path]:
@@ -147,7 +187,7 @@ def finished_runs(runs_dir: Path) -> dict[tuple[str, int], Path]:
         except (OSError, json.JSONDecodeError):
             continue
         if status.get("finished"):
-            done[(str(cfg.get("method")), int(cfg.get("seed", -1)))] = d
+            done[(method_key(cfg), int(cfg.get("seed", -1)))] = d
     return done
 
 
@@ -171,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", choices=sorted(ENVS), default="hopper")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--only-methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--only-methods", nargs="+", choices=METHODS, default=None,
+                   help="default: fire pbt rs (invpend: all six)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="target return for 'actor steps to reach it' (default: 900 for invpend, else none)")
     p.add_argument("--budget", type=int, default=51_200, help="actor steps per worker")
     p.add_argument("--rollout", type=int, default=512, help="PPO rollout (env steps per update, all envs)")
     p.add_argument("--eval-steps", type=int, default=None, help="Q interval (default: the ready interval)")
@@ -191,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="start no run: summarise, plot and write the JSON for every run directory in STUDY/runs, "
                         "finished or not (runs started by hand, or cut short, are included and marked)")
     args = p.parse_args(argv)
+    if args.only_methods is None:
+        args.only_methods = list(DEFAULT_METHODS.get(args.env, ("fire", "pbt", "rs")))
+    if args.threshold is None:
+        args.threshold = DEFAULT_THRESHOLD.get(args.env)
 
     s = settings(args)
     s["space_sets"] = args.space_set if args.space_set is not None else DEFAULT_SPACE_SETS.get(args.env, [])
@@ -226,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = json.loads((d / "config.json").read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            key = (str(cfg.get("method")), int(cfg.get("seed", -1)))
+            key = (method_key(cfg), int(cfg.get("seed", -1)))
             records.append({"method": key[0], "seed": key[1], "run_dir": str(d), "command": plan_cmd.get(key, ""),
                             "aggregated": True})
         plan = []
@@ -255,18 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     for rec in records:
         if rec.get("run_dir") and Path(rec["run_dir"]).is_dir():
             try:
-                row = summarise(rec["run_dir"])
+                row = summarise(rec["run_dir"], args.threshold)
             except Exception as exc:  # a run that wrote no Q row
                 rec["summary_error"] = str(exc)
                 continue
             rec.update({k: row[k] for k in ("best_final_q", "best_worker", "auc", "exploits", "successes",
                                             "wall_s", "env_steps", "env_steps_per_s", "finished")})
-            from rlpop.lineage import read_curves
-            from rlpop.summary import members, top_curve
+            if args.threshold is not None:  # actor steps per worker (ASHA: per slot, over its trials)
+                rec["steps_to_target"] = row["steps_to_threshold"] if row["steps_to_threshold"] != "" else None
+            from rlpop.lineage import read_curves, read_decisions
+            from rlpop.summary import members, slot_steps, top_curve
 
-            cur = read_curves(rec["run_dir"])
-            rec["member_steps_reached"] = int(members(cur)["step"].max())  # < budget: the run was cut short
-            x, y = top_curve(cur)
+            cur, dec = read_curves(rec["run_dir"]), read_decisions(rec["run_dir"])
+            # < budget: the run was cut short (ASHA / HyperBand: a slot's steps over all its trials)
+            rec["member_steps_reached"] = int(slot_steps(members(cur), dec).max())
+            rec["trials_restarted"] = sum(1 for d in dec if d.get("kind") == "restart_trial")
+            x, y = top_curve(cur, dec)
             rec["top_return_curve"] = [[int(a), round(float(b), 2)] for a, b in zip(x, y)]
             ok_dirs.append(rec["run_dir"])
     per_method = {}
@@ -276,10 +327,22 @@ def main(argv: list[str] | None = None) -> int:
                          "auc": med_range([r["auc"] for r in rs]),
                          "successes": [r["successes"] for r in rs], "exploits": [r["exploits"] for r in rs],
                          "wall_s": med_range([r["wall_s"] for r in rs])}
+        if args.threshold is not None:
+            hit = [r["steps_to_target"] for r in rs if r.get("steps_to_target") is not None]
+            # median over all runs, a run that never reached the target counting as "later than any" (None when
+            # half or more never reached it)
+            ordered = sorted(hit) + [math.inf] * (len(rs) - len(hit))
+            med_all = statistics.median(ordered) if ordered else math.inf
+            per_method[m]["steps_to_target"] = {
+                "target": args.threshold, "runs_reaching": len(hit), "runs": len(rs),
+                "reaching": med_range(hit), "median_all_runs": med_all if math.isfinite(med_all) else None}
+        if m in ("asha", "asha_tpe"):
+            per_method[m]["trials_restarted"] = [r.get("trials_restarted") for r in rs]
 
     figures = []
     if ok_dirs:
-        subprocess.run([sys.executable, "-m", "rlpop.summary", *ok_dirs, "--out", str(study / "summary.csv")],
+        thr = ["--threshold", str(args.threshold)] if args.threshold is not None else []
+        subprocess.run([sys.executable, "-m", "rlpop.summary", *ok_dirs, *thr, "--out", str(study / "summary.csv")],
                        cwd=ROOT, check=False)
         fig_dir = study / "figures"
         pr = subprocess.run([sys.executable, "-m", "rlpop.plot", *ok_dirs, "--out", str(fig_dir),
@@ -290,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             pairs = [(fig_dir / "top_return.png", f"{args.env}_top_return.png")]
             first = args.seeds[0]
             for rec in records:
-                if rec["seed"] == first and rec["method"] in ("fire", "pbt") and rec.get("run_dir"):
+                if rec["seed"] == first and rec["method"] in ("fire", "pbt") and rec.get("run_dir") \
+                        and Path(rec["run_dir"]).is_dir():
                     name = Path(rec["run_dir"]).name
                     for kind in ("hparams", "population"):
                         dst = f"{args.env}_{rec['method']}_seed{first}_{kind}.png"
@@ -303,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "bytes": (args.figures / dst).stat().st_size})
 
     report.finish(
-        what="RS vs PBT vs FIRE PBT at equal workers and equal actor-step budget per worker "
+        what=f"{', '.join(args.only_methods)} at equal workers and equal actor-step budget per worker "
              "(Dalibard & Jaderberg 2020, section 4.2, scaled down)",
         settings=s, note=args.note, seeds=args.seeds, study_dir=str(study), runs=records, skipped=skipped,
         per_method=per_method, figures=figures, study_wall_s=round(time.time() - t_start, 1),

@@ -7,8 +7,10 @@ figures then go to OUT/<run name>/):
 ``top_return`` -- the paper's Figure 5. Per run, the top-return curve :func:`rlpop.summary.top_curve`: at each
     actor step ``s``, the highest Q (mean episode return over the last ``q_window_episodes`` episodes) that any
     member scored at its own actor step <= ``s``. Members of every sub-population count (for FIRE: P1..Pn);
-    evaluators do not. x = actor steps per worker (each worker's own step counter). Runs are grouped by
-    config.json's ``method`` (rs, pbt, fire, single; anything else is "other"); per group: the median over its
+    evaluators do not. x = actor steps per worker (each worker's own step counter; for ASHA / HyperBand, whose
+    slots restart trials from step 0, the slot's steps over all its trials: :func:`rlpop.summary.slot_steps`).
+    Runs are grouped by config.json's ``method`` (rs, pbt, fire, single, asha, asha+tpe, asha+gp, hyperband
+    (+tpe, +gp), pb2; anything else is "other"); per group: the median over its
     runs (seeds) as a line, and a band that is min-max over the runs when a group has fewer than 5, else the
     inter-quartile range (the legend says which and how many runs). A run contributes only up to the last step
     it reached.
@@ -20,7 +22,7 @@ figures then go to OUT/<run name>/):
     value) and exploit-and-explore steps as triangles in the member's colour (at its step, the value it takes).
     The y axis is logarithmic for a LogUniform parameter (config.json's space repr), else when all values are
     positive and span a factor of 20 or more.
-``population`` -- every member's Q over its actor steps, one colour per sub-population, exploits (x: the
+``population`` -- every member's Q over its actor steps (a slot's steps over its trials, as above), one colour per sub-population, exploits (x: the
     replaced member's Q before the copy) and evaluator successes (black circles: the child's Q before the copy),
     and the top-return curve dashed.
 
@@ -112,15 +114,20 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     others: set[str] = set()
     for r in runs:
-        x, y = top_curve(r.curves)
+        x, y = top_curve(r.curves, r.decisions)
         if len(x):
             groups.setdefault(method_group(r.cfg), []).append((x, y))
             if method_group(r.cfg) == "other":
                 others.add(r.method)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    order = ["rs", "pbt", "fire", "single", "other"]
-    names = {"rs": "random search", "pbt": "PBT", "fire": "FIRE PBT", "single": "single", "other": "other"}
-    colours = {"rs": "tab:green", "pbt": "tab:blue", "fire": "tab:red", "single": "tab:gray", "other": "tab:purple"}
+    order = ["rs", "asha", "asha+tpe", "asha+gp", "hyperband", "hyperband+tpe", "hyperband+gp", "pbt", "pb2",
+             "fire", "single", "other"]
+    names = {"rs": "random search", "pbt": "PBT", "fire": "FIRE PBT", "single": "single", "other": "other",
+             "asha": "RS+ASHA", "asha+tpe": "TPE+ASHA", "asha+gp": "GP+ASHA", "hyperband": "HyperBand",
+             "hyperband+tpe": "TPE+HyperBand", "hyperband+gp": "GP+HyperBand", "pb2": "PB2"}
+    colours = {"rs": "tab:green", "pbt": "tab:blue", "fire": "tab:red", "single": "tab:gray", "other": "tab:purple",
+               "asha": "tab:olive", "asha+tpe": "tab:brown", "asha+gp": "tab:pink", "hyperband": "gold",
+               "hyperband+tpe": "darkkhaki", "hyperband+gp": "lightcoral", "pb2": "tab:cyan"}
     for g in [g for g in order if g in groups]:
         curves = groups[g]
         grid = np.unique(np.concatenate([x for x, _ in curves]))
@@ -248,16 +255,17 @@ def hparams_figure(run: Run, path: Path, lineage=None) -> Path:
 def population_figure(run: Run, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from rlpop.summary import top_curve
+    from rlpop.summary import slot_steps, top_curve
 
-    m = run.curves[run.curves["role"] == "member"]
+    m = run.curves.assign(slot_step=slot_steps(run.curves, run.decisions))
+    m = m[m["role"] == "member"]
     colours = _colours(m["subpop"].unique())
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for w, rows in m.sort_values("round").groupby("worker"):
-        ax.plot(rows["step"], rows["q"], color=colours[rows["subpop"].iloc[0]], lw=0.8, alpha=0.6)
+        ax.plot(rows["slot_step"], rows["q"], color=colours[rows["subpop"].iloc[0]], lw=0.8, alpha=0.6)
     for sp in sorted(colours, key=str):
         ax.plot([], [], color=colours[sp], lw=2, label=_subpop_label(sp))
-    x, y = top_curve(run.curves)
+    x, y = top_curve(run.curves, run.decisions)
     if len(x):
         ax.plot(x, y, "k--", lw=1.2, drawstyle="steps-post", label="top return so far")
     ex, su = [], []

@@ -7,8 +7,9 @@ Reads only the run directories (a run in progress too). One row per run:
   with ``best_worker`` naming it;
 - ``auc``: the area under the top-return curve (:func:`top_curve`) by the trapezoidal rule over its points,
   divided by its step range (last - first step), i.e. its mean height (the value itself with one point);
-- ``steps_to_threshold`` (with ``--threshold Q``): the first actor step (per worker) at which the top-return
-  curve reaches ``Q`` (empty when it never does);
+- ``steps_to_threshold`` (with ``--threshold Q``): the first actor step (per worker; per slot over its trials
+  for ASHA / HyperBand, :func:`slot_steps`) at which the top-return curve reaches ``Q`` (empty when it never
+  does);
 - ``exploits``, ``successes``: exploit and evaluator-success records in decisions.jsonl;
 - ``wall_s``: status.json's wall time (else the last wall_time of curves.csv);
 - ``env_steps``: actor steps trained by all workers (members and evaluators), summed over the curve rows'
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-KNOWN_METHODS = ("rs", "pbt", "fire", "single")
+KNOWN_METHODS = ("rs", "pbt", "fire", "single", "asha", "asha+tpe", "asha+gp", "hyperband", "hyperband+tpe",
+                 "hyperband+gp", "pb2")
 
 
 # --------------------------------------------------------------------------- a run's curves
@@ -44,13 +46,29 @@ def members(curves: pd.DataFrame) -> pd.DataFrame:
     return curves[curves["role"] == "member"]
 
 
-def top_curve(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def slot_steps(curves: pd.DataFrame, decisions: Sequence[dict[str, Any]] | None = None) -> pd.Series:
+    """Each row's actor steps counted over its worker's slot: ``step``, plus, for a trial-based strategy (ASHA,
+    HyperBand), the steps of the slot's earlier trials. A restarted trial counts ``step`` from 0 again; its
+    ``restart_trial`` record (``decisions``) gives the slot's steps so far, added to the worker's rows of later
+    rounds. Without restart records: ``step`` itself."""
+    steps = curves["step"].copy()
+    restarts = [d for d in decisions or () if d.get("kind") == "restart_trial"]
+    for d in sorted(restarts, key=lambda d: int(d["round"])):  # a later restart's offset (larger) wins
+        rows = (curves["worker"] == int(d["worker"])) & (curves["round"] > int(d["round"]))
+        steps[rows] = curves.loc[rows, "step"] + int(d["step"])
+    return steps
+
+
+def top_curve(curves: pd.DataFrame, decisions: Sequence[dict[str, Any]] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """The top-return curve of one run (the paper's Figure 5): at each actor step ``s`` at which a member was
     evaluated, the highest Q that any member (of any sub-population; evaluators do not count) scored at its own
-    actor step <= ``s``. Non-decreasing. Steps are each worker's own actor-step counter (``step`` column)."""
+    actor step <= ``s``. Non-decreasing. Steps are each worker's own actor-step counter (``step`` column); with
+    the run's ``decisions``, a trial-based strategy's steps are its slots' steps over all their trials
+    (:func:`slot_steps`), so every method is compared at the actor steps it spent."""
     import numpy as np
 
-    m = members(curves).dropna(subset=["q"])
+    m = members(curves).assign(step=slot_steps(curves, decisions)).dropna(subset=["q"])
     if m.empty:
         return np.zeros(0), np.zeros(0)
     per_step = m.groupby("step")["q"].max().sort_index()
@@ -93,9 +111,10 @@ def area_under(x: np.ndarray, y: np.ndarray) -> float:
         else float(np.trapz(y, x) / (x[-1] - x[0]))
 
 
-def env_steps(curves: pd.DataFrame) -> int:
-    """Actor steps trained by every worker: the sum of each worker's step increments between its Q rows."""
-    c = curves.sort_values(["worker", "round"])
+def env_steps(curves: pd.DataFrame, decisions: Sequence[dict[str, Any]] | None = None) -> int:
+    """Actor steps trained by every worker: the sum of each worker's step increments between its Q rows (over
+    its slot's trials, :func:`slot_steps`, given the run's ``decisions``)."""
+    c = curves.assign(step=slot_steps(curves, decisions)).sort_values(["worker", "round"])
     inc = c.groupby("worker")["step"].diff().fillna(c["step"]).clip(lower=0)
     return int(inc.sum())
 
@@ -125,7 +144,7 @@ def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, 
         w = best_final_member(curves)
         last = curves[curves["worker"] == w].sort_values("round").iloc[-1]
         row.update(best_worker=w, best_final_q=float(last["q"]))
-    x, y = top_curve(curves)
+    x, y = top_curve(curves, decisions)
     row["auc"] = area_under(x, y)
     if threshold is not None:
         hit = [s for s, v in zip(x, y) if v >= threshold]
@@ -136,7 +155,7 @@ def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, 
     if not isinstance(wall, (int, float)) and "wall_time" in curves.columns:
         wall = float(curves["wall_time"].max())
     row["wall_s"] = round(float(wall), 2) if isinstance(wall, (int, float)) else math.nan
-    row["env_steps"] = env_steps(curves)
+    row["env_steps"] = env_steps(curves, decisions)
     row["env_steps_per_s"] = round(row["env_steps"] / row["wall_s"], 1) if row["wall_s"] and row["wall_s"] > 0 \
         else math.nan
     row["finished"] = bool(status.get("finished", False))

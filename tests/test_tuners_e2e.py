@@ -29,11 +29,12 @@ def write_experiment(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_each_tuner_runs_through_the_cli_and_resumes(tmp_path, name):
+def test_each_tuner_runs_through_the_cli(tmp_path, name):
     exp = write_experiment(tmp_path, name)
-    dry = run_cli(str(exp), "--dry-run", "--runs-dir", str(tmp_path / "dry"))
-    assert dry.returncode == 0, dry.stderr
-    assert "strategy:" in dry.stdout  # the strategy's own plan
+    if name == "hyperband_tpe":  # one dry run shows a strategy's own plan (each plan() is unit-tested)
+        dry = run_cli(str(exp), "--dry-run", "--runs-dir", str(tmp_path / "dry"))
+        assert dry.returncode == 0, dry.stderr
+        assert "strategy:" in dry.stdout and "bracket" in dry.stdout
     res = run_cli(str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
     (run,) = list((tmp_path / "runs").iterdir())
@@ -60,9 +61,8 @@ def test_each_tuner_runs_through_the_cli_and_resumes(tmp_path, name):
         n_trials = len(restarts) + 4
         assert len({json.dumps(d["hparams"], sort_keys=True) for d in restarts}) == len(restarts) and n_trials > 4
     status = json.loads((run / "status.json").read_text())
-    assert status["finished"] is True
-    again = run_cli("--resume", str(run), "--quiet")
-    assert again.returncode == 0 and "already finished" in again.stdout
+    assert status["finished"] is True and status["counts"].get("restart_trial", 0) == sum(
+        d["kind"] == "restart_trial" for d in decisions)
 
 
 def test_a_bad_sampler_name_fails_before_the_run_directory(tmp_path):
