@@ -5,20 +5,15 @@ ratios where a 512-step rollout allows (section 4.2): ready / evaluator checks e
 1/40; the paper 1/100), max_eval_steps 10 ready intervals (5,120 = 1/4; paper 1/10), P2's
 min_steps_before_eval 1/6 rounded up to rollouts (3,584).
 """
+import dataclasses
 from pathlib import Path
 
-from rlpop.experiment import FIRE, Experiment
+from rlpop.experiment import FIRE
 from rlpop.run import load_experiment
 
 pbt = load_experiment(Path(__file__).with_name("invpend_pbt.py"))
 
-experiment = Experiment(
-    name="invpend_fire",
-    env=pbt.env,
-    agent=pbt.agent,
-    space=pbt.space,
-    strategy=FIRE(subpops=2, subpop_size=3, evaluators=2, ready_steps=512, max_eval_steps=5120,
-                  min_steps_before_eval=(3584,), p_stat=0.01),
-    total_steps=pbt.total_steps,
-    eval_steps=512,
-)
+# the same experiment as invpend_pbt.py, except for these fields
+experiment = dataclasses.replace(pbt, name="invpend_fire",
+                                 strategy=FIRE(subpops=2, subpop_size=3, evaluators=2, ready_steps=512,
+                                               max_eval_steps=5120, min_steps_before_eval=(3584,), p_stat=0.01))
