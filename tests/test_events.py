@@ -93,18 +93,12 @@ def test_the_display_reads_only_the_records(heard):
 
 
 def test_failures_are_heard_and_the_console_listener_can_be_replaced(tmp_path, capsys):
-    from test_failures import DIVERGING  # a learner that diverges at lr >= 1
-
     import sys
-    (tmp_path / "div_ev.py").write_text(DIVERGING)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from rlpop.experiment import PBT
-        from rlpop.hparams import Choice
 
-        exp = Experiment(name="div", env=None, agent=Agent("div_ev:DivergesAtHighLr"),
-                         space={"lr": Choice([0.05, 0.1, 2.0])}, strategy=PBT(population=4, ready_steps=50),
-                         total_steps=100, eval_steps=10, seed=3)
+    from test_failures import diverging_pbt  # one member diverges at lr >= 1
+
+    exp = diverging_pbt(tmp_path, "div_ev")
+    try:
         ctl = Controller(exp, RunDir.create(tmp_path / "runs", "div"), InlineBackend())
         assert stderr_failures in ctl.listeners
         heard = []

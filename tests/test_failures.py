@@ -177,18 +177,23 @@ class DivergesAtHighLr(NoisyQuadratic):
 '''
 
 
-def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
-    (tmp_path / "div_mod.py").write_text(DIVERGING)
+def diverging_pbt(tmp_path, module: str = "div_mod") -> Experiment:
+    """PBT of 4 toy-like members, one of which (lr 2.0 at seed 3) diverges; its module is put on sys.path (the
+    caller removes ``tmp_path`` from it)."""
+    (tmp_path / f"{module}.py").write_text(DIVERGING)
     sys.path.insert(0, str(tmp_path))
+    return Experiment(name="div", env=None, agent=Agent(f"{module}:DivergesAtHighLr"),
+                      space={"lr": Choice([0.05, 0.1, 2.0])}, strategy=PBT(population=4, ready_steps=50),
+                      total_steps=100, eval_steps=10, seed=3)
+
+
+def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
+    exp = diverging_pbt(tmp_path)
     try:
         from rlpop.backends.inline import InlineBackend
         from rlpop.controller import Controller
-        from rlpop.store import RunDir
-
-        exp = Experiment(name="div", env=None, agent=Agent("div_mod:DivergesAtHighLr"),
-                         space={"lr": Choice([0.05, 0.1, 2.0])}, strategy=PBT(population=4, ready_steps=50),
-                         total_steps=100, eval_steps=10, seed=3)
         from rlpop.events import WorkerFailed
+        from rlpop.store import RunDir
 
         lines, failures = [], []
         ctl = Controller(exp, RunDir.create(tmp_path / "runs", "div"), InlineBackend())
