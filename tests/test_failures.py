@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DATA
 from rlpop.agents.hparam_rules import check_space, integer, unit
-from rlpop.experiment import FIRE, PBT, Agent, Experiment, Single
+from rlpop.experiment import FIRE, PBT, Agent, Experiment
 from rlpop.hparams import Choice, LogUniform, Uniform
 from rlpop.run import main
 
