@@ -50,11 +50,13 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
-def check_state_kind(state: Mapping[str, Any], kind: str, owner: str) -> None:
-    """Refuse a saved strategy state that belongs to another strategy (a resume with the wrong one)."""
-    if state.get("strategy") != kind:
-        raise ValueError(f"{owner}.set_state: state is for strategy {state.get('strategy')!r}, not {kind!r}; "
-                         "resume with the strategy the run was started with")
+def check_state_kind(state: Mapping[str, Any], kind: str, owner: str, key: str = "strategy") -> None:
+    """Refuse a saved state that belongs to another strategy (or, ``key="sampler"``, another sampler): a resume
+    with the wrong one."""
+    got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
+    if not isinstance(state, Mapping) or got != kind:
+        raise ValueError(f"{owner}.set_state: state is for {key} {got!r}, not {kind!r}; "
+                         f"resume with the {key} the run was started with")
 
 
 def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:

@@ -42,7 +42,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from rlpop.hparams import Choice, Fixed, HParamSpace, LogUniform, Uniform
-from rlpop.strategies.common import check_int, check_space, rng_from_state, rng_state
+from rlpop.strategies.common import check_int, check_space, check_state_kind, rng_from_state, rng_state
 
 SAMPLERS: tuple[str, ...] = ("random", "tpe", "gp")
 OPTUNA_KINDS: tuple[str, ...] = ("tpe", "gp")
@@ -92,13 +92,6 @@ def _check_value(value: Any, owner: str) -> float:
     return float(value)
 
 
-def _check_kind(state: Mapping[str, Any], kind: str, owner: str) -> None:
-    if not isinstance(state, Mapping) or state.get("sampler") != kind:
-        got = state.get("sampler") if isinstance(state, Mapping) else type(state).__name__
-        raise ValueError(f"{owner}.set_state: state is for sampler {got!r}, not {kind!r}; "
-                         "resume with the sampler the run was started with")
-
-
 # -- random ---------------------------------------------------------------------------------------
 
 class RandomSampler:
@@ -132,7 +125,7 @@ class RandomSampler:
         return {"sampler": self.kind, "rng": rng_state(self._rng), "n_trials": self._n}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        _check_kind(state, self.kind, "RandomSampler")
+        check_state_kind(state, self.kind, "RandomSampler", key="sampler")
         self._rng = rng_from_state(state["rng"])
         self._n = int(state["n_trials"])
 
@@ -299,7 +292,7 @@ class OptunaSampler:
         ids, so a later ``tell(id, value)`` finishes them."""
         from optuna.trial import TrialState, create_trial
 
-        _check_kind(state, self.kind, "OptunaSampler")
+        check_state_kind(state, self.kind, "OptunaSampler", key="sampler")
         if int(state.get("seed", self.seed)) != self.seed:
             raise ValueError(f"OptunaSampler.set_state: state has seed={state.get('seed')!r}, this sampler "
                              f"seed={self.seed}; resume with the seed the run was started with")
