@@ -34,12 +34,17 @@ def state_log_std(raw: torch.Tensor) -> torch.Tensor:
     return torch.log(F.softplus(raw) + STD_MIN)
 
 
+def softplus_inverse(v: float) -> float:
+    """``x`` with ``softplus(x) == v`` for ``v > 0``: ``log(expm1(v)) = v + log(1 - exp(-v))``, the latter
+    stable for large ``v``."""
+    return float(v + math.log(-math.expm1(-v)))
+
+
 def inverse_state_std(std: float) -> float:
     """The pre-softplus output giving ``std`` (initialises the std head's bias to ``exp(init_log_std)``)."""
-    v = std - STD_MIN
-    if not v > 0:
+    if not std - STD_MIN > 0:
         raise ValueError(f"the initial std must exceed STD_MIN={STD_MIN}, got {std}")
-    return float(v + math.log(-math.expm1(-v)))  # softplus^-1, stable for large v
+    return softplus_inverse(std - STD_MIN)
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:

@@ -28,6 +28,8 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from rlpop.agents.networks import softplus_inverse
+
 #: smallest value a Lagrange multiplier (eta, alpha) can take
 MULTIPLIER_FLOOR = 1e-8
 
@@ -224,9 +226,7 @@ def inverse_positive(value: float) -> float:
     """The raw parameter with ``positive(raw) == value`` (for initialisation)."""
     if not value > MULTIPLIER_FLOOR:
         raise ValueError(f"a multiplier must start above {MULTIPLIER_FLOOR}, got {value}")
-    v = value - MULTIPLIER_FLOOR
-    # softplus^-1(v) = log(expm1(v)) = v + log(1 - exp(-v)), the latter stable for large v
-    return float(v + math.log(-math.expm1(-v)))
+    return softplus_inverse(value - MULTIPLIER_FLOOR)
 
 
 #: how the multipliers are learnt: "paper" -- the multipliers themselves, in the network's Adam at its lr,
