@@ -18,12 +18,14 @@ region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
   values, the output layer is rescaled whenever the statistics move, and
   advantages are in normalised units. Rewards are not normalised by default
   (``norm_reward=False``), as in V-MPO.
-* Defaults are V-MPO's Gym settings where the paper states them: one
-  gradient step per batch (``epochs=1``), target period 100, lr 1e-4,
-  eps_eta 0.01, 40-step unrolls bootstrapped from their end; PopArt with
-  statistics rate 1e-4 and scale bounds [1e-2, 1e6] (Sec. 4.2.2); the
-  multipliers learnt with the network's Adam at its lr and projected to
-  >= 1e-8 after each step (``duals="paper"``, Sec. 4.1). A state-dependent
+* Defaults follow V-MPO's text where it states them: lr 1e-4, unrolls
+  bootstrapped from their end, PopArt with statistics rate 1e-4 and scale
+  bounds [1e-2, 1e6] (Sec. 4.2.2), the multipliers learnt with the network's
+  Adam at its lr and projected to >= 1e-8 after each step (``duals="paper"``,
+  Sec. 4.1); and the rlpyt V-MPO port (secondary: the paper's Gym table
+  could not be read) for one gradient step per batch (``epochs=1``), target
+  period 100, eps_eta 0.01, 40-step unrolls, discount and initial
+  multipliers. A state-dependent
   Gaussian std output by the policy net (``std="state"``, as the rlpyt port)
   is an option; the default keeps the state-independent one (see DEFAULTS).
 * ``duals="paper"``: the multipliers are raw tensors stepped by an Adam with
@@ -69,26 +71,26 @@ POPART_STD_BOUNDS = (1e-2, 1e6)
 # settings that are rlpop's own (network size, batch size, obs normalisation, gradient clipping).
 DEFAULTS: dict[str, Any] = {
     # mutable: read at every update
-    "lr": 1e-4,               # V-MPO Gym: Adam 1e-4 (FIRE PBT searches 1e-5..1e-3 around it)
-    "eps_eta": 0.01,          # V-MPO Gym: eps_eta 0.01 (FIRE PBT searches 5e-3..2e-2 around it)
-    "gamma": 0.99,            # V-MPO: discount 0.99
+    "lr": 1e-4,               # V-MPO Sec. 4: Adam 1e-4 (FIRE PBT searches 1e-5..1e-3 around it)
+    "eps_eta": 0.01,          # rlpyt port: eps_eta 0.01 (FIRE PBT searches 5e-3..2e-2 around it)
+    "gamma": 0.99,            # rlpyt port: discount 0.99
     "max_grad_norm": 1.0,     # rlpop's (not stated in V-MPO); per network (actor, critic); 0/None disables
     # fixed for a learner's lifetime
     "eps_alpha_mu": 7.5e-3,   # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-3..1e-2)
     "eps_alpha_sigma": 1e-5,  # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-6..5e-5)
     "eps_alpha": 0.01,        # categorical policies: bound on KL(pi_old || pi) (not used on Gym's Box tasks)
-    "target_period": 100,     # V-MPO: target network (the actors' policy) refreshed every 100 learner updates
-    "n_step": None,           # V-MPO: bootstrap from the end of each unroll (None: of each env's rollout)
-    "epochs": 1,              # V-MPO: one gradient step per batch, no reuse
+    "target_period": 100,     # rlpyt port: target network (the actors' policy) refreshed every 100 learner updates
+    "n_step": None,           # V-MPO Sec. 4.1: bootstrap from the end of each unroll (None: of each env's rollout)
+    "epochs": 1,              # rlpyt port: one gradient step per batch, no reuse
     "minibatch_size": 320,    # samples per learner update: the whole rollout (V-MPO's Gym batch size is not stated)
     "rollout_steps": 320,     # env steps per collect, over all envs: 8 envs x 40-step unrolls
     "num_actors": 0,          # actor processes; 0 = collect in the learner's process
     "envs_per_actor": 8,
     "hidden": (64, 64),       # rlpop's (V-MPO's Gym network is not stated); separate policy and value MLPs
     "init_log_std": 0.0,
-    "init_eta": 1.0,          # V-MPO: initial eta 1
-    "init_alpha": 1.0,        # V-MPO: initial alpha_mu 1 (also the categorical alpha)
-    "init_alpha_sigma": 1.0,  # V-MPO: initial alpha_Sigma 1
+    "init_eta": 1.0,          # rlpyt port: initial eta 1
+    "init_alpha": 1.0,        # rlpyt port: initial alpha_mu 1 (also the categorical alpha)
+    "init_alpha_sigma": 1.0,  # rlpyt port: initial alpha_Sigma 1
     # V-MPO Sec. 4.1: multipliers in the network's Adam (lr above), projected to >= 1e-8 after each step;
     # "softplus_adam": softplus(raw) + 1e-8, raw in a separate Adam at dual_lr (rlpop's earlier scheme)
     "duals": "paper",
