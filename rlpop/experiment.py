@@ -278,7 +278,7 @@ class Experiment:
         for f in ("population", "subpop_size", "evaluators", "subpops"):
             if hasattr(s, f) and (not isinstance(getattr(s, f), int) or getattr(s, f) < 1):
                 raise ValueError(f"strategy.{f}={getattr(s, f)!r} must be an integer >= 1")
-        for f in ("ready_steps", "max_eval_steps"):  # 5e4 is an integer count of steps
+        for f in ("ready_steps", "max_eval_steps", "max_t", "grace_period"):  # 5e4 is an integer count of steps
             if isinstance(getattr(s, f, None), float) and getattr(s, f).is_integer():
                 setattr(s, f, int(getattr(s, f)))
         if isinstance(getattr(s, "min_steps_before_eval", None), (list, tuple)):
@@ -299,9 +299,6 @@ class Experiment:
         """Trial lengths against the budget and the Q interval (the strategy checks the rest)."""
         from rlpop.strategies.samplers import check_sampler
 
-        for f in ("max_t", "grace_period"):
-            if isinstance(getattr(s, f), float) and getattr(s, f).is_integer():
-                setattr(s, f, int(getattr(s, f)))
         check_sampler(s.search, "strategy.search")
         if isinstance(s.max_t, int) and s.max_t > self.total_steps:
             raise ValueError(f"strategy.max_t={s.max_t} is larger than total_steps={self.total_steps} (each slot's "
