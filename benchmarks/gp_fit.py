@@ -98,7 +98,7 @@ def run_method(method: str, x: np.ndarray, y: np.ndarray):
     if method == "sklearn":
         theta0 = gp._initial_theta(target, bounds)
         t0, c0 = time.perf_counter(), time.process_time()
-        with gp._single_threaded_blas(x.size):
+        with gp.single_threaded_blas(x.size):
             out, lml = sklearn_fit(xu, y, bounds, theta0)
         return time.perf_counter() - t0, time.process_time() - c0, out, lml
     if method == "newton_blas_threads_below_64":

@@ -59,8 +59,9 @@ _BLAS = ThreadpoolController()
 _BLAS_THREADED_FROM = 17
 
 
-def _single_threaded_blas(n: int) -> contextlib.AbstractContextManager:
-    """BLAS limited to one thread for a fit on ``n`` points (a no-op for small ``n``)."""
+def single_threaded_blas(n: int) -> contextlib.AbstractContextManager:
+    """BLAS limited to one thread for linear algebra on ``n``-row matrices (a no-op for small ``n``); also
+    what PB2's GP uses."""
     return _BLAS.limit(limits=1, user_api="blas") if n >= _BLAS_THREADED_FROM else contextlib.nullcontext()
 
 
@@ -409,7 +410,7 @@ def _fit(x: ArrayLike, y: ArrayLike, optimise) -> np.ndarray:
     target = (yf - mu) / sd
     bounds = np.array([_LOG_AMPLITUDE_BOUNDS, (math.log(ls_min), _LOG_LENGTH_SCALE_MAX), _LOG_NOISE_BOUNDS])
     try:
-        with _single_threaded_blas(yf.size), sklearn_config(assume_finite=True, skip_parameter_validation=True):
+        with single_threaded_blas(yf.size), sklearn_config(assume_finite=True, skip_parameter_validation=True):
             theta = optimise(np.abs(xu[:, None] - xu[None, :]), target, bounds)
             amplitude, length_scale, noise = np.exp(theta).tolist()
             # the noise as GaussianProcessRegressor's alpha ("the variance of additional Gaussian

@@ -50,6 +50,7 @@ from scipy.linalg import cho_solve, cholesky, solve_triangular
 from scipy.spatial.distance import cdist
 
 from rlpop.decisions import Decision, Exploit, Explore
+from rlpop.gp import single_threaded_blas
 from rlpop.hparams import Choice, HParamSpace, LogUniform, Uniform, describe_change, format_value
 from rlpop.strategies.common import check_int, check_state_kind, rng_from_state, rng_state
 from rlpop.strategies.pbt import PBT
@@ -141,19 +142,6 @@ def _time_varying_cls():
     return _TV_CLS
 
 
-_BLAS = None
-
-
-def _single_threaded():
-    """GP matrices are small: BLAS threads only add contention (see rlpop.gp)."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
-
-
 # -- the unit box of the continuous hparams ----------------------------------------------------------
 
 def _box(p: LogUniform | Uniform) -> tuple[float, float]:
@@ -238,7 +226,7 @@ def _fit(rows: np.ndarray, ready_steps: int) -> _Model:
     y = np.clip((y - y.mean()) / (y.std() + 1e-8), -_Y_CLIP, _Y_CLIP)
     gp = GaussianProcessRegressor(kernel=_gp_kernel(), alpha=_JITTER, normalize_y=False,
                                   n_restarts_optimizer=0)
-    with warnings.catch_warnings(), _single_threaded():
+    with warnings.catch_warnings(), single_threaded_blas(len(X)):
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(X, y)
     latent, white = gp.kernel_.k1, gp.kernel_.k2
@@ -406,6 +394,6 @@ class PB2(PBT):
         """The candidate of [0, 1]^d maximising UCB at time ``t`` (in the model's time frame)."""
         cand = self._gp_rng.random((self.candidates, len(self._ranges)))
         Xs = np.column_stack([np.full(len(cand), t), cand])
-        with _single_threaded():
+        with single_threaded_blas(len(Xs)):
             ucb = model.mean(Xs) + self._kappa() * model.std(Xs, pending)
         return cand[int(np.argmax(ucb))]
