@@ -24,7 +24,7 @@ region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
   Adam at its lr and projected to >= 1e-8 after each step (``duals="paper"``,
   Sec. 4.1); and the rlpyt V-MPO port (secondary: the paper's Gym table
   could not be read) for one gradient step per batch (``epochs=1``), target
-  period 100, eps_eta 0.01, 40-step unrolls, discount and initial
+  period 100, eps_eta 0.01, 39-step unrolls, discount and initial
   multipliers. A state-dependent
   Gaussian std output by the policy net (``std="state"``, as the rlpyt port)
   is an option; the default keeps the state-independent one (see DEFAULTS).
@@ -82,8 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "target_period": 100,     # rlpyt port: target network (the actors' policy) refreshed every 100 learner updates
     "n_step": None,           # V-MPO Sec. 4.1: bootstrap from the end of each unroll (None: of each env's rollout)
     "epochs": 1,              # rlpyt port: one gradient step per batch, no reuse
-    "minibatch_size": 320,    # samples per learner update: the whole rollout (V-MPO's Gym batch size is not stated)
-    "rollout_steps": 320,     # env steps per collect, over all envs: 8 envs x 40-step unrolls
+    "minibatch_size": 312,    # samples per learner update: the whole rollout (V-MPO's Gym batch size is not stated)
+    "rollout_steps": 312,     # env steps per collect, over all envs: 8 envs x 39-step unrolls (two ports: 39)
     "num_actors": 0,          # actor processes; 0 = collect in the learner's process
     "envs_per_actor": 8,
     "hidden": (64, 64),       # rlpop's (V-MPO's Gym network is not stated); separate policy and value MLPs

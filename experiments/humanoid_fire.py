@@ -7,7 +7,7 @@ Ready and evaluator checks every 6e7 actor steps; P2 min_steps_before_eval 1e9; 
 6e9 actor steps per member. That is datacenter-sized (the paper: 160k CPU-days), but the command as written
 starts on a laptop: the batched engine holds the 50 V-MPO workers in one shard process (measured on 2 cores:
 training within 50 s, 5.9 GB for the whole process tree, ~2,500 env steps/s, and an honest ETA of ~2.8 years,
-with the earlier 8192-step rollouts and 2 epochs; with V-MPO's 640-step batches --dry-run now estimates
+with the earlier 8192-step rollouts and 2 epochs; with V-MPO's 640-step batches (16 x 40, before the unroll became 39) --dry-run estimated
 ~3.0 GB, against 9.1 GB for the earlier settings in the same session at load ~6).
 See the plan, with a measured time and memory estimate, with
 
@@ -30,11 +30,11 @@ SPACE = {
     "eps_eta": LogUniform(5e-3, 2e-2, factors=(0.8, 0.95, 1.05, 1.2)),
 }
 # the V-MPO settings of experiments/humanoid_vmpo.py (lr and eps_eta are searched here)
-# (V-MPO's Gym settings: one gradient step per 640-step batch of 16 x 40-step unrolls, target period 100,
+# (V-MPO's Gym settings: one gradient step per 624-step batch of 16 x 39-step unrolls, target period 100,
 # PopArt, raw rewards; 256x256 networks are rlpop's choice)
 AGENT = Agent("vmpo", hparams={"eps_alpha_mu": 7.5e-3, "eps_alpha_sigma": 1e-5, "hidden": (256, 256),
-                               "num_actors": 2, "envs_per_actor": 8, "rollout_steps": 640,
-                               "minibatch_size": 640, "target_period": 100, "n_step": None, "epochs": 1,
+                               "num_actors": 2, "envs_per_actor": 8, "rollout_steps": 624,
+                               "minibatch_size": 624, "target_period": 100, "n_step": None, "epochs": 1,
                                "popart": True, "norm_reward": False})
 TOTAL_STEPS = 6_000_000_000
 EVAL_STEPS = 6_000_000

@@ -13,7 +13,7 @@ from rlpop.agents.networks import ActorCritic
 from rlpop.agents.vmpo import MUTABLE, POPART_BETA, VMPO, PopArt
 
 SMALL = {"rollout_steps": 64, "envs_per_actor": 4, "minibatch_size": 32, "epochs": 1, "target_period": 3}
-# The defaults are V-MPO's Gym settings (lr 1e-4, one pass per 320-step batch, target refreshed every 100
+# The defaults are V-MPO's Gym settings (lr 1e-4, one pass per 312-step batch, target refreshed every 100
 # updates: sized for 1e9+ steps). The learning tests use faster settings on their small tasks and keep the
 # rest of the defaults (PopArt, raw rewards, the initial multipliers and KL bounds).
 FAST = {"lr": 1e-3, "eps_eta": 0.02, "target_period": 10, "epochs": 2, "rollout_steps": 1024, "minibatch_size": 128}
@@ -167,7 +167,7 @@ def test_defaults_and_bad_constructor_input():
     hp = d.get_hparams()
     assert (hp["lr"], hp["eps_eta"], hp["gamma"], hp["target_period"], hp["epochs"]) == (1e-4, 0.01, 0.99, 100, 1)
     assert hp["popart"] is True and hp["norm_reward"] is False and hp["n_step"] is None
-    assert hp["rollout_steps"] // (max(1, hp["num_actors"]) * hp["envs_per_actor"]) == 40  # 40-step unrolls
+    assert hp["rollout_steps"] // (max(1, hp["num_actors"]) * hp["envs_per_actor"]) == 39  # 39-step unrolls
     assert hp["minibatch_size"] == hp["rollout_steps"]  # one gradient step per batch
     assert d.popart is not None and d.multipliers() == pytest.approx({"eta": 1.0, "alpha_mu": 1.0, "alpha_sigma": 1.0})
     # V-MPO Sec. 4.2.2 (PopArt's statistics rate) and 4.1 (multipliers in the network's optimiser); the std
