@@ -5,8 +5,8 @@ matplotlib's Agg backend, into RUN_DIR/plots (one run) or ``--out`` (needed for 
 figures then go to OUT/<run name>/):
 
 ``top_return`` -- the paper's Figure 5. Per run, the top-return curve :func:`rlpop.summary.top_curve`: at each
-    actor step ``s``, the highest Q (mean episode return over the last ``q_window_episodes`` episodes) that any
-    member scored at its own actor step <= ``s``. Members of every sub-population count (for FIRE: P1..Pn);
+    actor step ``s``, the highest Q (the mean return of the episodes that finished in an evaluation interval;
+    :class:`rlpop.worker.QTracker`) that any member scored at its own actor step <= ``s``. Members of every sub-population count (for FIRE: P1..Pn);
     evaluators do not. x = actor steps per worker (each worker's own step counter; for ASHA / HyperBand, whose
     slots restart trials from step 0, the slot's steps over all its trials: :func:`rlpop.summary.slot_steps`).
     Runs are grouped by config.json's ``method`` (rs, pbt, fire, single, asha, asha+tpe, asha+gp, hyperband
