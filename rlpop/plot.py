@@ -6,12 +6,12 @@ figures then go to OUT/<run name>/):
 
 ``top_return`` -- the paper's Figure 5. Per run, the top-return curve :func:`rlpop.summary.top_curve`: at each
     actor step ``s``, the highest Q (the mean return of the episodes that finished in an evaluation interval;
-    :class:`rlpop.worker.QTracker`) that any member scored at its own actor step <= ``s``. Members of every sub-population count (for FIRE: P1..Pn);
-    evaluators do not. x = actor steps per worker (each worker's own step counter; for ASHA / HyperBand, whose
-    slots restart trials from step 0, the slot's steps over all its trials: :func:`rlpop.summary.slot_steps`).
-    Runs are grouped by config.json's ``method`` (rs, pbt, fire, single, asha, asha+tpe, asha+gp, hyperband
-    (+tpe, +gp), pb2; anything else is "other"); per group: the median over its
-    runs (seeds) as a line, and a band that is min-max over the runs when a group has fewer than 5, else the
+    :class:`rlpop.worker.QTracker`) that any member scored at its own actor step <= ``s``. Members of every
+    sub-population count (for FIRE: P1..Pn); evaluators do not. x = actor steps per worker (each worker's own
+    step counter; for ASHA / HyperBand, whose slots restart trials from step 0, the slot's steps over all its
+    trials: :func:`rlpop.summary.slot_steps`). Runs are grouped by config.json's ``method``
+    (:data:`rlpop.summary.KNOWN_METHODS`; anything else is "other"); per group: the median over its runs (seeds)
+    as a line, and a band that is min-max over the runs when a group has fewer than 5, else the
     inter-quartile range (the legend says which and how many runs). A run contributes only up to the last step
     it reached.
 ``hparams`` -- the paper's Figure 4a. One panel per searched hyperparameter (the space's names, ``hp_<name>``
@@ -22,8 +22,8 @@ figures then go to OUT/<run name>/):
     value) and exploit-and-explore steps as triangles in the member's colour (at its step, the value it takes).
     The y axis is logarithmic for a LogUniform parameter (config.json's space repr), else when all values are
     positive and span a factor of 20 or more.
-``population`` -- every member's Q over its actor steps (a slot's steps over its trials, as above), one colour per sub-population, exploits (x: the
-    replaced member's Q before the copy) and evaluator successes (black circles: the child's Q before the copy),
+``population`` -- every member's Q over its actor steps (a slot's steps over its trials, as above), one colour
+    per sub-population, exploits (x: the replaced member's Q before the copy) and evaluator successes (black circles: the child's Q before the copy),
     and the top-return curve dashed.
 
 A directory that is not a run (or holds no Q row yet) gives one line on stderr and exit status 2.
@@ -109,7 +109,7 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from rlpop.summary import method_group, top_curve
+    from rlpop.summary import KNOWN_METHODS, method_group, top_curve
 
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     others: set[str] = set()
@@ -120,8 +120,7 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
             if method_group(r.cfg) == "other":
                 others.add(r.method)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    order = ["rs", "asha", "asha+tpe", "asha+gp", "hyperband", "hyperband+tpe", "hyperband+gp", "pbt", "pb2",
-             "fire", "single", "other"]
+    order = [*KNOWN_METHODS, "other"]
     names = {"rs": "random search", "pbt": "PBT", "fire": "FIRE PBT", "single": "single", "other": "other",
              "asha": "RS+ASHA", "asha+tpe": "TPE+ASHA", "asha+gp": "GP+ASHA", "hyperband": "HyperBand",
              "hyperband+tpe": "TPE+HyperBand", "hyperband+gp": "GP+HyperBand", "pb2": "PB2"}

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-KNOWN_METHODS = ("rs", "pbt", "fire", "single", "asha", "asha+tpe", "asha+gp", "hyperband", "hyperband+tpe",
-                 "hyperband+gp", "pb2")
+#: the methods plots and tables group runs by (config.json's ``method``; anything else is "other"), in the order
+#: the plots draw them
+KNOWN_METHODS = ("rs", "asha", "asha+tpe", "asha+gp", "hyperband", "hyperband+tpe", "hyperband+gp", "pbt", "pb2",
+                 "fire", "single")
 
 
 # --------------------------------------------------------------------------- a run's curves
