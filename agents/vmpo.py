@@ -22,10 +22,11 @@ region to a TARGET policy, and Lagrange multipliers ``eta`` (temperature),
   bootstrapped from their end, PopArt with statistics rate 1e-4 and scale
   bounds [1e-2, 1e6] (Sec. 4.2.2), the multipliers learnt with the network's
   Adam at its lr and projected to >= 1e-8 after each step (``duals="paper"``,
-  Sec. 4.1); and the rlpyt V-MPO port (secondary: the paper's Gym table
-  could not be read) for one gradient step per batch (``epochs=1``), target
-  period 100, eps_eta 0.01, 39-step unrolls, discount and initial
-  multipliers. A state-dependent
+  Sec. 4.1); and two V-MPO ports that agree on them, rlpyt's and
+  CarsonBurke/cleanrl's (secondary: the paper's Gym table could not be read;
+  the README's V-MPO table gives each row's source), for one gradient step
+  per batch (``epochs=1``), target period 100, eps_eta 0.01, 39-step
+  unrolls, discount and initial multipliers. A state-dependent
   Gaussian std output by the policy net (``std="state"``, as the rlpyt port)
   is an option; the default keeps the state-independent one (see DEFAULTS).
 * ``duals="paper"``: the multipliers are raw tensors stepped by an Adam with
