@@ -1,0 +1,86 @@
+"""Per-member random streams: the one documented scheme that splits an experiment's seed.
+
+A member's run is a function of (experiment seed, slot, trial) and its hyperparameters alone. Nothing in
+it may depend on which members share its shard, how many members there are, the backend, or what other
+members are doing. So every source of randomness a member uses comes from its own stream, split from the
+experiment's seed with :class:`numpy.random.SeedSequence` (whose spawn keys give statistically independent
+streams):
+
+* ``member_seed(exp_seed, slot, trial)`` -- the member's 32-bit seed: the first word of
+  ``SeedSequence(exp_seed, spawn_key=(slot, trial))``. Learners receive it as their ``seed``
+  (32 bits, so stable-baselines3 and RLlib members take it as it is). A trial restart (ASHA, HyperBand)
+  is a new trial, hence a new seed.
+* From a member's seed, one child per purpose, ``SeedSequence(seed, spawn_key=(PURPOSE,))``:
+
+  ========== ======================================================================
+  ``INIT``     initial weights (``torch.manual_seed`` under a forked RNG)
+  ``ACTION``   action noise while collecting (one ``torch.Generator`` per member)
+  ``MINIBATCH`` minibatch order (one ``numpy.random.Generator`` per member)
+  ``ENV``      env seeds: reset ``r`` of the member's envs draws ``env_seeds(seed, r, n)``
+  ========== ======================================================================
+
+  Env seeds are 64-bit words of ``SeedSequence(seed, spawn_key=(ENV, r))``, so the envs of different
+  members and of successive resets never share a seed (up to a 64-bit collision). EnvPool takes one
+  31-bit seed per pool and seeds its env ``j`` with ``seed + j``: :func:`envpool_seed`.
+
+A copy (exploit, evaluator assignment) takes weights, optimiser and normalisers, never the source's
+streams: the destination goes on drawing from its own. Streams are part of a member's checkpointed state
+and continue after ``--resume``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+INIT, ACTION, MINIBATCH, ENV = 0, 1, 2, 3
+
+
+def member_seed(exp_seed: int, slot: int, trial: int = 0) -> int:
+    """The 32-bit seed of ``slot``'s ``trial`` in an experiment seeded ``exp_seed``."""
+    return int(np.random.SeedSequence(int(exp_seed), spawn_key=(int(slot), int(trial))).generate_state(1)[0])
+
+
+def child(seed: int, purpose: int) -> np.random.SeedSequence:
+    """The member's stream for one ``purpose`` (:data:`INIT`, :data:`ACTION`, :data:`MINIBATCH`, :data:`ENV`)."""
+    return np.random.SeedSequence(int(seed), spawn_key=(int(purpose),))
+
+
+def torch_seed(seed: int, purpose: int) -> int:
+    """A 63-bit torch seed for the member's ``purpose``."""
+    return int(child(seed, purpose).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def init_seed(seed: int) -> int:
+    """The seed the member's initial weights are drawn under."""
+    return torch_seed(seed, INIT)
+
+
+def action_generator(seed: int) -> torch.Generator:
+    """The member's action-noise generator (CPU)."""
+    return torch.Generator().manual_seed(torch_seed(seed, ACTION))
+
+
+def minibatch_rng(seed: int) -> np.random.Generator:
+    """The member's minibatch-order generator."""
+    return np.random.default_rng(child(seed, MINIBATCH))
+
+
+def env_seeds(seed: int, reset: int, n: int) -> list[int]:
+    """Seeds of the member's ``n`` envs at its ``reset``-th reset (0 = the first)."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(ENV, int(reset)))
+    return [int(x) for x in ss.generate_state(n, np.uint64)]
+
+
+def envpool_seed(seed: int, reset: int, n: int) -> int:
+    """EnvPool's pool seed for the member's ``n`` envs at build ``reset`` (env ``j`` gets ``seed + j``)."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(ENV, int(reset)))
+    return int(ss.generate_state(1)[0] % np.uint32(2**31 - 1 - n))
+
+
+def generator_state(g: torch.Generator) -> torch.Tensor:
+    """A torch generator's state (a uint8 tensor: plain checkpoint data)."""
+    return g.get_state().clone()
+
+
+def set_generator_state(g: torch.Generator, state: torch.Tensor) -> None:
+    g.set_state(torch.as_tensor(state, dtype=torch.uint8).clone())
