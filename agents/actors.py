@@ -30,6 +30,7 @@ from rlpop.agents.envbank import true_next_obs
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import normalize_obs
 from rlpop.agents.procs import ChildProcesses, activity
+from rlpop import streams
 
 
 class ActorError(RuntimeError):
@@ -77,13 +78,16 @@ def _make_vector_env(env_id: str, env_kwargs: dict, num_envs: int) -> gym.vector
 class ActorCore:
     """One actor's envs + policy copy; used in-process or inside a process."""
 
-    def __init__(self, env_id: str, env_kwargs: dict, policy_spec: PolicySpec, num_envs: int, seed: int):
+    def __init__(self, env_id: str, env_kwargs: dict, policy_spec: PolicySpec, num_envs: int, seed: int,
+                 actor: int = 0):
         self.env_id = env_id
         self.envs = _make_vector_env(env_id, env_kwargs, num_envs)
         self.policy = policy_spec.build()
         self.policy.eval()
-        self.generator = torch.Generator().manual_seed(int(seed))
+        # the member's streams (rlpop.streams): this actor's noise, and envs actor*n.. of the member's env seeds
+        self.generator = streams.actor_generator(seed, actor)
         self.seed = int(seed)
+        self.actor = int(actor)
         self.box_actions = isinstance(self.envs.single_action_space, gym.spaces.Box)
         if self.box_actions:
             self.low = self.envs.single_action_space.low
@@ -102,7 +106,9 @@ class ActorCore:
     def reset(self) -> None:
         """Start fresh episodes (after the learner's state was replaced)."""
         with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
-            self.obs, _ = self.envs.reset(seed=self.seed + 100_003 * self._reset_count)
+            n = self.envs.num_envs
+            seeds = streams.env_seeds(self.seed, self._reset_count, (self.actor + 1) * n)[self.actor * n:]
+            self.obs, _ = self.envs.reset(seed=seeds)
         self._reset_count += 1
         n = self.envs.num_envs
         self.ep_ret = np.zeros(n)
@@ -148,10 +154,10 @@ class ActorCore:
         self.envs.close()
 
 
-def _actor_core(env_id, env_kwargs, policy_spec, num_envs, seed) -> "ActorCore":
+def _actor_core(env_id, env_kwargs, policy_spec, num_envs, seed, actor) -> "ActorCore":
     """What an actor process serves (one torch thread: the cores are the envs')."""
     torch.set_num_threads(1)
-    return ActorCore(env_id, env_kwargs, policy_spec, num_envs, seed)
+    return ActorCore(env_id, env_kwargs, policy_spec, num_envs, seed, actor)
 
 
 class ActorPool:
@@ -174,7 +180,7 @@ class ActorPool:
             self.action_space = self._local.envs.single_action_space
             return
         self._children = ChildProcesses(
-            _actor_core, [(env_id, env_kwargs, policy_spec, envs_per_actor, seed + 7919 * (i + 1))
+            _actor_core, [(env_id, env_kwargs, policy_spec, envs_per_actor, seed, i)
                           for i in range(num_actors)],
             [f"rlpop-actor-{env_id}-{i}" for i in range(num_actors)], ActorError, "actor", env_id)
         spaces_ = [self._children.receive(i) for i in range(num_actors)]

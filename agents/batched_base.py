@@ -17,10 +17,11 @@ import torch
 
 from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.envbank import make_bank
-from rlpop.agents.networks import sample_actions
+from rlpop.agents.networks import actions_from_noise, draw_noise
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
 from rlpop.agents.pool_learner import check_layout, pick_device
 from rlpop.agents.stacked import StackedActorCritic
+from rlpop import streams
 
 
 def normalize_members(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, clip: float = 10.0) -> np.ndarray:
@@ -47,7 +48,7 @@ class BatchedLearner:
     #: hyperparameters every member of one batch must share (they fix shapes, envs, processes or loops)
     SHARED: ClassVar[tuple[str, ...]] = ()
     #: fewest members per parallel update thread (see :meth:`learn`)
-    MIN_CHUNK: ClassVar[int] = 16
+    MIN_CHUNK: ClassVar[int] = 4
     #: collection reports its progress every this many steps of each env
     PROGRESS_EVERY: ClassVar[int] = 64
 
@@ -84,7 +85,7 @@ class BatchedLearner:
 
     def _make_bank(self):
         hp0 = self.hps[0]
-        return make_bank(self.env_id, self._env_kwargs, [s + 7919 for s in self.seeds], self.num_envs,
+        return make_bank(self.env_id, self._env_kwargs, self.seeds, self.num_envs,
                          hp0["env_backend"], num_actors=hp0["num_actors"])
 
     def _ensure_bank(self) -> None:
@@ -102,18 +103,17 @@ class BatchedLearner:
                                                self.action_space.high.astype(np.float32), dtype=np.float32)
         self.box = isinstance(self.action_space, gym.spaces.Box)
         self.net = StackedActorCritic(self.observation_space, self.action_space, hp0["hidden"], hp0["init_log_std"],
-                                      self.seeds, self.device, std=hp0.get("std", "param"))
+                                      [streams.init_seed(s) for s in self.seeds], self.device,
+                                      std=hp0.get("std", "param"))
         self.obs_rms = [RunningMeanStd(self.observation_space.shape) for _ in range(self.k)]
         self.reward_scalers = [RewardScaler(self.num_envs, hp["gamma"]) for hp in self.hps]
-        self.rngs = [np.random.default_rng(s) for s in self.seeds]
-        self.generator = torch.Generator().manual_seed(self.seeds[0])
+        #: each member's own streams (rlpop.streams): minibatch order, action noise
+        self.rngs = [streams.minibatch_rng(s) for s in self.seeds]
+        self.generators = [streams.action_generator(s) for s in self.seeds]
         self.updates = [0] * self.k
         self.env_steps = [0] * self.k
         self._ep_ret = np.zeros((self.k, self.num_envs))
         self._ep_len = np.zeros((self.k, self.num_envs), np.int64)
-        #: False for an env whose running episode began before its member's last state copy (EnvPool can't
-        #: reset single envs): its return is not the member's, so it is not counted
-        self._ep_own = np.ones((self.k, self.num_envs), bool)
         self._threads = None  # update threads (CPU), started at the first update
         self._on_collect = None  # progress callback while collecting (set by train)
 
@@ -133,18 +133,32 @@ class BatchedLearner:
         raise NotImplementedError
 
     def copy_member(self, src: int, dst: int) -> None:
-        """``dst`` takes ``src``'s state (slices of the stacks)."""
-        self.set_state(dst, self.get_state(src))
+        """``dst`` takes ``src``'s state (slices of the stacks), keeping its own streams."""
+        self.set_state(dst, streams.without_streams(self.get_state(src)))
+
+    def stream_state(self, k: int) -> dict[str, Any]:
+        """Member ``k``'s streams (:mod:`rlpop.streams`): minibatch order, action noise, its envs' resets."""
+        return {"minibatch": streams.rng_state(self.rngs[k]), "action": streams.generator_state(self.generators[k]),
+                "env": self.bank.state(k)}
+
+    def load_streams(self, k: int, state: dict[str, Any]) -> None:
+        streams.set_rng_state(self.rngs[k], state["minibatch"])
+        if "action" in state:  # a per-member learner's checkpoint has its minibatch stream only
+            streams.set_generator_state(self.generators[k], state["action"])
+        if "env" in state:
+            self._ensure_bank()
+            self.bank.load_state(k, state["env"])
 
     def restart_episodes(self, members: Sequence[int]) -> None:
-        """After a state copy: fresh episodes (or, where the bank cannot reset single members' envs, the
-        running episodes are not counted as the member's)."""
+        """After a state copy: fresh episodes for ``members`` (from their own env streams), and their reward
+        scalers' running returns start again with them."""
         self._ensure_bank()
         members = list(members)
-        fresh = self.bank.reset(members)
+        self.bank.reset(members)
         self._ep_ret[members] = 0.0
         self._ep_len[members] = 0
-        self._ep_own[members] = bool(fresh)
+        for m in members:
+            self.reward_scalers[m].returns[:] = 0.0
 
     # ---------------------------------------------------------------- training
     def acting_flat(self) -> torch.Tensor:
@@ -216,7 +230,12 @@ class BatchedLearner:
 
     @torch.no_grad()
     def collect(self, members: Sequence[int], steps_per_env: int) -> dict[str, Any]:
-        """``steps_per_env`` steps of every env of ``members``; arrays time-major ``[T, K', N, ...]``."""
+        """``steps_per_env`` steps of every env of ``members``; arrays time-major ``[T, K', N, ...]``.
+
+        Each member's action noise for the whole rollout is drawn first from its own generator, so what a
+        member does never depends on which members are stepped beside it. A member whose env returns a
+        non-finite observation keeps stepping with finite actions (zeros where its policy gave NaN) until the
+        rollout ends; :meth:`_drop_failed` then fails it alone."""
         members = list(members)
         self._ensure_bank()
         kk, n, dev = len(members), self.num_envs, self.device
@@ -224,13 +243,10 @@ class BatchedLearner:
         idx = torch.as_tensor(members, device=dev)
         p = self.net.views(self.acting_flat()[idx])  # the acting weights, gathered once per rollout
         obs = self.bank.observe(members)
-        fresh = getattr(self.bank, "restarted", None)
-        if fresh:  # the bank started new episodes for some members: their partial returns are void
-            self._ep_ret[list(fresh)] = 0.0
-            self._ep_len[list(fresh)] = 0
-            self._ep_own[list(fresh)] = True
-            fresh.clear()
         T = steps_per_env
+        act_shape = () if self.net.discrete else tuple(self.action_space.shape)
+        noise = torch.stack([draw_noise((T, n, *act_shape), self.net.discrete, self.generators[m])
+                             for m in members], 1).to(dev)                              # [T, K', N, ...]
         obs_buf = np.empty((T, kk, n, *obs.shape[2:]), np.float32)
         next_buf = np.empty_like(obs_buf)
         rew = np.empty((T, kk, n), np.float32)
@@ -240,19 +256,22 @@ class BatchedLearner:
         logp_buf = np.empty((T, kk, n), np.float32)
         act_buf = None
         returns: list[list[float]] = [[] for _ in members]
-        ep_ret, ep_len, own = self._ep_ret[members], self._ep_len[members], self._ep_own[members]
+        ep_ret, ep_len = self._ep_ret[members], self._ep_len[members]
         any_invalid = False
         for t in range(T):
             obs_buf[t] = obs
             x = obs.astype(np.float32) if stats is None else normalize_members(obs, *stats)
-            action, logp = sample_actions(*self.net.policy_params(torch.as_tensor(x, device=dev), p),
-                                          self.net.discrete, self.generator)
+            action, logp = actions_from_noise(*self.net.policy_params(torch.as_tensor(x, device=dev), p),
+                                              self.net.discrete, noise[t])
             action = action.cpu().numpy()
             if act_buf is None:
                 act_buf = np.empty((T, *action.shape), action.dtype)
             act_buf[t] = action
             logp_buf[t] = logp.cpu().numpy()
-            env_action = np.clip(action, self.action_space.low, self.action_space.high) if self.box else action
+            if self.box:
+                env_action = np.clip(np.nan_to_num(action, nan=0.0), self.action_space.low, self.action_space.high)
+            else:
+                env_action = action
             st = self.bank.step(members, env_action)
             rew[t], term[t], trunc[t], next_buf[t] = st.reward, st.terminated, st.truncated, st.next_obs
             if st.valid is not None:
@@ -263,15 +282,13 @@ class BatchedLearner:
             done = st.terminated | st.truncated
             if done.any():
                 for i, j in zip(*np.nonzero(done)):
-                    if own[i, j]:
-                        returns[i].append(float(ep_ret[i, j]))
+                    returns[i].append(float(ep_ret[i, j]))
                 ep_ret[done] = 0.0
                 ep_len[done] = 0
-                own[done] = True
             obs = st.obs
             if self._on_collect is not None and (t + 1) % self.PROGRESS_EVERY == 0:
                 self._on_collect((t + 1) * n)
-        self._ep_ret[members], self._ep_len[members], self._ep_own[members] = ep_ret, ep_len, own
+        self._ep_ret[members], self._ep_len[members] = ep_ret, ep_len
         return {"obs": obs_buf, "actions": act_buf, "logprobs": logp_buf, "rewards": rew, "terminated": term,
                 "truncated": trunc, "next_obs": next_buf, "valid": valid if any_invalid else None,
                 "episode_returns": returns, "stats": stats}
@@ -279,16 +296,21 @@ class BatchedLearner:
     def learn(self, members: Sequence[int], ro: dict[str, Any]) -> list[dict[str, float]]:
         """One update of each of ``members`` on its slice of the rollout; returns each one's diagnostics.
 
-        On the CPU, large batches are split into up to ``update_threads`` chunks of at least
-        :attr:`MIN_CHUNK` members, updated in parallel threads with one torch thread each (members are
-        independent; a batched update of a few members is too small for torch's intra-op threads to
-        pay). Smaller batches, and GPUs, update as one chunk with ``update_threads`` torch threads.
-        Measured on 2 cores, Hopper, PPO defaults: 8 members 162 us per member-step as one chunk
-        (176 in two threads); 32 members 78 us in two threads of 16 (87 as one chunk, 2 torch threads)."""
+        On the CPU every kernel of an update runs on ONE torch thread, whatever the shard: with more intra-op
+        threads torch splits some reductions differently, and a member's arithmetic would then depend on how
+        many members share its shard and how many cores the shard was given. The cores are used by splitting
+        the members into up to ``update_threads`` chunks of at least :attr:`MIN_CHUNK` members, updated in
+        parallel threads (members are independent). Measured on 2 cores, Hopper, PPO defaults (before this
+        rule): 8 members 162 us per member-step as one chunk on 2 torch threads, 176 in two chunks of one
+        thread; 32 members 78 us in two chunks of 16 (87 as one chunk on 2 threads). On a GPU the members
+        update as one chunk."""
         members = list(members)
-        n_chunks = 1 if self.device.type != "cpu" else min(self.update_threads, len(members) // self.MIN_CHUNK)
+        if self.device.type != "cpu":
+            n_chunks = 1
+        else:
+            n_chunks = max(1, min(self.update_threads, -(-len(members) // self.MIN_CHUNK)))
         if n_chunks <= 1:
-            torch.set_num_threads(self.update_threads)
+            torch.set_num_threads(self.collect_threads if self.device.type != "cpu" else 1)
             try:
                 out = self._learn(members, list(range(len(members))), ro)
             finally:

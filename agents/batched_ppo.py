@@ -22,13 +22,14 @@ The collect-and-learn loop, batched acting and the env bank are
 """
 from __future__ import annotations
 
-import copy
+import math
 from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from rlpop import streams
 from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.ppo import DEFAULTS, MUTABLE
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss, weighted_mean
@@ -59,7 +60,7 @@ class BatchedPPO(BatchedLearner):
             "obs_rms": self.obs_rms[k].state(),
             "reward_scaler": self.reward_scalers[k].state(),
             "hparams": dict(self.hps[k]),
-            "rng": copy.deepcopy(self.rngs[k].bit_generator.state),
+            streams.KEY: self.stream_state(k),
             "updates": self.updates[k],
             "env_steps": self.env_steps[k],
         }
@@ -72,7 +73,8 @@ class BatchedPPO(BatchedLearner):
         self.reward_scalers[k].load(state["reward_scaler"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
-        self.rngs[k].bit_generator.state = copy.deepcopy(state["rng"])
+        if streams.KEY in state:  # the member's own checkpoint; a copy keeps the destination's streams
+            self.load_streams(k, state[streams.KEY])
         self.updates[k], self.env_steps[k] = int(state["updates"]), int(state["env_steps"])
         self.restart_episodes([k])
 
@@ -120,7 +122,8 @@ class BatchedPPO(BatchedLearner):
         clip, ent_coef, vf_coef = t("clip").unsqueeze(1), t("ent_coef"), t("vf_coef")
         vf_clip = torch.as_tensor([float(h["vf_clip"]) if h["vf_clip"] else float("inf") for h in hps],
                                   device=dev).unsqueeze(1)
-        max_norm = t("max_grad_norm")
+        max_norm = torch.as_tensor([math.inf if h["max_grad_norm"] is None else float(h["max_grad_norm"])
+                                    for h in hps], dtype=torch.float32, device=dev)  # None: no clipping
         lr = torch.as_tensor([float(h["lr"]) for h in hps], dtype=torch.float64, device=dev)
         epochs = [int(h["epochs"]) for h in hps]
         mb = int(min(hps[0]["minibatch_size"], batch))
@@ -162,6 +165,9 @@ class BatchedPPO(BatchedLearner):
         out = []
         for i in range(kk):
             r_i, v_i = ret[:, i].reshape(-1), v_tkn[:, i].reshape(-1)
+            if ro["valid"] is not None:  # EnvPool's reset slots are not transitions
+                keep = ro["valid"][:, sel[i]].reshape(-1)
+                r_i, v_i = r_i[keep], v_i[keep]
             var_y = np.var(r_i)
             out.append({
                 "policy_loss": float(last["pg"][i]), "value_loss": float(last["v"][i]),

@@ -20,13 +20,13 @@ network's Adam arithmetic at its own ``lr`` and are projected to >= 1e-8, as
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from rlpop import streams
 from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
@@ -34,7 +34,7 @@ from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_p
 from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO, PopArt, check_dual_scheme
 from rlpop.agents.vmpo_loss import (KLConstraint, categorical_kl, gaussian_cov_kl, gaussian_mean_kl,
                                     multiplier_raw, multiplier_value, nstep_targets, project_multipliers_,
-                                    vmpo_loss_members)
+                                    valid_mean, vmpo_loss_members)
 
 DUAL_EPS = 1e-8   # torch.optim.Adam's default, as VMPO's optimisers use it
 
@@ -121,7 +121,7 @@ class BatchedVMPO(BatchedLearner):
             "reward_scaler": self.reward_scalers[k].state(),
             "popart": {"mean": float(self.popart_mean[k]), "sq_mean": float(self.popart_sq[k])} if self.popart else None,
             "hparams": dict(self.hps[k]),
-            "rng": copy.deepcopy(self.rngs[k].bit_generator.state),
+            streams.KEY: self.stream_state(k),
             "updates": self.updates[k],
             "target_updates": self.target_updates[k],
             "env_steps": self.env_steps[k],
@@ -147,7 +147,8 @@ class BatchedVMPO(BatchedLearner):
             self.popart_mean[k], self.popart_sq[k] = float(state["popart"]["mean"]), float(state["popart"]["sq_mean"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
-        self.rngs[k].bit_generator.state = copy.deepcopy(state["rng"])
+        if streams.KEY in state:  # the member's own checkpoint; a copy keeps the destination's streams
+            self.load_streams(k, state[streams.KEY])
         self.updates[k], self.target_updates[k] = int(state["updates"]), int(state["target_updates"])
         self.env_steps[k] = int(state["env_steps"])
         self.restart_episodes([k])
@@ -181,7 +182,7 @@ class BatchedVMPO(BatchedLearner):
         lr = torch.as_tensor([float(h["lr"]) for h in hps], dtype=torch.float64, device=dev)
         dual_lr = torch.as_tensor([self._dual_lr(m) for m in members], dtype=torch.float64, device=dev)
         eps_eta = torch.as_tensor([float(h["eps_eta"]) for h in hps], device=dev)
-        max_norm = torch.as_tensor([float(h["max_grad_norm"]) if h["max_grad_norm"] else math.inf for h in hps],
+        max_norm = torch.as_tensor([math.inf if h["max_grad_norm"] is None else float(h["max_grad_norm"]) for h in hps],
                                    device=dev)
         n_step = T if hp0["n_step"] is None else int(hp0["n_step"])
         mb = int(min(hp0["minibatch_size"], batch))
@@ -198,7 +199,7 @@ class BatchedVMPO(BatchedLearner):
                 targets = nstep_targets(rewards, next_v, term, trunc, gamma, n_step)         # [T, K, N]
                 targets = targets.transpose(0, 1).reshape(kk, batch)
             if self.popart and epoch == 0:
-                self._popart_update(targets, flat, members)
+                self._popart_update(targets, flat, members, valid)
                 # the statistics stay put for the rest of the update: loss and advantages in normalised units
                 sel_m = np.asarray(members)
                 pop_mean = torch.as_tensor(self.popart_mean[sel_m], dtype=targets.dtype, device=dev).unsqueeze(1)
@@ -233,14 +234,14 @@ class BatchedVMPO(BatchedLearner):
                     r = torch.as_tensor(refresh, device=dev)
                     target = torch.where(r.unsqueeze(1), flat, target)
                     t_updates += refresh
-                metrics["entropy"] = entropy.detach().mean(-1)
+                metrics["entropy"] = valid_mean(entropy.detach(), w)
                 last = metrics
         with torch.no_grad():
             self.net.flat[idx] = flat
             self.target_flat[idx] = target
             self.exp_avg[idx], self.exp_avg_sq[idx], self.adam_steps[idx] = m_sub, v_sub, st_sub
             self.duals[idx], self.dual_m[idx], self.dual_v[idx], self.dual_steps[idx] = duals, dm, dv, dst
-            ev = self._explained_variance(obs, targets, flat, members)
+            ev = self._explained_variance(obs, targets, flat, members, valid)
         out = []
         for i, m in enumerate(members):
             self.updates[m], self.target_updates[m] = int(updates[i]), int(t_updates[i])
@@ -260,14 +261,16 @@ class BatchedVMPO(BatchedLearner):
         return v
 
     @torch.no_grad()
-    def _popart_update(self, targets: torch.Tensor, flat: torch.Tensor, members: list[int]) -> None:
-        """PopArt per member (as ``rlpop.agents.vmpo.PopArt.update``): move the statistics, rescale the head."""
+    def _popart_update(self, targets: torch.Tensor, flat: torch.Tensor, members: list[int],
+                       valid: torch.Tensor | None = None) -> None:
+        """PopArt per member (as ``rlpop.agents.vmpo.PopArt.update``): move the statistics (over the valid
+        samples: EnvPool's reset slots are not transitions), rescale the head."""
         sel = np.asarray(members)
         old_mean, old_std = self.popart_mean[sel].copy(), self._popart_std(sel)
         b = float(self.hps[members[0]]["popart_beta"])
         t64 = targets.double()
-        self.popart_mean[sel] = (1 - b) * self.popart_mean[sel] + b * t64.mean(-1).cpu().numpy()
-        self.popart_sq[sel] = (1 - b) * self.popart_sq[sel] + b * t64.pow(2).mean(-1).cpu().numpy()
+        self.popart_mean[sel] = (1 - b) * self.popart_mean[sel] + b * valid_mean(t64, valid).cpu().numpy()
+        self.popart_sq[sel] = (1 - b) * self.popart_sq[sel] + b * valid_mean(t64.pow(2), valid).cpu().numpy()
         new_std = self._popart_std(sel)
         p = self.net.views(flat)
         w, bias = p[self.head + ".weight"], p[self.head + ".bias"]
@@ -286,9 +289,14 @@ class BatchedVMPO(BatchedLearner):
                 KLConstraint("sigma", gaussian_cov_kl(std, std_old), mult[:, 2], float(hp["eps_alpha_sigma"]))]
 
     @torch.no_grad()
-    def _explained_variance(self, obs, targets, flat, members) -> list[float]:
+    def _explained_variance(self, obs, targets, flat, members, valid=None) -> list[float]:
+        """``1 - Var(targets - V) / Var(targets)`` per member, over the valid samples."""
         v = self._unnormalised_value(obs, flat, members)
-        var = targets.var(-1)
-        resid = (targets - v).var(-1)
+
+        def variance(x: torch.Tensor) -> torch.Tensor:
+            return valid_mean((x - valid_mean(x, valid).unsqueeze(-1)).pow(2), valid)
+
+        var = variance(targets)
+        resid = variance(targets - v)
         return [float("nan") if float(var[i]) <= 0 else 1.0 - float(resid[i]) / float(var[i])
                 for i in range(len(members))]

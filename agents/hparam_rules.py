@@ -29,6 +29,8 @@ class Rule:
     example: Any = None
     #: values above it are valid but almost surely wrong (a learning rate of 5): said once, not refused
     warn_above: float | None = None
+    #: what None stands for, when it is allowed (said in the error message)
+    none_means: str = ""
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -51,7 +53,7 @@ class Rule:
         else:
             rng = ""
         out = f"{what} {rng}".strip()
-        return out + (" (or None)" if self.none_ok else "")
+        return out + ((f" (or None: {self.none_means})" if self.none_means else " (or None)") if self.none_ok else "")
 
     def in_range(self, x: float) -> bool:
         if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
@@ -85,6 +87,11 @@ class Rule:
 
 def positive(example: Any = None, warn_above: float | None = None) -> Rule:
     return Rule("real", lo=0.0, lo_open=True, example=example, warn_above=warn_above)
+
+
+def grad_norm(example: Any = 0.5) -> Rule:
+    """A gradient-clipping threshold: > 0, or None for no clipping (0 would zero every gradient)."""
+    return Rule("real", lo=0.0, lo_open=True, none_ok=True, example=example, none_means="no clipping")
 
 
 def learning_rate(example: Any = 3e-4) -> Rule:

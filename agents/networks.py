@@ -125,18 +125,40 @@ class ActorCritic(nn.Module):
         return a, log_prob_entropy(a, b, a, False)[0]
 
 
+def draw_noise(shape: Sequence[int], discrete: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The noise :func:`actions_from_noise` turns into actions: uniforms ``shape`` (Discrete: one per
+    action) or standard normals ``shape`` (Box: ``[..., A]``), from a CPU ``generator``."""
+    if discrete:
+        return torch.rand(tuple(shape), generator=generator)
+    return torch.randn(tuple(shape), generator=generator)
+
+
+@torch.no_grad()
+def actions_from_noise(a: torch.Tensor, b: torch.Tensor | None, discrete: bool,
+                       noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions from policy parameters (logits, or mean and log-std; any leading dimensions, e.g. ``[K, N, A]``
+    for K stacked members) and pre-drawn ``noise`` (:func:`draw_noise`), with their log-probabilities.
+
+    Box: ``mean + std * noise``. Discrete: inverse-CDF sampling, the first action whose cumulative
+    probability exceeds the uniform (the categorical distribution, as ``torch.multinomial``). Every sample
+    depends only on its own row of parameters and noise, and non-finite parameters (a diverged member, a NaN
+    observation) give a non-finite log-probability rather than an error, so one member's fault stays its own."""
+    noise = noise.to(device=a.device, dtype=a.dtype)
+    if discrete:
+        logp_all = torch.log_softmax(a, -1)
+        cdf = logp_all.exp().cumsum(-1)
+        action = (noise.unsqueeze(-1) >= cdf).sum(-1).clamp(max=a.shape[-1] - 1)
+        return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    action = a + b.exp() * noise
+    return action, log_prob_entropy(a, b, action, False)[0]
+
+
 @torch.no_grad()
 def sample_actions(a: torch.Tensor, b: torch.Tensor | None, discrete: bool,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Actions sampled from policy parameters (logits, or mean and log-std; any leading dimensions, e.g.
-    ``[K, N, A]`` for K stacked members) and their log-probabilities. ``generator`` is a CPU generator."""
-    if discrete:
-        logp_all = torch.log_softmax(a, -1)
-        probs = logp_all.reshape(-1, logp_all.shape[-1]).exp().cpu()
-        action = torch.multinomial(probs, 1, generator=generator).reshape(a.shape[:-1]).to(a.device)
-        return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-    action = a + b.exp() * torch.randn(a.shape, generator=generator, dtype=a.dtype).to(a.device)
-    return action, log_prob_entropy(a, b, action, False)[0]
+    """Actions sampled from policy parameters with noise drawn from ``generator`` (a CPU generator), and their
+    log-probabilities (:func:`actions_from_noise`)."""
+    return actions_from_noise(a, b, discrete, draw_noise(a.shape[:-1] if discrete else a.shape, discrete, generator))
 
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

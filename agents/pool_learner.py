@@ -17,6 +17,7 @@ from rlpop.agents.actors import ActorPool, Rollout
 from rlpop.agents.base import NonFiniteError, TrainResult, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.networks import PolicySpec
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
+from rlpop import streams
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,7 +43,7 @@ def pool_rules(hp: dict[str, Any]) -> dict[str, Any]:
     from rlpop.agents import hparam_rules as R
 
     return {
-        "lr": R.learning_rate(), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.nonnegative(0.5, none_ok=True),
+        "lr": R.learning_rate(), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.grad_norm(0.5),
         "epochs": R.integer(1, example=10),
         "minibatch_size": R.integer(1, hi=int(hp.get("rollout_steps") or 1) if _is_int(hp.get("rollout_steps")) else None,
                                     example=64),
@@ -96,7 +97,7 @@ class PoolLearner:
             torch.set_num_threads(int(self.hp["torch_threads"]))
         self.updates, self.env_steps = 0, 0
         self.device = pick_device(self.hp["device"])
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = streams.minibatch_rng(self.seed)
         self.pool = None
         self._env_kwargs = dict(env_kwargs or {})
         from rlpop.envs import make_env
@@ -116,7 +117,7 @@ class PoolLearner:
     def _seeded(self, build):
         """``build()`` under the learner's seed, without moving the process-wide torch RNG."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(streams.init_seed(self.seed))
             return build()
 
     def _prepare(self, ro: Rollout) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -142,7 +143,7 @@ class PoolLearner:
             "obs_rms": self.obs_rms.state(),
             "reward_scaler": self.reward_scaler.state(),
             "hparams": dict(self.hp),
-            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            streams.KEY: {"minibatch": streams.rng_state(self.rng)},
             "updates": self.updates,
             "env_steps": self.env_steps,
         }
@@ -155,7 +156,8 @@ class PoolLearner:
         self.reward_scaler.load(state["reward_scaler"])
         self.hp.update({k: v for k, v in state["hparams"].items() if k in mutable})
         self.reward_scaler.gamma = self.hp["gamma"]
-        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        if streams.KEY in state:  # a checkpoint of this member (a copy from another member has none)
+            streams.set_rng_state(self.rng, state[streams.KEY]["minibatch"])
         self.updates, self.env_steps = state["updates"], state["env_steps"]
 
     def actor_weights(self) -> dict[str, torch.Tensor]:
@@ -202,7 +204,9 @@ class PoolLearner:
             g["lr"] = float(self.hp["lr"])
 
     def _restart_episodes(self) -> None:
-        """After a state copy: actors start fresh episodes (no stale ones from the old weights)."""
+        """After a state copy: actors start fresh episodes (no stale ones from the old weights), and the reward
+        scaler's running returns start again with them."""
+        self.reward_scaler.returns[:] = 0.0
         if self.pool is not None:
             self.pool.reset()
 

@@ -125,7 +125,8 @@ class PPO(PoolLearner):
                 loss = pg_l - hp["ent_coef"] * ent + hp["vf_coef"] * v_l
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), hp["max_grad_norm"])
+                if hp["max_grad_norm"] is not None:  # None: no clipping (0 is refused by the rules)
+                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), hp["max_grad_norm"])
                 self.opt.step()
                 kls.append(kl)
                 clipfracs.append(cf)

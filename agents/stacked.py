@@ -30,19 +30,33 @@ def _linear_names(prefix: str, n_layers: int) -> list[str]:
     return [f"{prefix}.{2 * i}" for i in range(n_layers)]
 
 
+def member_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x [K, B, in] @ weight [K, in, out] + bias [K, out]``, each member's rows computed by the same kernel
+    whatever K is.
+
+    MKL's batched GEMM gives bitwise the same rows for any batch of two or more matrices, but a batch of ONE
+    takes another kernel (measured with torch 2.13's MKL on one thread: 87 of 150 shapes differ in the last
+    bits, e.g. ``[64, 64] @ [64, 1]``, the value head). A lone member is therefore computed in a batch of two
+    (itself twice), so a member's arithmetic is the same in a shard of one as in a shard of many."""
+    if x.shape[0] == 1:
+        return torch.baddbmm(bias.unsqueeze(1).repeat(2, 1, 1), x.repeat(2, 1, 1), weight.repeat(2, 1, 1))[:1]
+    return torch.baddbmm(bias.unsqueeze(1), x, weight)
+
+
 class StackedActorCritic:
     """``K`` ActorCritic networks as one ``[K, P]`` parameter tensor (a plain container, not an nn.Module)."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space, hidden: Sequence[int],
-                 init_log_std: float, seeds: Sequence[int], device: torch.device | str = "cpu",
+                 init_log_std: float, init_seeds: Sequence[int], device: torch.device | str = "cpu",
                  std: str = "param"):
         self.kwargs = dict(observation_space=observation_space, action_space=action_space, hidden=tuple(hidden),
                            init_log_std=init_log_std, std=std)
         self.device = torch.device(device)
         nets = []
-        for s in seeds:  # member k starts exactly as a single learner seeded s (same init draws)
-            torch.manual_seed(int(s))
-            nets.append(ActorCritic(**self.kwargs))
+        with torch.random.fork_rng(devices=[]):  # the process-wide RNG other members share does not move
+            for s in init_seeds:  # member k starts exactly as a single learner whose init seed is s (same draws)
+                torch.manual_seed(int(s))
+                nets.append(ActorCritic(**self.kwargs))
         ref = nets[0]
         self.discrete = ref.discrete
         self.state_std = ref.state_std  # std="state": the actor's last layer outputs [mean, pre-softplus std]
@@ -81,7 +95,7 @@ class StackedActorCritic:
     def _mlp(self, prefix: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         names = _linear_names(prefix, self.n_layers)
         for i, name in enumerate(names):
-            x = torch.baddbmm(p[name + ".bias"].unsqueeze(1), x, p[name + ".weight"])
+            x = member_linear(x, p[name + ".weight"], p[name + ".bias"])
             if i < len(names) - 1:
                 x = torch.tanh(x)
         return x
@@ -145,7 +159,13 @@ def clip_grad_norm_per_member(grad: torch.Tensor, max_norm: torch.Tensor,
         norms = grad.norm(dim=1)
         grad.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
         return norms
-    norms = torch.stack([grad[:, a:b].pow(2).sum(1) for a, b in columns]).sum(0).sqrt()
+    # the groups' squares added one after the other (a reduction over a stacked dimension sums in an order
+    # that depends on K: a member's norm would depend on how many members share its batch)
+    squares = [grad[:, a:b].pow(2).sum(1) for a, b in columns]
+    total = squares[0]
+    for sq in squares[1:]:
+        total = total + sq
+    norms = total.sqrt()
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
     for a, b in columns:
         grad[:, a:b].mul_(coef)
@@ -162,17 +182,14 @@ def adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     ``active[k]`` False are left untouched (parameters, moments and step count); ``active=None``: all step.
     """
     b1, b2 = betas
+    # one arithmetic whether or not some members sit out, so a member's update never depends on the others'
     if active is None:
-        step.add_(1)
-        exp_avg.lerp_(grad, 1 - b1)
-        exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        step_size = lr / (1 - torch.pow(b1, step))
-    else:
-        step.add_(active.to(step.dtype))
-        a = active.unsqueeze(1)
-        exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
-        exp_avg_sq.copy_(torch.where(a, exp_avg_sq * b2 + grad * grad * (1 - b2), exp_avg_sq))
-        step_size = torch.where(active, lr / (1 - torch.pow(b1, step)).clamp(min=1e-12), torch.zeros_like(lr))
+        active = torch.ones(step.shape, dtype=torch.bool, device=step.device)
+    step.add_(active.to(step.dtype))
+    a = active.unsqueeze(1)
+    exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
+    exp_avg_sq.copy_(torch.where(a, (exp_avg_sq * b2).addcmul_(grad, grad, value=1 - b2), exp_avg_sq))
+    step_size = torch.where(active, lr / (1 - torch.pow(b1, step)).clamp(min=1e-12), torch.zeros_like(lr))
     bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step)).clamp(min=1e-12)
     denom = (exp_avg_sq.sqrt() / bc2_sqrt.to(exp_avg_sq.dtype).unsqueeze(1)).add_(eps)
     param.addcdiv_(exp_avg * (-step_size).to(param.dtype).unsqueeze(1), denom)

@@ -75,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-4,               # V-MPO Sec. 4: Adam 1e-4 (FIRE PBT searches 1e-5..1e-3 around it)
     "eps_eta": 0.01,          # rlpyt port: eps_eta 0.01 (FIRE PBT searches 5e-3..2e-2 around it)
     "gamma": 0.99,            # rlpyt port: discount 0.99
-    "max_grad_norm": 1.0,     # rlpop's (not stated in V-MPO); per network (actor, critic); 0/None disables
+    "max_grad_norm": 1.0,     # rlpop's (not stated in V-MPO); per network (actor, critic); None: no clipping
     # fixed for a learner's lifetime
     "eps_alpha_mu": 7.5e-3,   # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-3..1e-2)
     "eps_alpha_sigma": 1e-5,  # FIRE PBT paper's Gym setting (V-MPO samples log-uniform 5e-6..5e-5)
@@ -351,7 +351,7 @@ class VMPO(PoolLearner):
         self.opt.zero_grad(set_to_none=True)
         self.dual_opt.zero_grad(set_to_none=True)
         loss.backward()
-        if hp["max_grad_norm"]:
+        if hp["max_grad_norm"] is not None:  # None: no clipping (0 is refused by the rules)
             critic = list(self.net.critic.parameters())
             ids = {id(p) for p in critic}
             policy = [p for p in self.net.parameters() if id(p) not in ids]

@@ -332,13 +332,19 @@ def vmpo_loss(
 # --------------------------------------------------------------------------
 # the same loss for K stacked members (the batched engine)
 # --------------------------------------------------------------------------
+def valid_mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the last dimension of the samples where ``valid`` (bool, same shape) is True (all: None)."""
+    if valid is None:
+        return x.mean(-1)
+    return torch.where(valid, x, torch.zeros_like(x)).sum(-1) / valid.sum(-1).clamp(min=1).to(x.dtype)
+
+
 def top_half_mask_members(advantages: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`top_half_mask` of each row of ``advantages [K, B]`` (each member's own batch); with
     ``valid [K, B]``, the top half of each row's valid samples (ceil(n_valid / 2) of them). A stable
-    descending sort keeps the lower index among equal advantages."""
+    descending sort keeps the lower index among equal advantages. Rows are independent: a row with NaN
+    advantages (a diverged member) gets some mask and a non-finite loss, and fails that member alone."""
     adv = advantages.detach()
-    if not torch.isfinite(adv).all():
-        raise ValueError("advantages contains NaN or inf: check the value targets")
     if valid is None:
         k = (adv.shape[-1] + 1) // 2
         order = torch.sort(adv, dim=-1, descending=True, stable=True).indices
@@ -363,7 +369,8 @@ def vmpo_loss_members(
     minibatch), ``eta`` and ``eps_eta`` ``[K]``, constraints with ``kl [K, B]`` and ``alpha [K]``.
     Returns each member's loss ``[K]`` -- row k equals ``vmpo_loss`` on member k's tensors -- and
     per-member metrics ``[K]`` (tensors, so no host sync per minibatch). ``valid [K, B]`` (EnvPool's
-    reset slots are not transitions) leaves samples out of the E-step and the value loss."""
+    reset slots are not transitions) leaves samples out of every term and metric: the E-step, the value
+    loss, the KL means and the advantage mean."""
     adv = (targets.detach() - values.detach())
     if valid is not None:  # a row without a valid sample (vanishingly rare) keeps all of its samples
         valid = valid | ~valid.any(-1, keepdim=True)
@@ -372,15 +379,15 @@ def vmpo_loss_members(
     scaled_sg = (adv / eta.detach().unsqueeze(-1)).masked_fill(~mask, float("-inf"))
     psi = torch.softmax(scaled_sg, dim=-1)
     sq = (targets.detach() - values).pow(2)
-    l_v = 0.5 * (sq.mean(-1) if valid is None else (sq * valid).sum(-1) / valid.sum(-1).clamp(min=1))
+    l_v = 0.5 * valid_mean(sq, valid)
     l_pi = -(psi * logprob).sum(-1)
     scaled = (adv / eta.unsqueeze(-1)).masked_fill(~mask, float("-inf"))
     l_eta = eta * eps_eta + eta * (torch.logsumexp(scaled, dim=-1) - torch.log(k))
     total = l_v + l_pi + l_eta
     metrics = {"value_loss": l_v.detach(), "policy_loss": l_pi.detach(), "temperature_loss": l_eta.detach(),
-               "eta": eta.detach(), "advantage_mean": adv.mean(-1), "psi_max": psi.max(-1).values}
+               "eta": eta.detach(), "advantage_mean": valid_mean(adv, valid), "psi_max": psi.max(-1).values}
     for c in kl_constraints:
-        mean_kl = c.kl.mean(-1)
+        mean_kl = valid_mean(c.kl, valid)
         total = total + c.alpha.detach() * mean_kl + c.alpha * (c.eps - mean_kl.detach())
         metrics[f"kl_{c.name}"] = mean_kl.detach()
         metrics[f"alpha_{c.name}"] = c.alpha.detach()

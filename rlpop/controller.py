@@ -25,6 +25,7 @@ import numpy as np
 from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
 from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, RestartTrial,
                              StopEvaluator, StopTrial, describe, to_record)
+from rlpop.streams import member_seed
 from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, RoundFinished, RunInfo, RunStarted,
                           WorkerFailed, WorkerStatus, stderr_failures)
 from rlpop.experiment import Experiment
@@ -110,7 +111,7 @@ class Controller:
         for slot in self.strategy.layout():
             hp = self.strategy.initial_hparams(slot)
             self.records[slot.id] = WorkerRecord(slot.id, slot.role, slot.subpop, dict(hp),
-                                                 seed=exp.seed * 100_003 + slot.id)
+                                                 seed=member_seed(exp.seed, slot.id))
         self._last_ckpt_states: dict[int, dict[str, Any]] = {}
         #: the first failure's one-line reason (the run's error when every member is dropped)
         self.first_failure: str | None = None

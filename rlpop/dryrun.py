@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 
+from rlpop.streams import member_seed
 from rlpop.experiment import Experiment
 
 
@@ -24,7 +25,7 @@ def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | Non
 
     batched = use_batched(exp.agent.learner, exp.engine)
     specs = [WorkerSpec(s.id, exp.agent.learner, exp.env, {**exp.agent.hparams, **strat.initial_hparams(s)},
-                        exp.seed * 100_003 + s.id, dict(exp.env_kwargs)) for s in slots[:4 if batched else 1]]
+                        member_seed(exp.seed, s.id), dict(exp.env_kwargs)) for s in slots[:4 if batched else 1]]
     if batched:
         from rlpop.shard import BatchShard as Shard
     else:

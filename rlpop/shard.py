@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from rlpop.backends.base import WorkerFailure, WorkerSpec
+from rlpop.streams import without_streams
 from rlpop.worker import QTracker, TrainReport, Worker
 
 
@@ -111,7 +112,8 @@ class BatchShard:
         return self.learner.get_state(self.slot[i])
 
     def set_learner_state(self, i: int, state: dict[str, Any]) -> None:
-        self.learner.set_state(self.slot[i], state)
+        """``i`` takes another member's learner state (a copy: ``i`` keeps its own streams)."""
+        self.learner.set_state(self.slot[i], without_streams(state))
         self.q[i].clear()
 
     def copy(self, src: int, dst: int) -> None:

@@ -6,10 +6,10 @@ members are doing. So every source of randomness a member uses comes from its ow
 experiment's seed with :class:`numpy.random.SeedSequence` (whose spawn keys give statistically independent
 streams):
 
-* ``member_seed(exp_seed, slot, trial)`` -- the member's 32-bit seed: the first word of
-  ``SeedSequence(exp_seed, spawn_key=(slot, trial))``. Learners receive it as their ``seed``
-  (32 bits, so stable-baselines3 and RLlib members take it as it is). A trial restart (ASHA, HyperBand)
-  is a new trial, hence a new seed.
+* ``member_seed(exp_seed, slot)`` -- the member's 32-bit seed: the first word of
+  ``SeedSequence(exp_seed, spawn_key=(slot, 0))``. Learners receive it as their ``seed`` (32 bits, so
+  stable-baselines3 and RLlib members take it as it is). A trial restart (ASHA, HyperBand) starts again
+  from the slot's initial draw: the same weights and streams, with the new trial's hyperparameters.
 * From a member's seed, one child per purpose, ``SeedSequence(seed, spawn_key=(PURPOSE,))``:
 
   ========== ======================================================================
@@ -24,15 +24,25 @@ streams):
   31-bit seed per pool and seeds its env ``j`` with ``seed + j``: :func:`envpool_seed`.
 
 A copy (exploit, evaluator assignment) takes weights, optimiser and normalisers, never the source's
-streams: the destination goes on drawing from its own. Streams are part of a member's checkpointed state
-and continue after ``--resume``.
+streams: the destination goes on drawing from its own. A learner keeps its streams' state under the
+:data:`KEY` entry of its state; a copy drops that entry (:func:`without_streams`) before the destination
+loads the state, a checkpoint keeps it, so the streams continue after ``--resume``.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
 
 INIT, ACTION, MINIBATCH, ENV = 0, 1, 2, 3
+#: the entry of a learner's state that holds its streams (dropped by a copy, kept by a checkpoint)
+KEY = "streams"
+
+
+def without_streams(state: dict) -> dict:
+    """A learner state as a copy hands it to another member: everything but the source's streams."""
+    return {k: v for k, v in state.items() if k != KEY}
 
 
 def member_seed(exp_seed: int, slot: int, trial: int = 0) -> int:
@@ -60,6 +70,12 @@ def action_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(torch_seed(seed, ACTION))
 
 
+def actor_generator(seed: int, actor: int) -> torch.Generator:
+    """Action noise of actor process ``actor`` of a per-member learner (each process samples on its own)."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(ACTION, int(actor)))
+    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+
 def minibatch_rng(seed: int) -> np.random.Generator:
     """The member's minibatch-order generator."""
     return np.random.default_rng(child(seed, MINIBATCH))
@@ -75,6 +91,15 @@ def envpool_seed(seed: int, reset: int, n: int) -> int:
     """EnvPool's pool seed for the member's ``n`` envs at build ``reset`` (env ``j`` gets ``seed + j``)."""
     ss = np.random.SeedSequence(int(seed), spawn_key=(ENV, int(reset)))
     return int(ss.generate_state(1)[0] % np.uint32(2**31 - 1 - n))
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """A numpy generator's state (plain data)."""
+    return copy.deepcopy(rng.bit_generator.state)
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = copy.deepcopy(state)
 
 
 def generator_state(g: torch.Generator) -> torch.Tensor:

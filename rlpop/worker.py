@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from rlpop.streams import without_streams
+
 
 @dataclass
 class TrainReport:
@@ -89,8 +91,8 @@ class Worker:
         return self.learner.get_state()
 
     def set_learner_state(self, state: dict[str, Any]) -> None:
-        """Copy another worker's learner into this one (its own step counter is kept)."""
-        self.learner.set_state(state)
+        """Copy another worker's learner into this one (its own step counter and streams are kept)."""
+        self.learner.set_state(without_streams(state))
         self.q.clear()
 
     def restore(self, state: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ def test_a_member_in_a_batch_updates_exactly_as_alone(threads, monkeypatch):
             assert _max_diff(s.net.state_dict(), batch.net.member_state_dict(i)) == 0.0  # same init
             s.train(128)  # some optimiser and normaliser state first
             batch.set_state(i, s.get_state())
+            s.set_state(s.get_state())  # both restart their episodes (and reward scalers' running returns)
         rollouts = [s._ensure_pool().collect(s.actor_weights(), s._obs_norm(), 64) for s in singles]
         ro = _stack(rollouts)
         ro["stats"] = batch.obs_stats([0, 1, 2])

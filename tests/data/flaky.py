@@ -2,18 +2,24 @@
 import os
 import time
 
+from rlpop.streams import member_seed
 from rlpop.toy import NoisyQuadratic
 
 
+def is_worker_1(seed: int) -> bool:
+    """Whether ``seed`` is worker 1's (experiment seed 0, rlpop.streams' scheme)."""
+    return seed == member_seed(0, 1)
+
+
 class RaisesOnce(NoisyQuadratic):
-    """Worker 1 (seed ending in ...1) raises in its 3rd train call, once per process."""
+    """Worker 1 raises in its 3rd train call, once per process."""
 
     raised = False
 
     def __init__(self, hparams=None, seed=0, **kw):
         super().__init__(hparams, seed, **kw)
         self.calls = 0
-        self.victim = seed % 100_003 == 1
+        self.victim = is_worker_1(seed)
 
     def train(self, steps):
         self.calls += 1
@@ -29,7 +35,7 @@ class StallsOnce(NoisyQuadratic):
     def __init__(self, hparams=None, seed=0, marker="", **kw):
         super().__init__(hparams, seed, **kw)
         self.calls = 0
-        self.victim = seed % 100_003 == 1
+        self.victim = is_worker_1(seed)
         self.marker = marker
 
     def train(self, steps):
