@@ -44,19 +44,19 @@ the seed), so ``Q`` starts at ``-log10(d/2)``.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rlpop import streams
 from rlpop.agents.base import TrainResult
 
 __all__ = ["NoisyQuadratic", "expected_loss"]
 
 _DEFAULT_LR = 0.1
-_STATE_KEYS = ("w", "hparams", "step")
+_STATE_KEYS = ("w", "rng", "hparams", "step")
 
 
 def expected_loss(
@@ -152,7 +152,7 @@ class NoisyQuadratic:
     def get_state(self) -> dict[str, Any]:
         return {
             "w": self._w.copy(),
-            streams.KEY: {"noise": streams.rng_state(self._rng)},  # its own: a copy does not take it
+            "rng": copy.deepcopy(self._rng.bit_generator.state),
             "hparams": dict(self._hparams),
             "step": self._step,
         }
@@ -166,8 +166,7 @@ class NoisyQuadratic:
             raise ValueError(f"state['w'] has shape {w.shape} but this learner has dim={self.h.size}")
         self.set_hparams(state["hparams"])
         self._w = w
-        if streams.KEY in state:  # its own checkpoint (a copy from another member carries no streams)
-            streams.set_rng_state(self._rng, state[streams.KEY]["noise"])
+        self._rng.bit_generator.state = copy.deepcopy(state["rng"])
         self._step = int(state["step"])
 
     def get_hparams(self) -> dict[str, Any]:

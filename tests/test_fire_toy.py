@@ -78,7 +78,9 @@ def test_pbt_decays_its_learning_rate_earlier_than_fire_p2(toy_runs):
 
 
 def test_fire_through_the_cli_logs_evaluator_decisions_and_subpops(tmp_path):
-    res = run_cli(str(ROOT / "experiments" / "toy_fire.py"), "--set", "total_steps=1500", "--runs-dir",
+    # seed 5: a run with every kind of evaluator decision within 1,500 steps (seeds 0-8 checked under
+    # rlpop.streams' seed scheme: a success in seeds 0 and 5, a threshold stop in all but 8)
+    res = run_cli(str(ROOT / "experiments" / "toy_fire.py"), "--set", "total_steps=1500", "--set", "seed=5", "--runs-dir",
                   str(tmp_path), "--quiet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("toy_fire-")]

@@ -1,0 +1,166 @@
+"""A member's run depends only on its seed, slot and hyperparameters: not on which members share its batch, how
+many there are, which of them are stepped, or what another member's env does (rlpop.streams, issue 22).
+
+Exact equality throughout: the batched engine gives each member the same arithmetic as alone."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlpop import streams
+from rlpop.agents.batched_ppo import BatchedPPO
+from rlpop.agents.batched_vmpo import BatchedVMPO
+from rlpop.agents.envbank import envpool_available
+
+PPO_HP = {"rollout_steps": 128, "envs_per_actor": 2, "epochs": 2, "minibatch_size": 64}
+VMPO_HP = {"rollout_steps": 128, "envs_per_actor": 2, "minibatch_size": 128}
+#: per-member hparams (the second member has more epochs: the others sit out its last iterations)
+PPO_MEMBERS = [{"lr": 3e-4}, {"lr": 1e-3, "epochs": 3, "clip": 0.3}, {"lr": 5e-4, "max_grad_norm": None},
+               {"lr": 2e-4}]
+VMPO_MEMBERS = [{"lr": 1e-4}, {"lr": 3e-4, "eps_eta": 0.02}, {"lr": 2e-4}, {"lr": 1e-4, "gamma": 0.95}]
+ENVS = ["Pendulum-v1", "CartPole-v1"] + (["Hopper-v5"] if envpool_available("Hopper-v5") else [])
+
+
+def _learner(algo, env, members, seeds, threads=2):
+    cls, base, hps = (BatchedPPO, PPO_HP, PPO_MEMBERS) if algo == "ppo" else (BatchedVMPO, VMPO_HP, VMPO_MEMBERS)
+    return cls(env, [{**base, **hps[m]} for m in members], seeds, update_threads=threads)
+
+
+def _run(algo, env, members, schedule, threads=2, learner=None):
+    """Train the batch ``members`` (indices into the hparam table; member m has seed 100 + m) on ``schedule``
+    (a list of sets of positions trained together); return each member's weights and episode returns."""
+    L = learner or _learner(algo, env, members, [100 + m for m in members], threads)
+    returns = {m: [] for m in members}
+    try:
+        for step in schedule:
+            res = L.train(step, 128)
+            for pos, r in res.items():
+                assert r.failed is None, r.failed
+                returns[members[pos]].append(list(r.episode_returns))
+        return {m: L.net.flat[i].clone() for i, m in enumerate(members)}, returns, L
+    finally:
+        L.close()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "vmpo"])
+@pytest.mark.parametrize("env", ENVS)
+def test_a_member_runs_the_same_in_any_batch(algo, env):
+    """Member 1 alone, in a batch of four, and in a batch of two whose other member trains on other rounds."""
+    w_all, r_all, _ = _run(algo, env, [0, 1, 2, 3], [[0, 1, 2, 3]] * 4)
+    w_one, r_one, _ = _run(algo, env, [1], [[0]] * 4, threads=1)
+    w_two, r_two, _ = _run(algo, env, [2, 1], [[0, 1], [1], [0], [0, 1], [1]])
+    for w, r in ((w_one, r_one), (w_two, r_two)):
+        assert torch.equal(w[1], w_all[1])
+        assert r[1] == r_all[1]
+    assert any(r_all[1])  # episodes finished: the returns compared are real ones
+    assert not torch.equal(w_all[0], w_all[1])
+
+
+def test_a_copy_keeps_the_destinations_streams():
+    L = _learner("ppo", "Pendulum-v1", [0, 1], [100, 101])
+    try:
+        L.train([0, 1], 128)
+        before = [streams.generator_state(g) for g in L.generators]
+        mb = L.rngs[1].bit_generator.state
+        L.copy_member(0, 1)
+        assert torch.equal(L.net.flat[0], L.net.flat[1])
+        assert torch.equal(streams.generator_state(L.generators[1]), before[1])
+        assert not torch.equal(before[0], before[1])
+        assert L.rngs[1].bit_generator.state == mb
+    finally:
+        L.close()
+
+
+def test_a_checkpointed_member_continues_its_streams():
+    """get_state -> a new learner's set_state: the same next minibatch orders and action noise, and the envs
+    start again with seeds the member has not used."""
+    a = _learner("ppo", "Pendulum-v1", [0, 1], [100, 101])
+    b = _learner("ppo", "Pendulum-v1", [2, 1], [102, 101])
+    try:
+        a.train([0, 1], 256)
+        state = a.get_state(1)
+        b.set_state(1, state)
+        assert torch.equal(streams.generator_state(b.generators[1]), streams.generator_state(a.generators[1]))
+        assert b.rngs[1].bit_generator.state == a.rngs[1].bit_generator.state
+        # what both draw next is the same
+        assert torch.equal(torch.randn(5, generator=a.generators[1]), torch.randn(5, generator=b.generators[1]))
+        assert np.array_equal(a.rngs[1].permutation(10), b.rngs[1].permutation(10))
+    finally:
+        a.close()
+        b.close()
+
+
+class NaNAt(gym.Wrapper):
+    """The env returns a NaN observation (``what="obs"``) or reward at its ``at``-th step."""
+
+    def __init__(self, env, at: int, what: str):
+        super().__init__(env)
+        self.t, self.at, self.what = 0, at, what
+
+    def step(self, action):
+        obs, r, te, tr, info = self.env.step(action)
+        self.t += 1
+        if self.t == self.at:
+            if self.what == "obs":
+                obs = np.full_like(obs, np.nan)
+            else:
+                r = float("nan")
+        return obs, r, te, tr, info
+
+
+@pytest.mark.parametrize("algo", ["ppo", "vmpo"])
+@pytest.mark.parametrize("env", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("what", ["obs", "reward"])
+def test_a_members_nan_fails_it_alone(algo, env, what):
+    """Member 1's env returns NaN at its 40th step (through the real collection and update): member 1 fails,
+    members 0 and 2 train on exactly as they would without it."""
+    members = [0, 1, 2]
+    L = _learner(algo, env, members, [100 + m for m in members])
+    try:
+        L.bank.observe([0, 1, 2])
+        venv = L.bank.envs[1]
+        venv.envs[0] = NaNAt(venv.envs[0], 40, what)
+        res = L.train([0, 1, 2], 128)
+        assert res[1].failed and "non-finite" in res[1].failed
+        assert res[0].failed is None and res[2].failed is None
+        # the others go on as if member 1 had never been there
+        ref, ref_returns, _ = _run(algo, env, [0, 2], [[0, 1]])
+        assert torch.equal(L.net.flat[0], ref[0]) and torch.equal(L.net.flat[2], ref[2])
+        assert list(res[0].episode_returns) == ref_returns[0][0]
+    finally:
+        L.close()
+
+
+def _rs(env, population=4, shard_size=0):
+    from rlpop.experiment import Agent, Experiment, RandomSearch
+    from rlpop.hparams import LogUniform
+
+    return Experiment(name="layout", env=env, agent=Agent("ppo", hparams=dict(PPO_HP)),
+                      space={"lr": LogUniform(1e-4, 3e-3)}, strategy=RandomSearch(population=population),
+                      total_steps=512, eval_steps=128, shard_size=shard_size)
+
+
+def _curves(exp, backend, tmp_path, name):
+    import pandas as pd
+
+    from rlpop.run import execute
+    from rlpop.store import RunDir
+
+    run = RunDir.create(tmp_path, name)
+    assert execute(exp, run, backend, quiet=True) == 0
+    df = pd.read_csv(run.path / "curves.csv")
+    return {w: list(zip(g["step"], g["q"], g["hparams"])) for w, g in df.groupby("worker")}
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1"] + (["Hopper-v5"] if envpool_available("Hopper-v5") else []))
+def test_random_search_curves_do_not_depend_on_the_layout(env, tmp_path, ray_cluster):
+    """RS through the controller: members 0 and 1 have the same Q curves in one shard of four, in shards of one,
+    in a population of two, and as Ray actors (shards of two)."""
+    ref = _curves(_rs(env), "inline", tmp_path, "one_shard")
+    assert len(ref) == 4 and all(len(c) == 4 for c in ref.values())
+    for name, exp, backend in (("shards_of_one", _rs(env, shard_size=1), "inline"),
+                               ("population_2", _rs(env, population=2), "inline"),
+                               ("ray", _rs(env, shard_size=2), "ray")):
+        got = _curves(exp, backend, tmp_path, name)
+        for w in (0, 1):
+            assert got[w] == ref[w], (name, w)
