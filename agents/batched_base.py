@@ -107,9 +107,12 @@ class BatchedLearner:
                                       std=hp0.get("std", "param"))
         self.obs_rms = [RunningMeanStd(self.observation_space.shape) for _ in range(self.k)]
         self.reward_scalers = [RewardScaler(self.num_envs, hp["gamma"]) for hp in self.hps]
-        #: each member's own streams (rlpop.streams): minibatch order, action noise
-        self.rngs = [streams.minibatch_rng(s) for s in self.seeds]
-        self.generators = [streams.action_generator(s) for s in self.seeds]
+        #: each member's own streams (rlpop.streams): minibatch order, action noise; a new epoch per copy received
+        self.epochs = [0] * self.k
+        self.rngs: list[np.random.Generator] = [None] * self.k  # type: ignore[list-item]
+        self.generators: list[torch.Generator] = [None] * self.k  # type: ignore[list-item]
+        for k in range(self.k):
+            self._derive_streams(k)
         self.updates = [0] * self.k
         self.env_steps = [0] * self.k
         self._ep_ret = np.zeros((self.k, self.num_envs))
@@ -133,21 +136,52 @@ class BatchedLearner:
         raise NotImplementedError
 
     def copy_member(self, src: int, dst: int) -> None:
-        """``dst`` takes ``src``'s state (slices of the stacks), keeping its own streams."""
+        """``dst`` takes ``src``'s state (slices of the stacks), not its streams."""
         self.set_state(dst, streams.without_streams(self.get_state(src)))
 
+    # ---------------------------------------------------------------- streams (rlpop.streams)
+    def _derive_streams(self, k: int) -> int:
+        """Member ``k``'s minibatch and action-noise generators, new at the start of its current epoch; returns
+        the epoch's stream seed (its envs' seeds derive from it too)."""
+        s = streams.stream_seed(self.seeds[k], self.epochs[k])
+        self.rngs[k] = streams.minibatch_rng(s)
+        self.generators[k] = streams.action_generator(s)
+        return s
+
     def stream_state(self, k: int) -> dict[str, Any]:
-        """Member ``k``'s streams (:mod:`rlpop.streams`): minibatch order, action noise, its envs' resets."""
-        return {"minibatch": streams.rng_state(self.rngs[k]), "action": streams.generator_state(self.generators[k]),
-                "env": self.bank.state(k)}
+        """Member ``k``'s streams: its seed and epoch, minibatch order, action noise, its envs' resets."""
+        return {"seed": self.seeds[k], "epoch": self.epochs[k], "minibatch": streams.rng_state(self.rngs[k]),
+                "action": streams.generator_state(self.generators[k]), "env": self.bank.state(k)}
 
     def load_streams(self, k: int, state: dict[str, Any]) -> None:
+        if "epoch" in state:  # a per-member learner's checkpoint has its minibatch stream only
+            self.seeds[k], self.epochs[k] = int(state["seed"]), int(state["epoch"])
+            self._derive_streams(k)
         streams.set_rng_state(self.rngs[k], state["minibatch"])
-        if "action" in state:  # a per-member learner's checkpoint has its minibatch stream only
+        if "action" in state:
             streams.set_generator_state(self.generators[k], state["action"])
         if "env" in state:
             self._ensure_bank()
             self.bank.load_state(k, state["env"])
+
+    def _state_loaded(self, k: int, state: dict[str, Any]) -> None:
+        """After ``set_state``: the member's own checkpoint continues its streams (its envs restart); a state
+        without streams is a copy from another member, after which ``k`` starts its next epoch."""
+        if streams.KEY in state:
+            self.load_streams(k, state[streams.KEY])
+            self.restart_episodes([k])
+        else:
+            self.restream(k, self.seeds[k], self.epochs[k] + 1)
+
+    def restream(self, k: int, seed: int, epoch: int) -> None:
+        """Member ``k`` continues with the streams of member seed ``seed`` at ``epoch``, with fresh episodes from
+        that epoch's env stream -- what a copy into that member does to it (``rlpop.replay`` follows a lineage
+        through its copies with this)."""
+        self.seeds[k], self.epochs[k] = int(seed), int(epoch)
+        s = self._derive_streams(k)
+        self._ensure_bank()
+        self.bank.reseed(k, s)
+        self._clear_episodes([k])
 
     def restart_episodes(self, members: Sequence[int]) -> None:
         """After a state copy: fresh episodes for ``members`` (from their own env streams), and their reward
@@ -155,6 +189,9 @@ class BatchedLearner:
         self._ensure_bank()
         members = list(members)
         self.bank.reset(members)
+        self._clear_episodes(members)
+
+    def _clear_episodes(self, members: list[int]) -> None:
         self._ep_ret[members] = 0.0
         self._ep_len[members] = 0
         for m in members:

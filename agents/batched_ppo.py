@@ -66,17 +66,16 @@ class BatchedPPO(BatchedLearner):
         }
 
     def set_state(self, k: int, state: dict[str, Any]) -> None:
-        """Replace member ``k``'s weights, optimiser, normalisers and hparams; its envs start fresh episodes."""
+        """Replace member ``k``'s weights, optimiser, normalisers and hparams; its envs start fresh episodes (a state without
+        ``streams`` is a copy: the member starts its next stream epoch; its own checkpoint continues its streams)."""
         self.net.load_member(k, state["net"])
         load_adam_member(self.net, self.exp_avg, self.exp_avg_sq, self.adam_steps, k, state["opt"])
         self.obs_rms[k].load(state["obs_rms"])
         self.reward_scalers[k].load(state["reward_scaler"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
-        if streams.KEY in state:  # the member's own checkpoint; a copy keeps the destination's streams
-            self.load_streams(k, state[streams.KEY])
         self.updates[k], self.env_steps[k] = int(state["updates"]), int(state["env_steps"])
-        self.restart_episodes([k])
+        self._state_loaded(k, state)
 
     def _learn(self, members: list[int], pos: list[int], ro: dict[str, Any]) -> list[dict[str, float]]:
         groups: dict[int, list[int]] = defaultdict(list)  # minibatch size -> indices into `members`

@@ -147,11 +147,9 @@ class BatchedVMPO(BatchedLearner):
             self.popart_mean[k], self.popart_sq[k] = float(state["popart"]["mean"]), float(state["popart"]["sq_mean"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
-        if streams.KEY in state:  # the member's own checkpoint; a copy keeps the destination's streams
-            self.load_streams(k, state[streams.KEY])
         self.updates[k], self.target_updates[k] = int(state["updates"]), int(state["target_updates"])
         self.env_steps[k] = int(state["env_steps"])
-        self.restart_episodes([k])
+        self._state_loaded(k, state)
 
     def set_hparams(self, k: int, hparams: dict[str, Any]) -> None:
         VMPO._check_mutable_values({**self.hps[k], **hparams})

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
-from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, RestartTrial,
+from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, FollowCopy, RestartTrial,
                              StopEvaluator, StopTrial, describe, to_record)
 from rlpop.streams import member_seed
 from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, RoundFinished, RunInfo, RunStarted,
@@ -268,6 +268,7 @@ class Controller:
             ev, parent, child = R[d.evaluator], R[d.parent], R[d.child]
             self._copy(parent, ev, hparams=child.hparams)
             ev.assigned, ev.has_state = True, True
+            ev.copies += 1
         elif isinstance(d, EvaluatorSuccess):
             ev, child = R[d.evaluator], R[d.child]
             self._copy(ev, child, hparams=child.hparams)  # the child keeps its own hparams
@@ -278,6 +279,9 @@ class Controller:
             R[d.worker].stopped = True
         elif isinstance(d, RestartTrial):
             self._restart(R[d.worker], dict(d.hparams))
+        elif isinstance(d, FollowCopy):
+            self.backend.restream(d.worker, member_seed(self.exp.seed, d.like), d.epoch)
+            R[d.worker].reset_curve()
         else:
             raise TypeError(f"unknown decision {d!r}")
         if d.kind in self.counts:

@@ -86,7 +86,21 @@ class RestartTrial:
     kind: str = "restart_trial"
 
 
-Decision = Exploit | Explore | AssignEvaluator | EvaluatorSuccess | StopEvaluator | StopTrial | RestartTrial
+@dataclass(frozen=True)
+class FollowCopy:
+    """Replay's stand-in for a copy along a lineage: ``worker`` already holds the weights the copy brought (it
+    trained them itself), and goes on as the copy's destination ``like`` did -- with ``like``'s streams of
+    epoch ``epoch`` (its ``epoch``-th copy received, :mod:`rlpop.streams`), fresh episodes, its Q window
+    cleared."""
+
+    worker: int
+    like: int
+    epoch: int
+    kind: str = "follow_copy"
+
+
+Decision = (Exploit | Explore | AssignEvaluator | EvaluatorSuccess | StopEvaluator | StopTrial | RestartTrial
+            | FollowCopy)
 
 
 def to_record(decision: Decision) -> dict[str, Any]:
@@ -126,4 +140,6 @@ def describe(decision: Decision, workers: Mapping[int, Any]) -> str:
         hp = ", ".join(f"{k}={format_value(v)}" for k, v in d.hparams.items())
         return f"w{d.worker} new trial (Q was {w[d.worker].q:.4g})" + (f": {d.reason}" if d.reason else "") + \
             f" | {hp}"
+    if isinstance(d, FollowCopy):
+        return f"w{d.worker} goes on as w{d.like} after its copy {d.epoch}: its streams, fresh episodes"
     raise TypeError(f"unknown decision {d!r}")

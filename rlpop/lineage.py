@@ -87,8 +87,9 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
     """Rows of the Q table along the lineage of ``worker`` (default: the best final member), oldest first.
 
     Columns: ``lineage_step`` (actor steps the weights have been trained for), the curve-table columns of the
-    worker that trained at that point (``worker``, ``round``, ``step``, ``q``, ``hp_*``), and ``via`` (the copy
-    that brought the weights to the next worker of the chain, on the last row before it).
+    worker that trained at that point (``worker``, ``round``, ``step``, ``q``, ``copies`` -- how many copies
+    that worker had received --, ``hp_*``), and ``via`` (the copy that brought the weights to the next worker of
+    the chain, on the last row before it).
     """
     import pandas as pd
 
@@ -132,7 +133,7 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
         return pd.DataFrame()
     out = pd.concat(ordered, ignore_index=True)
     out["lineage_step"] = out["trained"].cumsum().astype(int)
-    cols = ["lineage_step", "worker", "role", "subpop", "round", "step", "q"]
+    cols = ["lineage_step", "worker", "role", "subpop", "round", "step", "q", "copies"]
     cols += [c for c in out.columns if c.startswith("hp_")] + ["via"]
     return out[[c for c in cols if c in out.columns]]
 

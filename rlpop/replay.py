@@ -12,6 +12,12 @@ any run, and then prints its final Q next to the population's best.
 
 The schedule: lineage row i (``lineage_step`` s_i, trained with the row's hparams since s_{i-1}, s_{-1} = 0)
 gives the entry ``(s_{i-1}, hparams of row i)``; consecutive equal entries are merged.
+
+The copies: where the lineage passes from a worker to the destination of a copy (lineage step s, destination
+w, its c-th copy received), the replayed agent goes on as w did after that copy (``FollowCopy``: w's streams of
+epoch c, fresh episodes, its Q window cleared; :mod:`rlpop.streams`). A member's run depends on nothing but
+its seed, its hyperparameters and the copies it received, so a batched PPO or V-MPO member's replay reproduces
+its Q curve exactly (CPU, a run without ``--resume`` along the lineage: a resume restarts the envs).
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ from rlpop.run import load_experiment
 
 _base = load_experiment(Path(__file__).resolve().with_name("replayed_experiment.py"))
 experiment = replay_experiment(_base, overrides=json.loads({overrides!r}), schedule=json.loads({schedule!r}),
-                               worker={worker}, total_steps={total_steps})
+                               worker={worker}, total_steps={total_steps}, follow=json.loads({follow!r}))
 '''
 
 
@@ -72,6 +78,18 @@ def schedule_from_trace(sched: pd.DataFrame, curves: pd.DataFrame, names: Sequen
     return out
 
 
+def follows_from_trace(sched: pd.DataFrame) -> list[list[int]]:
+    """``[[step, worker, epoch]]``: where the lineage passes into a copy's destination ``worker`` (its
+    ``epoch``-th copy received), at lineage step ``step`` (see the module docstring)."""
+    out = []
+    rows = sched.reset_index(drop=True)
+    for i in range(len(rows) - 1):
+        if rows.loc[i, "via"] and "copies" in rows.columns:
+            nxt = rows.loc[i + 1]
+            out.append([int(rows.loc[i, "lineage_step"]), int(nxt["worker"]), int(nxt["copies"])])
+    return out
+
+
 def traced_schedule(run_dir: str | Path, member: int | None = None) -> tuple[pd.DataFrame, list[tuple[int, dict]]]:
     """(lineage trace, replay schedule) of ``member`` (None: the best final member) of a run."""
     from rlpop.lineage import read_curves, trace_schedule
@@ -86,7 +104,7 @@ def traced_schedule(run_dir: str | Path, member: int | None = None) -> tuple[pd.
 
 
 def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: list, worker: int,
-                      total_steps: int) -> Experiment:
+                      total_steps: int, follow: Sequence[Sequence[int]] = ()) -> Experiment:
     """The replay's experiment: ``base`` with the run's ``overrides``, the replay strategy, its length, inline."""
     import dataclasses
 
@@ -95,7 +113,7 @@ def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: lis
     exp = base.with_overrides(overrides)
     return dataclasses.replace(exp, name=f"{exp.name}_replay", backend="inline", total_steps=int(total_steps),
                                strategy=ReplaySpec(schedule=[[int(s), dict(hp)] for s, hp in schedule],
-                                                   worker=int(worker)))
+                                                   worker=int(worker), follow=[[int(x) for x in f] for f in follow]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,20 +153,22 @@ def _main(args: argparse.Namespace) -> int:
     total = int(sched["lineage_step"].iloc[-1])
     overrides = {str(k): str(v) for k, v in (cfg.get("overrides") or {}).items()}
     base = load_experiment(src.path / "experiment.py")
-    exp = replay_experiment(base, overrides, schedule, root, total)  # validates before a directory exists
+    follow = follows_from_trace(sched)
+    exp = replay_experiment(base, overrides, schedule, root, total, follow)  # validates before a directory exists
 
     run = RunDir.create(Path(args.runs_dir) if args.runs_dir else src.path.parent, exp.name)
     try:
         shutil.copy(src.path / "experiment.py", run.path / "replayed_experiment.py")
         (run.path / "experiment.py").write_text(_EXPERIMENT_PY.format(
             member=member, source=src.path, overrides=json.dumps(overrides),
-            schedule=json.dumps([[s, hp] for s, hp in schedule]), worker=root, total_steps=total))
+            schedule=json.dumps([[s, hp] for s, hp in schedule]), worker=root, total_steps=total,
+            follow=json.dumps(follow)))
     except OSError as exc:
         raise UsageError(f"cannot write {run.path}: {exc.strerror or exc}") from exc
     exp = load_experiment(run.path / "experiment.py")  # the file --resume will load: the same experiment
     curves = read_curves(src.path)
     final = curves[curves["worker"] == member].sort_values("round").iloc[-1]
-    replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total,
+    replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total, "follow": follow,
                  "member_final_q": float(final["q"]), "member_final_step": int(final["step"])}
     run.write_config(run_config(exp, "inline", None, {}, run.path / "experiment.py", replay_of=replay_of))
     print(f"replaying w{member} of {src.path}: {len(schedule)} schedule entr{'y' if len(schedule) == 1 else 'ies'} "

@@ -116,6 +116,11 @@ class BatchShard:
         self.learner.set_state(self.slot[i], without_streams(state))
         self.q[i].clear()
 
+    def restream(self, i: int, seed: int, epoch: int) -> None:
+        """``i`` goes on with the streams of member seed ``seed`` at ``epoch``, fresh episodes, Q window cleared."""
+        self.learner.restream(self.slot[i], seed, epoch)
+        self.q[i].clear()
+
     def copy(self, src: int, dst: int) -> None:
         """Within the shard: a slice copy of the stacks."""
         self.learner.copy_member(self.slot[src], self.slot[dst])
@@ -174,6 +179,13 @@ class MemberShard:
 
     def copy(self, src: int, dst: int) -> None:
         raise RuntimeError("a member shard holds one member: copies go between shards")
+
+    def restream(self, i: int, seed: int, epoch: int) -> None:
+        """A per-member learner with a ``restream(seed, epoch)`` of its own takes it; any learner's Q window is
+        cleared (as after a copy)."""
+        if hasattr(self.worker.learner, "restream"):
+            self.worker.learner.restream(seed, epoch)
+        self.worker.q.clear()
 
     def get_states(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         return {self.spec.id: self.worker.get_state()} if self.spec.id in set(ids) else {}

@@ -23,10 +23,14 @@ streams):
   members and of successive resets never share a seed (up to a 64-bit collision). EnvPool takes one
   31-bit seed per pool and seeds its env ``j`` with ``seed + j``: :func:`envpool_seed`.
 
-A copy (exploit, evaluator assignment) takes weights, optimiser and normalisers, never the source's
-streams: the destination goes on drawing from its own. A learner keeps its streams' state under the
-:data:`KEY` entry of its state; a copy drops that entry (:func:`without_streams`) before the destination
-loads the state, a checkpoint keeps it, so the streams continue after ``--resume``.
+A copy (exploit, evaluator assignment, success, the replacement of a diverged member) takes weights,
+optimiser and normalisers, never the source's streams: the destination starts a fresh stream of its own, its
+next *epoch* -- ``stream_seed(seed, e)`` for its ``e``-th copy received, from which all four purposes derive
+as above (epoch 0 is the member seed itself). Fresh rather than continued, so what a member draws after a copy
+is a function of (seed, number of copies it received) alone: ``rlpop.replay`` rebuilds it and replays a
+lineage through its copies exactly. A learner keeps its streams' state under the :data:`KEY` entry of its
+state; a copy drops that entry (:func:`without_streams`) before the destination loads the state, a checkpoint
+keeps it, so the streams continue after ``--resume``.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import copy
 import numpy as np
 import torch
 
-INIT, ACTION, MINIBATCH, ENV = 0, 1, 2, 3
+INIT, ACTION, MINIBATCH, ENV, EPOCH = 0, 1, 2, 3, 4
 #: the entry of a learner's state that holds its streams (dropped by a copy, kept by a checkpoint)
 KEY = "streams"
 
@@ -48,6 +52,13 @@ def without_streams(state: dict) -> dict:
 def member_seed(exp_seed: int, slot: int, trial: int = 0) -> int:
     """The 32-bit seed of ``slot``'s ``trial`` in an experiment seeded ``exp_seed``."""
     return int(np.random.SeedSequence(int(exp_seed), spawn_key=(int(slot), int(trial))).generate_state(1)[0])
+
+
+def stream_seed(seed: int, epoch: int) -> int:
+    """The seed a member's streams derive from after its ``epoch``-th copy received (0: the member seed)."""
+    if int(epoch) == 0:
+        return int(seed)
+    return int(np.random.SeedSequence(int(seed), spawn_key=(EPOCH, int(epoch))).generate_state(1)[0])
 
 
 def child(seed: int, purpose: int) -> np.random.SeedSequence:

@@ -159,7 +159,11 @@ def test_replay_follows_lineage(runs, tmp_path, key):
     rows = _read_csv(rdir / "curves.csv")
     assert [int(r["step"]) for r in rows] == list(lin["lineage_step"])
     assert [float(r["hp_lr"]) for r in rows] == list(lin["hp_lr"])  # switches at the traced steps
-    switches = [int(json.loads(x)["step"]) for x in (rdir / "decisions.jsonl").read_text().splitlines()]
+    replay_log = [json.loads(x) for x in (rdir / "decisions.jsonl").read_text().splitlines()]
+    switches = [int(d["step"]) for d in replay_log if d["kind"] == "explore"]
+    # the lineage's copies are followed where they happened (FollowCopy: the destination's streams)
+    assert [[int(d["step"]), d["like"], d["epoch"]] for d in replay_log if d["kind"] == "follow_copy"] == \
+        cfg["replay_of"]["follow"]
     assert switches == [s for s, _ in schedule[1:]]
     if key == "pbt":  # the toy is deterministic and a copy carries its whole state: the same Q curve
         np.testing.assert_allclose([float(r["q"]) for r in rows], lin["q"].to_numpy(), rtol=1e-9)

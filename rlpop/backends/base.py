@@ -39,6 +39,10 @@ class Backend(Protocol):
 
     def set_hparams(self, worker: int, hparams: dict[str, Any]) -> None: ...
 
+    def restream(self, worker: int, seed: int, epoch: int) -> None:
+        """``worker`` continues with the streams of member seed ``seed`` at ``epoch`` and fresh episodes
+        (:class:`rlpop.decisions.FollowCopy`)."""
+
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Checkpoint states (learner + step counter)."""
 

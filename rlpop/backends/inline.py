@@ -168,6 +168,9 @@ class InlineBackend:
     def set_hparams(self, worker: int, hparams: dict[str, Any]) -> None:
         self.where[worker].set_hparams(worker, hparams)
 
+    def restream(self, worker: int, seed: int, epoch: int) -> None:
+        self.where[worker].restream(worker, seed, epoch)
+
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         for shard, group in self._by_shard(ids):

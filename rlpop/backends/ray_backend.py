@@ -185,6 +185,9 @@ class RayBackend:
     def set_hparams(self, worker: int, hparams: dict[str, Any]) -> None:
         self.ray.get(self.where[worker].set_hparams.remote(worker, hparams))
 
+    def restream(self, worker: int, seed: int, epoch: int) -> None:
+        self.ray.get(self.where[worker].restream.remote(worker, seed, epoch))
+
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         for part in self.ray.get([a.get_states.remote(group) for a, group in self._by_shard(ids)]):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from rlpop.decisions import Decision, Explore
+from rlpop.decisions import Decision, Explore, FollowCopy
 from rlpop.experiment import Single
 from rlpop.hparams import HParamSpace, format_value
 from rlpop.view import MEMBER, PopulationView, WorkerSlot
@@ -53,10 +53,13 @@ def normalise_schedule(schedule: Schedule) -> list[tuple[int, dict[str, Any]]]:
 class Replay:
     """The strategy: worker ``worker`` (one member, sub-population 1) with the schedule's hparams."""
 
-    def __init__(self, space: HParamSpace, schedule: Schedule, worker: int = 0) -> None:
+    def __init__(self, space: HParamSpace, schedule: Schedule, worker: int = 0,
+                 follow: Sequence[Sequence[int]] = ()) -> None:
         self.space = space
         self.schedule = normalise_schedule(schedule)
         self.worker = int(worker)
+        #: step -> (worker, epoch): where the traced lineage passed into a copy's destination
+        self.follow = {int(s): (int(w), int(e)) for s, w, e in follow}
         unknown = sorted({k for _, hp in self.schedule for k in hp} - set(space.names))
         if unknown:
             raise ValueError(f"replay schedule sets {unknown}, which the run's space does not search "
@@ -80,13 +83,17 @@ class Replay:
         w = view[self.worker]
         if not w.alive:
             return []
+        out: list[Decision] = []
+        if w.steps in self.follow:
+            like, epoch = self.follow[w.steps]
+            out.append(FollowCopy(worker=self.worker, like=like, epoch=epoch))
         want = self.hparams_at(w.steps)
         new = {k: v for k, v in want.items() if w.hparams.get(k) != v}
-        if not new:
-            return []
-        changes = {k: f"{format_value(w.hparams.get(k))} --(replay step {w.steps})--> {format_value(v)}"
-                   for k, v in new.items()}
-        return [Explore(dst=self.worker, hparams=new, changes=changes)]
+        if new:
+            changes = {k: f"{format_value(w.hparams.get(k))} --(replay step {w.steps})--> {format_value(v)}"
+                       for k, v in new.items()}
+            out.append(Explore(dst=self.worker, hparams=new, changes=changes))
+        return out
 
     def get_state(self) -> dict[str, Any]:
         return {"strategy": "replay"}  # decisions depend only on the worker's steps and hparams
@@ -104,9 +111,11 @@ class ReplaySpec(Single):
 
     schedule: list = field(default_factory=list)
     worker: int = 0
+    #: ``[[step, worker, epoch], ...]``: where the lineage passed into a copy's destination (FollowCopy)
+    follow: list = field(default_factory=list)
 
     def build(self, space: HParamSpace, seed: int, exp: Any) -> Replay:
-        return Replay(space, [(s, hp) for s, hp in self.schedule], worker=self.worker)
+        return Replay(space, [(s, hp) for s, hp in self.schedule], worker=self.worker, follow=self.follow)
 
     @property
     def method(self) -> str:
