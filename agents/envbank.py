@@ -1,27 +1,32 @@
 """The envs of K population members, stepped together for a batched learner.
 
-Every member owns ``N`` envs (its own seeds, its own episodes). A bank steps any
-subset of members -- members that do not train this round cost no env steps --
-and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward.
+Every member owns ``N`` envs: its own seeds, its own episodes. A bank steps any subset of members -- members
+that do not train this round cost no env steps, and their envs and running episodes stay exactly as they were
+-- and hands back arrays shaped ``[K', N, ...]`` for one batched policy forward. Nothing one member does
+(stepping, pausing, resetting, failing) touches another member's envs.
 
-* :class:`GymBank`: a ``gymnasium.vector.SyncVectorEnv`` per member in the
-  learner's process, autoreset in the SAME step (``next_obs`` holds the true
-  final observation of an episode, every step is a real transition). Works for
-  every env, custom ones included (they come from :func:`rlpop.envs.make_env`).
-* :class:`ProcBank`: the same per-member vector envs spread over ``num_actors``
-  spawned actor processes (each holds ``envs_per_actor`` envs of every member),
-  so Python envs -- custom ones included -- step on every core while the
-  policy stays batched in the learner's process.
-* :class:`EnvPoolBank`: one EnvPool (C++ thread pool) over the stepped members'
-  envs, for the MuJoCo envs EnvPool provides. EnvPool resets an env on the step AFTER its episode ended: the
-  step that ended it returns the true final observation (so truncated episodes
-  bootstrap correctly), and the following step is a reset that is not a
-  transition -- the bank marks it ``valid=False`` and the learner leaves it out
-  of its losses.
+* :class:`GymBank`: a ``gymnasium.vector.SyncVectorEnv`` per member in the learner's process, autoreset in
+  the SAME step (``next_obs`` holds the true final observation of an episode, every step is a real
+  transition). Works for every env, custom ones included (they come from :func:`rlpop.envs.make_env`).
+* :class:`ProcBank`: the same per-member vector envs spread over ``num_actors`` spawned actor processes (actor
+  ``a`` holds envs ``a*per .. (a+1)*per`` of every member), so Python envs -- custom ones included -- step on
+  every core while the policy stays batched in the learner's process.
+* :class:`EnvPoolBank`: one EnvPool (C++ threads) per member, for the MuJoCo envs EnvPool provides; a step
+  sends every stepped member's actions first, then receives, so the pools' threads run together. EnvPool
+  resets an env on the step AFTER its episode ended: the step that ended it returns the true final
+  observation (so truncated episodes bootstrap correctly), and the following step is a reset that is not a
+  transition -- the bank marks it ``valid=False`` and the learner leaves it out of its losses and statistics
+  (it still counts as an env step of the budget: one per episode).
 
-:func:`make_bank` picks EnvPool where it is installed and provides the env id
-(``env_backend="auto"``), gymnasium otherwise (in actor processes when
-``num_actors > 0``).
+Seeds (:mod:`rlpop.streams`): member ``m``'s reset number ``r`` seeds its ``N`` envs with
+``env_seeds(seed_m, r, N)`` (env ``j`` gets the ``j``-th word, whatever ``num_actors`` is); EnvPool builds the
+member's pool afresh at each reset with the one seed ``envpool_seed(seed_m, r, N)`` (its env ``j`` gets
+``seed + j``). ``seed_m`` is the member's current stream seed (:meth:`reseed` after a copy); ``state(m)`` and
+``load_state(m, ...)`` carry the seed and the reset count through a checkpoint, so a resumed member's envs
+restart from seeds it has not used.
+
+:func:`make_bank` picks EnvPool where it is installed and provides the env id (``env_backend="auto"``),
+gymnasium otherwise (in actor processes when ``num_actors > 0``).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
+from rlpop import streams
 from rlpop.agents.procs import ChildProcesses, activity
 
 #: gymnasium id -> EnvPool task id, for envs whose dynamics match gymnasium's (checked by
@@ -113,31 +119,58 @@ def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num
     return GymBank(env_id, env_kwargs, seeds, num_envs)
 
 
-class GymBank:
-    """A SyncVectorEnv per member (same-step autoreset), in this process."""
+class _Streams:
+    """Each member's env-stream position: its current stream seed and how many resets it has made."""
+
+    def _init_streams(self, seeds: Sequence[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self._resets = [0] * len(self.seeds)
+
+    def state(self, m: int) -> dict[str, int]:
+        return {"seed": self.seeds[m], "resets": self._resets[m]}
+
+    def _load_stream(self, m: int, state: dict[str, int]) -> None:
+        self.seeds[m], self._resets[m] = int(state["seed"]), int(state["resets"])
+
+
+class GymBank(_Streams):
+    """A SyncVectorEnv per member (same-step autoreset), in this process; its envs are envs ``offset ..`` of
+    each member's env seeds (:class:`ProcBank` gives each actor process its own slice)."""
 
     kind = "gym"
 
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int):
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num_envs: int,
+                 offset: int = 0):
         from rlpop.envs import make_env  # the one registry, in every process
 
         self.num_envs = num_envs
-        self.seeds = [int(s) for s in seeds]
+        self.offset = int(offset)
+        self._init_streams(seeds)
         self.envs = [gym.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(num_envs)],
                                               autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
                      for _ in self.seeds]
         self.single_observation_space = self.envs[0].single_observation_space
         self.single_action_space = self.envs[0].single_action_space
-        self._resets = [0] * len(self.seeds)
         self._obs: list[np.ndarray | None] = [None] * len(self.seeds)
 
     def reset(self, members: Sequence[int]) -> bool:
-        """Fresh episodes for ``members`` (a new seed each time: after a copy, not the same episodes again)."""
+        """Fresh episodes for ``members``, from the next seeds of their env streams."""
         for m in members:
+            seeds = streams.env_seeds(self.seeds[m], self._resets[m], self.offset + self.num_envs)[self.offset:]
             with activity.env_step():  # a stalled env is seen by the inline backend's watchdog
-                self._obs[m], _ = self.envs[m].reset(seed=self.seeds[m] + 100_003 * self._resets[m])
+                self._obs[m], _ = self.envs[m].reset(seed=seeds)
             self._resets[m] += 1
         return True
+
+    def reseed(self, m: int, seed: int) -> None:
+        """Member ``m``'s envs follow the env stream of ``seed`` from its first reset on (fresh episodes)."""
+        self._load_stream(m, {"seed": seed, "resets": 0})
+        self.reset([m])
+
+    def load_state(self, m: int, state: dict[str, int]) -> None:
+        """Member ``m``'s env stream where a checkpoint left it: its next reset uses seeds it has not used."""
+        self._load_stream(m, state)
+        self._obs[m] = None
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
         for m in members:
@@ -182,8 +215,8 @@ class ProcBank:
         self.num_envs = num_envs
         self.per = num_envs // num_actors
         self._children = ChildProcesses(
-            GymBank, [(env_id, env_kwargs, [int(s) + 7919 * (a + 1) for s in seeds], self.per)
-                         for a in range(num_actors)],
+            GymBank, [(env_id, env_kwargs, [int(s) for s in seeds], self.per, a * self.per)
+                      for a in range(num_actors)],
             [f"rlpop-envs-{env_id}-{a}" for a in range(num_actors)], BankError, "env process", env_id)
         spaces_ = [self._children.receive(a) for a in range(num_actors)]
         self.single_observation_space, self.single_action_space = spaces_[0]
@@ -199,12 +232,24 @@ class ProcBank:
     def _call(self, cmd: str, args_per_actor: list[tuple]) -> list[Any]:
         return self._children.call([(cmd, a) for a in args_per_actor])
 
+    def _all(self, cmd: str, *args: Any) -> list[Any]:
+        return self._call(cmd, [args] * len(self._children))
+
     def reset(self, members: Sequence[int]) -> bool:
-        self._call("reset", [(list(members),)] * len(self._children))
+        self._all("reset", list(members))
         return True
 
+    def reseed(self, m: int, seed: int) -> None:
+        self._all("reseed", m, seed)
+
+    def state(self, m: int) -> dict[str, int]:
+        return self._all("state", m)[0]  # every actor holds the same stream position
+
+    def load_state(self, m: int, state: dict[str, int]) -> None:
+        self._all("load_state", m, state)
+
     def observe(self, members: Sequence[int]) -> np.ndarray:
-        return np.concatenate(self._call("observe", [(list(members),)] * len(self._children)), axis=1)
+        return np.concatenate(self._all("observe", list(members)), axis=1)
 
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
         m = list(members)
@@ -217,14 +262,11 @@ class ProcBank:
         self._children.close()
 
 
-class EnvPoolBank:
-    """One EnvPool over the envs of the members being stepped (one ``send``/``recv`` a step).
+class EnvPoolBank(_Streams):
+    """One EnvPool of ``N`` envs per member (built at the member's first observe, and afresh at each reset).
 
-    The pool is built for a set of members and kept while the same set steps (every round of a
-    synchronous PBT population); when the set changes -- an evaluator joins or stops, a member
-    reaches its budget -- a pool for the new set is built and its members start fresh episodes
-    (listed in :attr:`restarted` for the learner's episode bookkeeping). Members outside the set
-    step no env.
+    A step of some members sends each one's actions to its pool, then receives each pool's results: the other
+    members' pools are not touched, so their running episodes go on when they are next stepped.
     """
 
     kind = "envpool"
@@ -236,73 +278,83 @@ class EnvPoolBank:
 
         self.env_id = env_id
         self.num_envs = num_envs
-        self.seeds = [int(s) for s in seeds]
         self._envpool = envpool
         self._threads = num_threads or len(os.sched_getaffinity(0))
-        probe = self._make(1, self.seeds[0])
+        self._init_streams(seeds)
+        probe = self._make(1, 0)
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         probe.close()
-        self._members: tuple[int, ...] | None = None
-        self._pool = None
-        self._obs: np.ndarray | None = None
-        self._done: np.ndarray | None = None
-        self._builds = 0
-        #: members whose episodes restarted since the learner last looked (it clears the set)
-        self.restarted: set[int] = set()
+        k = len(self.seeds)
+        self._pools: list[Any] = [None] * k
+        self._obs: list[np.ndarray | None] = [None] * k
+        self._done: list[np.ndarray | None] = [None] * k
+        self._ids = np.arange(num_envs, dtype=np.int32)
 
     def _make(self, n: int, seed: int):
         return self._envpool.make(ENVPOOL_IDS[self.env_id], env_type="gymnasium", num_envs=n, seed=seed,
                                   num_threads=min(self._threads, n), batch_size=n)
 
-    def _build(self, members: tuple[int, ...]) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        seed = (self.seeds[members[0]] * 1_000_003 + 7919 * self._builds + len(members)) % (2**31 - 1)
-        self._builds += 1
-        self._pool = self._make(len(members) * self.num_envs, seed)
-        obs, _ = self._pool.reset()
-        self._members = members
-        self._obs = np.asarray(obs)
-        self._done = np.zeros(len(obs), bool)
-        self._ids = np.arange(len(obs), dtype=np.int32)
-        self.restarted.update(members)
-
     def reset(self, members: Sequence[int]) -> bool:
-        """EnvPool cannot reset single envs in sync mode, and a new pool would restart every member's
-        episodes: the members' envs run on, and False tells the learner their running episodes are not
-        the members' own (their transitions still are valid data)."""
-        return self._members is None or not set(members) & set(self._members)
+        """Fresh episodes for ``members``: a pool per member seeded from the next seed of its env stream."""
+        for m in members:
+            if self._pools[m] is not None:
+                self._pools[m].close()
+            self._pools[m] = self._make(self.num_envs, streams.envpool_seed(self.seeds[m], self._resets[m],
+                                                                            self.num_envs))
+            self._resets[m] += 1
+            obs, _ = self._pools[m].reset()
+            self._obs[m] = np.asarray(obs)
+            self._done[m] = np.zeros(self.num_envs, bool)
+        return True
+
+    def reseed(self, m: int, seed: int) -> None:
+        """Member ``m``'s envs follow the env stream of ``seed`` from its first reset on (fresh episodes)."""
+        self._load_stream(m, {"seed": seed, "resets": 0})
+        self.reset([m])
+
+    def load_state(self, m: int, state: dict[str, int]) -> None:
+        """Member ``m``'s env stream where a checkpoint left it: its next reset uses seeds it has not used."""
+        self._load_stream(m, state)
+        if self._pools[m] is not None:
+            self._pools[m].close()
+        self._pools[m], self._obs[m] = None, None
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
-        key = tuple(members)
-        if key != self._members:
-            self._build(key)
-        return self._obs.reshape(len(key), self.num_envs, *self._obs.shape[1:])
+        for m in members:
+            if self._obs[m] is None:
+                self.reset([m])
+        return np.stack([self._obs[m] for m in members])
 
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
-        kk = len(members)
-        if tuple(members) != self._members:
-            raise RuntimeError("EnvPoolBank.step: call observe() with the same members first")
-        self._pool.send(np.ascontiguousarray(actions.reshape(kk * self.num_envs, *actions.shape[2:])), self._ids)
-        o, r, te, tr, info = self._pool.recv()
-        order = info["env_id"]
-        if not np.array_equal(order, self._ids):
-            inv = np.argsort(order)
-            o, r, te, tr = np.asarray(o)[inv], np.asarray(r)[inv], np.asarray(te)[inv], np.asarray(tr)[inv]
-        was_reset = self._done
-        # the step after an episode's end is EnvPool's reset: not a transition (no reward, no end)
-        te = te & ~was_reset
-        tr = tr & ~was_reset
-        self._done = te | tr
-        self._obs = np.asarray(o)
-        shape = (kk, self.num_envs)
-        obs = self._obs.reshape(*shape, *self._obs.shape[1:])
-        valid = None if not was_reset.any() else ~was_reset.reshape(shape)
-        return Step(obs, np.where(was_reset, 0.0, r).reshape(shape), te.reshape(shape), tr.reshape(shape), obs,
-                    valid)
+        members = list(members)
+        for i, m in enumerate(members):  # every pool's threads start before any result is awaited
+            self._pools[m].send(np.ascontiguousarray(actions[i]), self._ids)
+        obs, rew, term, trunc, valid = [], [], [], [], []
+        for m in members:
+            o, r, te, tr, info = self._pools[m].recv()
+            o, r, te, tr = np.asarray(o), np.asarray(r), np.asarray(te), np.asarray(tr)
+            order = np.asarray(info["env_id"])
+            if not np.array_equal(order, self._ids):
+                inv = np.argsort(order)
+                o, r, te, tr = o[inv], r[inv], te[inv], tr[inv]
+            was_reset = self._done[m]
+            # the step after an episode's end is EnvPool's reset: not a transition (no reward, no end)
+            te, tr = te & ~was_reset, tr & ~was_reset
+            self._done[m] = te | tr
+            self._obs[m] = o
+            obs.append(o)
+            rew.append(np.where(was_reset, 0.0, r))
+            term.append(te)
+            trunc.append(tr)
+            valid.append(~was_reset)
+        valid_arr = np.stack(valid)
+        obs_arr = np.stack(obs)
+        return Step(obs_arr, np.stack(rew), np.stack(term), np.stack(trunc), obs_arr,
+                    None if valid_arr.all() else valid_arr)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        self._pool, self._members = None, None
+        for p in self._pools:
+            if p is not None:
+                p.close()
+        self._pools = [None] * len(self._pools)

@@ -56,17 +56,23 @@ def test_a_member_runs_the_same_in_any_batch(algo, env):
     assert not torch.equal(w_all[0], w_all[1])
 
 
-def test_a_copy_keeps_the_destinations_streams():
+def test_a_copy_gives_the_destination_a_fresh_stream_of_its_own():
+    """After a copy the destination draws from its own next stream epoch (rlpop.streams), never the source's."""
     L = _learner("ppo", "Pendulum-v1", [0, 1], [100, 101])
     try:
         L.train([0, 1], 128)
-        before = [streams.generator_state(g) for g in L.generators]
-        mb = L.rngs[1].bit_generator.state
+        src_noise = streams.generator_state(L.generators[0])
         L.copy_member(0, 1)
         assert torch.equal(L.net.flat[0], L.net.flat[1])
-        assert torch.equal(streams.generator_state(L.generators[1]), before[1])
-        assert not torch.equal(before[0], before[1])
-        assert L.rngs[1].bit_generator.state == mb
+        assert L.epochs == [0, 1]
+        fresh = streams.stream_seed(101, 1)
+        assert torch.equal(streams.generator_state(L.generators[1]),
+                           streams.generator_state(streams.action_generator(fresh)))
+        assert not torch.equal(streams.generator_state(L.generators[1]), src_noise)
+        assert L.rngs[1].bit_generator.state == streams.minibatch_rng(fresh).bit_generator.state
+        assert L.bank.state(1) == {"seed": fresh, "resets": 1}  # its envs restarted from that stream
+        assert L.bank.state(0) == {"seed": 100, "resets": 1}     # the source's envs untouched
+        assert L.get_state(1)[streams.KEY]["epoch"] == 1
     finally:
         L.close()
 
@@ -137,7 +143,7 @@ def _rs(env, population=4, shard_size=0):
 
     return Experiment(name="layout", env=env, agent=Agent("ppo", hparams=dict(PPO_HP)),
                       space={"lr": LogUniform(1e-4, 3e-3)}, strategy=RandomSearch(population=population),
-                      total_steps=512, eval_steps=128, shard_size=shard_size)
+                      total_steps=1024, eval_steps=256, shard_size=shard_size)
 
 
 def _curves(exp, backend, tmp_path, name):
@@ -149,7 +155,7 @@ def _curves(exp, backend, tmp_path, name):
     run = RunDir.create(tmp_path, name)
     assert execute(exp, run, backend, quiet=True) == 0
     df = pd.read_csv(run.path / "curves.csv")
-    return {w: list(zip(g["step"], g["q"], g["hparams"])) for w, g in df.groupby("worker")}
+    return {w: list(zip(g["step"], map(repr, g["q"]), g["hparams"])) for w, g in df.groupby("worker")}
 
 
 @pytest.mark.parametrize("env", ["Pendulum-v1"] + (["Hopper-v5"] if envpool_available("Hopper-v5") else []))
@@ -158,9 +164,98 @@ def test_random_search_curves_do_not_depend_on_the_layout(env, tmp_path, ray_clu
     in a population of two, and as Ray actors (shards of two)."""
     ref = _curves(_rs(env), "inline", tmp_path, "one_shard")
     assert len(ref) == 4 and all(len(c) == 4 for c in ref.values())
+    assert all(q != "nan" for c in ref.values() for _, q, _ in c[1:])  # episodes finished: real Q values
     for name, exp, backend in (("shards_of_one", _rs(env, shard_size=1), "inline"),
                                ("population_2", _rs(env, population=2), "inline"),
                                ("ray", _rs(env, shard_size=2), "ray")):
         got = _curves(exp, backend, tmp_path, name)
         for w in (0, 1):
             assert got[w] == ref[w], (name, w)
+
+
+def test_a_batched_members_replay_reproduces_its_q_curve_through_its_copies(tmp_path):
+    """PBT over batched PPO (copies every ready interval); the replay of the best final member follows its lineage
+    through the copies and gives the same Q at every lineage step."""
+    import json
+
+    import pandas as pd
+
+    from rlpop.experiment import PBT, Agent, Experiment
+    from rlpop.hparams import LogUniform
+    from rlpop.lineage import trace_schedule
+    from rlpop.replay import main as replay_main
+    from rlpop.run import execute
+    from rlpop.store import RunDir
+
+    exp_file = tmp_path / "pbt.py"
+    exp_file.write_text(
+        "from rlpop.experiment import PBT, Agent, Experiment\n"
+        "from rlpop.hparams import LogUniform\n"
+        "experiment = Experiment(name='pbt', env='Pendulum-v1', agent=Agent('ppo', hparams="
+        f"{PPO_HP!r}), space={{'lr': LogUniform(1e-4, 3e-3)}}, strategy=PBT(population=4, ready_steps=256), "
+        "total_steps=1536, eval_steps=256)\n")
+    from rlpop.run import load_experiment
+
+    exp = load_experiment(exp_file)
+    run = RunDir.create(tmp_path / "runs", "pbt")
+    import shutil
+
+    shutil.copy(exp_file, run.path / "experiment.py")
+    from rlpop.run import run_config
+
+    run.write_config(run_config(exp, "inline", None, {}, run.path / "experiment.py"))
+    assert execute(exp, run, "inline", quiet=True) == 0
+    lin = trace_schedule(run.path)
+    assert (lin["via"] != "").any(), "the best member's lineage has a copy"
+    assert replay_main([str(run.path), "--runs-dir", str(tmp_path / "replays"), "--quiet"]) == 0
+    (rdir,) = (tmp_path / "replays").glob("*_replay-*")
+    rows = pd.read_csv(rdir / "curves.csv")
+    assert list(rows["step"]) == list(lin["lineage_step"])
+    np.testing.assert_array_equal(rows["q"].to_numpy(), lin["q"].to_numpy())  # exactly (NaN: no episode ended)
+    assert np.isfinite(rows["q"].to_numpy()).sum() >= 3
+    follows = [json.loads(x) for x in (rdir / "decisions.jsonl").read_text().splitlines()]
+    assert any(d["kind"] == "follow_copy" for d in follows)
+
+
+@pytest.mark.skipif(not envpool_available("Hopper-v5"), reason="EnvPool does not provide Hopper-v5 here")
+def test_fire_evaluators_do_not_touch_a_p1_members_episodes(tmp_path):
+    """FIRE on Hopper-v5 (EnvPool): an evaluator assigned and stopped between rounds leaves a P1 member's run --
+    its running episodes included -- bitwise as it is without them."""
+    from rlpop.backends import make_backend
+    from rlpop.controller import Controller
+    from rlpop.decisions import AssignEvaluator, StopEvaluator
+    from rlpop.experiment import FIRE, Agent, Experiment
+    from rlpop.hparams import LogUniform
+    from rlpop.store import RunDir
+
+    exp = Experiment(name="fire", env="Hopper-v5", agent=Agent("ppo", hparams=dict(PPO_HP, env_backend="envpool")),
+                     space={"lr": LogUniform(1e-4, 3e-3)},
+                     # no ready interval and no evaluation of P2 within the test: only the test's decisions
+                     strategy=FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=100_000,
+                                   max_eval_steps=50_000, min_steps_before_eval=(90_000,)),
+                     total_steps=100_000, eval_steps=128)
+
+    def run(with_evaluator):
+        be = make_backend("inline")
+        ctl = Controller(exp, RunDir.create(tmp_path, "fire"), be)
+        ctl.start()
+        try:
+            out = []
+            for r in range(4):
+                ctl.step_round()
+                out.append((ctl.records[0].q, be.where[0].learner._ep_len[0].copy()))
+                if with_evaluator and r == 0:
+                    ctl.apply(AssignEvaluator(evaluator=4, parent=2, child=0))
+                if with_evaluator and r == 2:
+                    ctl.apply(StopEvaluator(evaluator=4, reason="test"))
+            return out, be.where[0].learner.net.flat[0].clone()
+        finally:
+            be.close()
+
+    plain, w_plain = run(False)
+    busy, w_busy = run(True)
+    assert torch.equal(w_plain, w_busy)
+    assert [q for q, _ in plain] == [q for q, _ in busy]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(plain, busy))
+    # episodes were in progress when the evaluator was assigned (after round 1) and stopped (after round 3)
+    assert plain[0][1].max() > 0 and plain[2][1].max() > 0
