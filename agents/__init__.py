@@ -46,6 +46,9 @@ def learner_class(name: str) -> type:
     ``"module:Class"`` path."""
     prefix, colon, algo = name.partition(":")
     if colon and prefix in ADAPTERS:
+        from rlpop.extras import require
+
+        require(prefix, f"agent.learner={name!r}")  # the adapter's library, named with its extra
         try:
             module = importlib.import_module(ADAPTERS[prefix])
         except ImportError as exc:

@@ -55,7 +55,7 @@ def register_env(name: str, creator: EnvCreator, *, max_episode_steps: int | Non
                  kwargs=default_kwargs)
     _RLPOP_ENVS[name] = creator
     _ship(name, creator, max_episode_steps, default_kwargs)
-    if "ray" in sys.modules:
+    if sys.modules.get("ray") is not None:  # Ray imported here (None: hidden or failed to import)
         register_with_ray([name])
 
 

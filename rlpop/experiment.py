@@ -211,6 +211,10 @@ class Experiment:
                              "lower eval_steps or raise total_steps")
         if self.backend not in ("inline", "ray"):
             raise ValueError(f"backend={self.backend!r}: use 'inline' (one process) or 'ray'")
+        from rlpop.extras import require
+
+        if self.backend == "ray":
+            require("ray", "backend='ray'")
         if self.engine not in ("auto", "batched", "member"):
             raise ValueError(f"engine={self.engine!r}: use 'auto' (batched where the learner has it), 'batched' "
                              "or 'member'")
@@ -235,6 +239,8 @@ class Experiment:
             raise ValueError(f"env_kwargs={self.env_kwargs!r}: give a dict of keyword arguments for the env")
         cls = learner_class(self.agent.learner)
         defaults = learner_defaults(self.agent.learner)
+        if self.agent.hparams.get("env_backend") == "envpool":
+            require("envpool", "agent.hparams.env_backend='envpool'")
         if defaults:
             unknown = sorted(set(self.agent.hparams) - set(defaults))
             if unknown:

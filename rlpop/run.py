@@ -166,6 +166,7 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
         backend_name = cfg.get("backend", exp.backend)
         address = args.address or cfg.get("address")
+        check_backend_extra(backend_name, "the run's backend 'ray' (config.json)")
         if address:
             check_address(address)
     else:
@@ -178,6 +179,8 @@ def _main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         backend_name = "ray" if args.address else (args.backend or exp.backend)
+        check_backend_extra(backend_name, "--address" if args.address else "--backend ray" if args.backend
+                            else "backend='ray'")
         exp.backend = backend_name
         address = args.address
         for note in exp.notes:
@@ -215,6 +218,17 @@ def run_config(exp: Experiment, backend_name: str, address: str | None, override
     return {**exp.to_dict(), "backend": backend_name, "address": address, "overrides": overrides,
             "experiment_file": str(experiment_file), "notes": exp.notes,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
+
+
+def check_backend_extra(backend_name: str, how: str) -> None:
+    """The Ray backend needs the ``ray`` extra: one line naming it, before the run directory exists."""
+    if backend_name == "ray":
+        from rlpop.extras import require
+
+        try:
+            require("ray", how)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
 
 
 def check_env(exp: Experiment) -> None:

@@ -75,6 +75,10 @@ def check_sampler(name: Any, field: str = "sampler") -> str:
     if not isinstance(name, str) or name not in SAMPLERS:
         raise ValueError(f"{field}={name!r} is not a sampler; give one of "
                          + ", ".join(repr(s) for s in SAMPLERS))
+    if name != "random":  # Optuna's samplers
+        from rlpop.extras import require
+
+        require("optuna", f"{field}={name!r}")
     return name
 
 
