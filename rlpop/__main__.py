@@ -1,3 +1,3 @@
-from rlpop.run import main
+from rlpop.cli import main
 
 raise SystemExit(main())

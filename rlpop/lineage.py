@@ -1,6 +1,6 @@
 """Trace the hyperparameter schedule of a final member back to step 0 through its copies.
 
-``python -m rlpop.lineage RUN_DIR [--worker ID]`` prints it; :func:`trace_schedule`
+``rlpop lineage RUN_DIR [--worker ID]`` prints it; :func:`trace_schedule`
 returns it as a pandas DataFrame. Reads only the run directory.
 
 A member's weights have a history: trained by the member itself since its last
@@ -139,7 +139,7 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlpop.lineage", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="rlpop lineage", description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     p.add_argument("--worker", type=int, help="final member to trace (default: the best final member)")
     p.add_argument("--csv", help="also write the schedule to this CSV file")

@@ -1,4 +1,4 @@
-"""``python -m rlpop.plot RUN_DIR [RUN_DIR ...] [--out DIR] [--format png|svg|pdf]`` -- the paper's figures.
+"""``rlpop plot RUN_DIR [RUN_DIR ...] [--out DIR] [--format png|svg|pdf]`` -- the paper's figures.
 
 Reads only run directories (a run in progress too: a cut last line of curves.csv is left out). Writes, with
 matplotlib's Agg backend, into RUN_DIR/plots (one run) or ``--out`` (needed for several runs; each run's own
@@ -321,7 +321,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None, fmt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlpop.plot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="rlpop plot", description=__doc__.splitlines()[0])
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="output folder (default: RUN_DIR/plots for one run; needed for several)")
     p.add_argument("--format", default="png", choices=["png", "svg", "pdf"])

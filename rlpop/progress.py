@@ -67,9 +67,9 @@ def end_summary(ev: RoundFinished) -> str:
                  f"successes, {n['stop']} evaluator stops; {n['failure']} failures"
                  + (f" ({dead} workers dropped)" if dead else ""))
     lines.append(f"run directory: {run}")
-    lines.append(f"next: python -m rlpop.plot {run}   (figures: top return, hparam schedules, population)")
-    lines.append(f"      python -m rlpop.lineage {run}   (the best member's hparam schedule); "
-                 f"python -m rlpop.replay {run}; tensorboard --logdir {run / 'tb'}")
+    lines.append(f"next: rlpop plot {run}   (figures: top return, hparam schedules, population)")
+    lines.append(f"      rlpop lineage {run}   (the best member's hparam schedule); "
+                 f"rlpop replay {run}; tensorboard --logdir {run / 'tb'}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
-"""``python -m rlpop.run EXPERIMENT.py [--set key=value ...]`` -- run an experiment.
+"""``rlpop run EXPERIMENT.py [--set key=value ...]`` -- run an experiment.
 
-``python -m rlpop.run --resume RUN_DIR`` continues a killed run from its last
+``rlpop run --resume RUN_DIR`` continues a killed run from its last
 checkpoint (a finished run is left as it is, and says so).
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rlpop.run", description=__doc__,
+    p = argparse.ArgumentParser(prog="rlpop run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", nargs="?", help="experiment file (a module defining `experiment`)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         where = _CURRENT_RUN[0] if _CURRENT_RUN else None
-        tail = f"resume with `python -m rlpop.run --resume {where}`" if where else "no run directory was made"
+        tail = f"resume with `rlpop run --resume {where}`" if where else "no run directory was made"
         print(f"\ninterrupted: workers and actor processes stopped; {tail}", file=sys.stderr)
         return 130
 
@@ -171,7 +171,7 @@ def _main(args: argparse.Namespace) -> int:
             check_address(address)
     else:
         if not args.experiment:
-            raise UsageError("give an experiment file (python -m rlpop.run experiments/quick_fire.py) or --resume RUN_DIR")
+            raise UsageError("give an experiment file (rlpop run experiments/quick_fire.py) or --resume RUN_DIR")
         exp = load_experiment(args.experiment)
         overrides = parse_sets(args.sets)
         try:

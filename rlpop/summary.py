@@ -1,4 +1,4 @@
-"""``python -m rlpop.summary RUN_DIR ... [--threshold Q] [--out FILE.csv]`` -- one table across runs.
+"""``rlpop summary RUN_DIR ... [--threshold Q] [--out FILE.csv]`` -- one table across runs.
 
 Reads only the run directories (a run in progress too). One row per run:
 
@@ -202,7 +202,7 @@ def print_table(df: pd.DataFrame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlpop.summary", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="rlpop summary", description=__doc__.splitlines()[0])
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--threshold", type=float, help="report the actor steps the top-return curve needs to reach Q")
     p.add_argument("--out", help="write the table to FILE.csv and FILE.md")

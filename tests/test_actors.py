@@ -51,8 +51,10 @@ def test_two_actor_processes_collect_time_major_rollouts_and_close():
         assert len(ro.episode_returns) == 6
     finally:
         pool.close()
-    time.sleep(0.2)
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    # wait for the exits themselves (bounded), not for a guessed delay
+    procs = [psutil.Process(p) for p in pids if psutil.pid_exists(p)]
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_actor_exception_reaches_the_caller_with_env_id_and_traceback(monkeypatch):
@@ -93,7 +95,7 @@ def test_ctrl_c_leaves_no_orphaned_actor_processes(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     (run,) = list((tmp_path / "runs").iterdir())
-    assert f"resume with `python -m rlpop.run --resume {run}`" in out  # names the directory
-    time.sleep(0.5)
-    alive = [a for a in actors if a.is_running() and a.status() != psutil.STATUS_ZOMBIE]
+    assert f"resume with `rlpop run --resume {run}`" in out  # names the directory
+    _, alive = psutil.wait_procs(actors, timeout=30)  # the exits themselves, not a guessed delay
+    alive = [a for a in alive if a.is_running() and a.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"orphaned actor processes: {alive}"

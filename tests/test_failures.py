@@ -218,8 +218,8 @@ def test_end_of_run_summary(tmp_path, capsys):
     rc, out, err = cli(capsys, str(DATA / "tiny_pbt.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert rc == 0, err
     assert "best member: w" in out and "Q=" in out and "exploits" in out
-    assert f"next: python -m rlpop.plot {tmp_path / 'runs'}" in out
-    assert f"python -m rlpop.lineage {tmp_path / 'runs'}" in out
+    assert f"next: rlpop plot {tmp_path / 'runs'}" in out
+    assert f"rlpop lineage {tmp_path / 'runs'}" in out
 
 
 def test_nonfinite_inputs_fail_only_their_member():

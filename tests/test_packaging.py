@@ -93,7 +93,10 @@ def test_installed_wheel_runs_an_experiment(built, tmp_path):
     for f in lines[:2]:  # the venv's own rlpop wins over the outer editable install
         assert Path(f).resolve().is_relative_to(env_dir.resolve()), lines
     assert str(ROOT) not in lines[2], lines[2]
-    cmd = [str(py), "-m", "rlpop.run", "toy_pbt.py", "--quiet", "--set", "total_steps=400",
+    version = subprocess.run([str(env_dir / "bin" / "rlpop"), "--version"], cwd=work, capture_output=True,
+                             text=True, timeout=60, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("rlpop "), version.stderr
+    cmd = [str(env_dir / "bin" / "rlpop"), "run", "toy_pbt.py", "--quiet", "--set", "total_steps=400",
            "--set", "strategy.population=4", "--set", "strategy.ready_steps=100"]
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=180, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
