@@ -88,7 +88,9 @@ def test_batched_vmpo_members_learn_cartpole():
     b = BatchedVMPO("CartPole-v1", [{**fast, "lr": lr, "env_backend": "gym"} for lr in (1e-3, 5e-4)], [0, 1])
     try:
         returns = {0: [], 1: []}
-        for _ in range(6):
+        # up to 100k steps (measured under rlpop.streams' seeds 0-7: 6 of 8 members above 195 by 60k, all by
+        # 70k); the loop stops as soon as both are there
+        for _ in range(10):
             for m, r in b.train([0, 1], 10_000).items():
                 returns[m] += r.episode_returns
             if all(len(v) >= 20 and np.mean(v[-20:]) >= 195 for v in returns.values()):

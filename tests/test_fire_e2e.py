@@ -2,14 +2,11 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import DATA, run_cli
+from conftest import DATA, run_cli, start_gated_run
 
 
 def _check_fire_run(run):
@@ -42,22 +39,16 @@ def test_small_fire_run_through_the_cli(backend, tmp_path):
 
 
 def test_fire_run_killed_then_resumed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "rlpop.run", str(DATA / "tiny_fire.py"), "--runs-dir",
-                             str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    deadline, run = time.time() + 120, None
-    while time.time() < deadline:
-        runs = list(tmp_path.glob("tiny_fire-*"))
-        st = runs[0] / "status.json" if runs else None
-        if st is not None and st.exists() and json.loads(st.read_text()).get("round", 0) >= 4:
-            run = runs[0]
-            break
-        time.sleep(0.2)
-    assert run is not None, "the run never reached its second checkpoint"
+    # killed in round 5, after the checkpoint of round 4 (128 steps per env a round; the gate is an event the run
+    # writes, so this does not depend on the machine's speed)
+    proc, runs, gate, env = start_gated_run(DATA / "tiny_fire.py", tmp_path, at=560)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    (run,) = list(runs.glob("tiny_fire-*"))
+    assert json.loads((run / "status.json").read_text())["round"] == 4
     assert not json.loads((run / "status.json").read_text())["finished"]
-    res = run_cli("--resume", str(run), "--quiet")
+    (gate / "release").touch()
+    res = run_cli("--resume", str(run), "--quiet", env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     recs = _check_fire_run(run)
     # the strategy state came back from the checkpoint: no evaluator is assigned twice at once

@@ -259,3 +259,22 @@ def test_fire_evaluators_do_not_touch_a_p1_members_episodes(tmp_path):
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(plain, busy))
     # episodes were in progress when the evaluator was assigned (after round 1) and stopped (after round 3)
     assert plain[0][1].max() > 0 and plain[2][1].max() > 0
+
+
+@pytest.mark.parametrize("learner", ["ppo", "vmpo"])
+def test_max_grad_norm_has_one_meaning(learner):
+    """None: no clipping (both engines train with it, above); 0 or negative: refused at spec time, naming the fix."""
+    from rlpop.experiment import Agent, Experiment, RandomSearch
+    from rlpop.hparams import Choice
+
+    def exp(**kw):
+        return Experiment(name="g", env="Pendulum-v1", strategy=RandomSearch(population=2), total_steps=512,
+                          eval_steps=256, **kw)
+
+    exp(agent=Agent(learner, hparams={"max_grad_norm": None}))
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match=rf"agent.hparams.max_grad_norm={bad!r}: expected a number > 0 "
+                                             r"\(or None: no clipping\)"):
+            exp(agent=Agent(learner, hparams={"max_grad_norm": bad}))
+    with pytest.raises(ValueError, match=r"space.max_grad_norm=Choice\(\[0, 0.5\]\): option 0"):
+        exp(agent=Agent(learner), space={"max_grad_norm": Choice([0, 0.5])})

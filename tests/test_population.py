@@ -3,8 +3,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import DATA, ROOT, run_cli
+from conftest import DATA, ROOT, run_cli, start_gated_run
 from rlpop.backends import make_backend
 from rlpop.controller import Controller
 from rlpop.decisions import Exploit, Explore
@@ -103,32 +101,15 @@ def test_small_pbt_run_through_the_cli(backend, tmp_path, request):
 
 def test_kill_9_then_resume_completes_with_continuous_curves(tmp_path):
     """Killed in the middle of round 3 -- an event the run writes, not a guess at the machine's speed: every env
-    blocks at its 300th step (round 3: 128 steps per env a round) after writing a marker the test waits for."""
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    exp = tmp_path / "tiny_pbt.py"
-    exp.write_text("from rlpop.envs import register_env\n"
-                   "register_env('GatedCorridor-v0', 'gated_env:GatedCorridor')\n"
-                   + (DATA / "tiny_pbt.py").read_text().replace(
-                       'env="Corridor-v0",', f'env="GatedCorridor-v0", env_kwargs={{"gate": {str(gate)!r}, "at": 300}},'))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DATA), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "rlpop.run", str(exp), "--runs-dir", str(tmp_path / "runs"),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=env)
-    try:
-        deadline = time.time() + 300  # a bound on a broken run only: the wait ends on the marker
-        while not (gate / "reached").exists():
-            assert proc.poll() is None, f"the run ended before the gate: {proc.stdout.read()[-3000:]}"
-            assert time.time() < deadline, "the run never reached the gate"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    (run,) = list((tmp_path / "runs").glob("tiny_pbt-*"))
+    blocks at its 300th step (round 3: 128 steps per env a round)."""
+    proc, runs, gate, env = start_gated_run(DATA / "tiny_pbt.py", tmp_path, at=300)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    (run,) = list(runs.glob("tiny_pbt-*"))
     rows_before = list(csv.DictReader((run / "curves.csv").open()))
     assert len(rows_before) == 8, "killed in round 3: rounds 1 and 2 of 4 members are written"
     (gate / "release").touch()
-    res = run_cli("--resume", str(run), "--quiet", env={"PYTHONPATH": env["PYTHONPATH"]})
+    res = run_cli("--resume", str(run), "--quiet", env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "resuming" in res.stdout
     assert f"took over the lock of pid {proc.pid}" in res.stderr  # the killed run's stale lock
