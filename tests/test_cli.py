@@ -22,7 +22,7 @@ def test_single_agent_run_end_to_end(tmp_path):
     metrics = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(metrics) == 8 and "approx_kl" in metrics[0]  # one row per PPO update (256 steps)
     assert [int(m["step"]) for m in metrics] == list(range(256, 2049, 256))
-    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert list((run / "tb" / "w000").glob("events.out.tfevents.*"))  # one TensorBoard run per worker
     assert json.loads((run / "status.json").read_text())["finished"] is True
     assert "SPS" in res.stdout and "best Q" in res.stdout
     # resuming a finished run does nothing, and says so
