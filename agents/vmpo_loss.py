@@ -121,6 +121,8 @@ def top_half_mask(advantages: torch.Tensor) -> torch.Tensor:
     """
     if advantages.numel() == 0:
         raise ValueError("advantages is empty: the E-step needs at least one sample")
+    if not torch.isfinite(advantages).all():  # one learner's batch: its failure (the batched rows are per member)
+        raise ValueError("advantages contains NaN or inf: check the value targets")
     return top_half_mask_members(advantages.reshape(1, -1))[0].reshape(advantages.shape)
 
 

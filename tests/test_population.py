@@ -20,10 +20,11 @@ from rlpop.run import execute, load_experiment
 from rlpop.store import RunDir
 
 
-def ppo_pbt(population=4, **kw):
+def ppo_pbt(population=4, ready_steps=512, **kw):
     return Experiment(name="ex", env="Corridor-v0",
                       agent=Agent("ppo", hparams={"rollout_steps": 256, "envs_per_actor": 2, "epochs": 2}),
-                      space={"lr": LogUniform(1e-4, 3e-3)}, strategy=PBT(population=population, ready_steps=512),
+                      space={"lr": LogUniform(1e-4, 3e-3)},
+                      strategy=PBT(population=population, ready_steps=ready_steps),
                       total_steps=2048, eval_steps=256, **kw)
 
 
@@ -31,7 +32,7 @@ def ppo_pbt(population=4, **kw):
 def test_exploit_copies_weights_and_the_new_lr_reaches_the_optimiser(backend, tmp_path, request):
     if backend == "ray":
         request.getfixturevalue("ray_cluster")
-    exp = ppo_pbt(population=3)
+    exp = ppo_pbt(population=3, ready_steps=1024)  # ready after 4 rounds: the test's exploit is the only one
     be = make_backend(backend)
     ctl = Controller(exp, RunDir.create(tmp_path, "x"), be)
     ctl.start()
