@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--no-fit-check", action="store_true",
                    help="start even when the run's estimated memory exceeds what this machine has available")
+    p.add_argument("--log", action="append", default=[], metavar="LOGGER",
+                   help="also log to wandb, mlflow, or module:function (a listener of the run's events); "
+                        "repeatable; kept in config.json, so --resume logs to the same places")
     return p
 
 
@@ -167,6 +170,8 @@ def _main(args: argparse.Namespace) -> int:
         backend_name = cfg.get("backend", exp.backend)
         address = args.address or cfg.get("address")
         check_backend_extra(backend_name, "the run's backend 'ray' (config.json)")
+        log = list(dict.fromkeys([*cfg.get("log", []), *args.log]))
+        check_loggers(log)
         if address:
             check_address(address)
     else:
@@ -187,6 +192,8 @@ def _main(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         if address:
             check_address(address)
+        log = list(dict.fromkeys(args.log))
+        check_loggers(log)
         if not args.dry_run:
             check_env(exp)
         if not args.dry_run and not args.no_fit_check and not address:
@@ -208,8 +215,8 @@ def _main(args: argparse.Namespace) -> int:
             shutil.copy(args.experiment, run.path / "experiment.py")
         except OSError as exc:
             raise UsageError(f"cannot write {run.path / 'experiment.py'}: {exc.strerror or exc}") from exc
-        run.write_config(run_config(exp, backend_name, address, overrides, args.experiment))
-    return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume))
+        run.write_config(run_config(exp, backend_name, address, overrides, args.experiment, log=log))
+    return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume), log=log)
 
 
 def run_config(exp: Experiment, backend_name: str, address: str | None, overrides: dict[str, str],
@@ -218,6 +225,51 @@ def run_config(exp: Experiment, backend_name: str, address: str | None, override
     return {**exp.to_dict(), "backend": backend_name, "address": address, "overrides": overrides,
             "experiment_file": str(experiment_file), "notes": exp.notes,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
+
+
+def check_loggers(specs: Sequence[str]) -> None:
+    """Every ``--log`` can be attached (its extra installed, its store usable, its function importable)."""
+    from rlpop.loggers import check
+
+    for spec in specs:
+        try:
+            check(spec)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+
+
+def experiment_source(exp: Experiment) -> str | None:
+    """An experiment file that rebuilds ``exp`` from its repr (an experiment made in Python, not loaded from a
+    file), or None when the repr does not rebuild it (objects other than rlpop's spec classes inside)."""
+    text = ('"""Written by rlpop.run.execute: the experiment as it was given in Python."""\n'
+            "from rlpop.experiment import *  # noqa: F401,F403\nfrom rlpop.hparams import *  # noqa: F401,F403\n\n"
+            f"experiment = {exp!r}\n")
+    try:
+        ns: dict[str, Any] = {}
+        exec(compile(text, "<experiment>", "exec"), ns)  # noqa: S102 -- our own repr, checked below
+        same = ns["experiment"].to_dict() == exp.to_dict()
+    except Exception:  # noqa: BLE001 -- a repr that is not code: no file
+        return None
+    return text if same else None
+
+
+def write_run_files(exp: Experiment, run, backend_name: str, address: str | None, experiment_file=None,
+                    log: Sequence[str] = ()) -> None:
+    """What the CLI writes before a run: experiment.py (a copy of ``experiment_file``, else rebuilt from the
+    experiment's repr) and config.json -- so plot, summary, lineage, replay and --resume work on the run."""
+    target = run.path / "experiment.py"
+    if experiment_file is not None:
+        shutil.copy(experiment_file, target)
+    else:
+        text = experiment_source(exp)
+        if text is None:
+            print(f"note: {target} not written: the experiment holds objects its repr cannot rebuild; pass "
+                  "experiment_file= (the file defining `experiment`) so --resume and replay can rebuild it",
+                  file=sys.stderr)
+        else:
+            target.write_text(text)
+    run.write_config(run_config(exp, backend_name, address, {}, experiment_file or target, log=list(log),
+                                route="python"))
 
 
 def check_backend_extra(backend_name: str, how: str) -> None:
@@ -279,29 +331,45 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 
 def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
-            resume: bool = False, listeners: Sequence = ()) -> int:
+            resume: bool = False, listeners: Sequence = (), log: Sequence[str] = (),
+            experiment_file: str | Path | None = None) -> int:
     """Run (or resume) ``exp`` in ``run`` as its one writer. A :class:`rlpop.store.RunDirError` (a live lock, a
     damaged run directory, a full disk) reaches the caller, which prints it in one line. ``listeners`` hear the
-    run's events (:mod:`rlpop.events`) beside the display and TensorBoard."""
+    run's events (:mod:`rlpop.events`) beside the display and TensorBoard; ``log``: the CLI's ``--log`` specs
+    (``"wandb"``, ``"mlflow"``, ``"module:function"``).
+
+    A new run directory without config.json gets what the CLI writes (config.json, experiment.py: a copy of
+    ``experiment_file``, else rebuilt from the experiment's repr), so plot, replay, summary and ``--resume``
+    work on it as on a CLI run."""
     note = run.acquire_lock()
     if note:
         print(note, file=sys.stderr)
     _CURRENT_RUN[:] = [str(run.path)]
     try:
-        return _execute(exp, run, backend_name, address, quiet, resume, listeners)
+        if not resume and not run.config_path.exists():
+            if backend_name == "ray":
+                from rlpop.extras import require
+
+                require("ray", "backend='ray'")
+            check_loggers(log)
+            write_run_files(exp, run, backend_name, address, experiment_file, log)
+        return _execute(exp, run, backend_name, address, quiet, resume, listeners, log)
     finally:
         run.release_lock()
 
 
 def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet: bool, resume: bool,
-             listeners: Sequence = ()) -> int:
+             listeners: Sequence = (), log: Sequence[str] = ()) -> int:
     from rlpop.backends import make_backend
     from rlpop.controller import Controller
     from rlpop.progress import Progress, end_summary
     from rlpop.tblog import TensorBoardLogger
 
+    from rlpop.loggers import make_all
+
     progress = Progress(enabled=not quiet)
     tb = TensorBoardLogger(str(run.path / "tb"))
+    logged = make_all(log, run.path, run.read_config() if run.config_path.exists() else exp.to_dict())
     payload = None
     if resume:  # before any process starts: a damaged run directory fails here, in one line
         ckpt, payload, skipped = run.load_latest_checkpoint()
@@ -312,7 +380,7 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
         backend.run_dir = str(run.path)
     try:
         ctl = Controller(exp, run, backend)
-        for listener in (tb, progress, *listeners):
+        for listener in (tb, progress, *logged, *listeners):
             ctl.subscribe(listener)
         if hasattr(backend, "on_progress"):
             backend.on_progress = progress.heartbeat
@@ -334,6 +402,9 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
     finally:
         progress.close()
         tb.close()
+        for listener in logged:
+            if hasattr(listener, "close"):
+                listener.close()
         backend.close()
     print(end_summary(ctl.round_finished()))
     failed = ctl.failed_reason()
