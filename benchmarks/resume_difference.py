@@ -30,7 +30,7 @@ def experiment(env: str, total_steps: int):
                       agent=Agent("ppo", hparams={"rollout_steps": 512, "envs_per_actor": 4, "epochs": 4,
                                                   "minibatch_size": 128}),
                       space={"lr": LogUniform(1e-4, 3e-3)}, strategy=PBT(population=4, ready_steps=2048),
-                      total_steps=total_steps, eval_steps=512, checkpoint_steps=2048)
+                      total_steps=total_steps, eval_steps=512)
 
 
 def curves_of(exp, root: Path, name: str, stop_round: int | None):
@@ -69,14 +69,15 @@ def main(argv=None) -> int:
             b = curves_of(exp, Path(tmp), "resumed", args.stop_round)
         assert list(a["round"]) == list(b["round"]) and list(a["worker"]) == list(b["worker"])
         before = a["round"] <= args.stop_round
+        same = (a["q"] == b["q"]) | (a["q"].isna() & b["q"].isna())  # NaN: no episode ended in the interval
         diff = (a["q"] - b["q"]).abs()
-        after = diff[~before]
+        after = diff[~before].dropna()
         last = a["round"] == a["round"].max()
         res = {
             "rows_before_checkpoint": int(before.sum()),
-            "rows_before_checkpoint_identical": bool((diff[before] == 0).all()),
+            "rows_before_checkpoint_identical": bool(same[before].all()),
             "rows_after_checkpoint": int((~before).sum()),
-            "rows_after_checkpoint_identical": int((after == 0).sum()),
+            "rows_after_checkpoint_identical": int(same[~before].sum()),
             "abs_q_diff_after_mean": float(after.mean()),
             "abs_q_diff_after_max": float(after.max()),
             "q_after_mean_uninterrupted": float(a["q"][~before].mean()),
