@@ -192,10 +192,68 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         raise ValueError(_unknown_env_message(name)) from exc
 
 
+#: the env_kwargs key that carries an experiment's ``env_wrappers`` to every process that builds its envs
+WRAPPERS_KEY = "rlpop_env_wrappers"
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """Build one env by id (``"pkg.module:Id-v0"`` accepted); unknown ids list what is registered."""
+    """Build one env by id (``"pkg.module:Id-v0"`` accepted); unknown ids list what is registered.
+
+    ``kwargs[WRAPPERS_KEY]`` (an experiment's normalised ``env_wrappers``: ``[["module:Wrapper", {kwargs}], ...]``)
+    wraps the env, the first listed innermost; every other keyword goes to the env."""
+    wrappers = kwargs.pop(WRAPPERS_KEY, None) or ()
     spec = check_env_id(env_id)
-    return gym.make(spec, **kwargs)
+    env = gym.make(spec, **kwargs)
+    for path, wkw in wrappers:
+        env = load_object(path)(env, **wkw)
+    return env
+
+
+def load_object(path: str) -> Any:
+    """The object at ``"module:attr"`` (dotted attributes allowed)."""
+    module, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def normalize_wrappers(items: Any, field: str = "env_wrappers") -> list[list[Any]]:
+    """``env_wrappers`` as ``[["module:Wrapper", {kwargs}], ...]``, checked; ``ValueError`` (one line) otherwise.
+
+    Each item is a wrapper -- a ``"module:Class"`` string or a class/function importable by name (defined in a
+    module, not in the experiment file itself) called as ``wrapper(env, **kwargs)`` -- or a ``(wrapper, kwargs)``
+    pair. Everything becomes strings and plain values, so it reaches env processes and Ray workers."""
+    if isinstance(items, (str, dict)) or not isinstance(items, (list, tuple)):
+        raise ValueError(f"{field}={items!r}: give a list of wrappers, e.g. "
+                         "['gymnasium.wrappers:FlattenObservation', ('gymnasium.wrappers:TimeLimit', "
+                         "{'max_episode_steps': 200})]")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{field}[{i}]"
+        wrapper, wkw = (item if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], dict)
+                        else (item, {}))
+        path = _importable(wrapper) if not isinstance(wrapper, str) and callable(wrapper) else wrapper
+        if not isinstance(path, str) or ":" not in path:
+            if callable(wrapper):
+                raise ValueError(f"{where}={wrapper!r} cannot be imported by name in other processes (a lambda, or "
+                                 "code in the experiment file itself); put it in a module beside the experiment "
+                                 "file and give 'my_wrappers:MyWrapper'")
+            raise ValueError(f"{where}={item!r}: give 'module:Wrapper', a wrapper class, or (wrapper, {{kwargs}})")
+        try:
+            obj = load_object(path)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"{where}={path!r}: cannot load it ({type(exc).__name__}: {exc})") from exc
+        if not callable(obj):
+            raise ValueError(f"{where}={path!r} is a {type(obj).__name__}, not a wrapper (called as wrapper(env, "
+                             "**kwargs))")
+        try:
+            json.dumps(wkw)
+        except TypeError as exc:
+            raise ValueError(f"{where}: kwargs {wkw!r} must be plain values (numbers, strings, lists, dicts) to "
+                             f"reach other processes ({exc})") from exc
+        out.append([path, dict(wkw)])
+    return out
 
 
 def load_entry_points() -> list[str]:

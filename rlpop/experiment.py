@@ -181,6 +181,10 @@ class Experiment:
     eval_steps: int = 10_000
     seed: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: gymnasium wrappers applied to every env, in every process (inline, env processes, Ray workers), the first
+    #: listed innermost: "module:Wrapper" strings, wrapper classes importable by name, or (wrapper, {kwargs})
+    #: pairs -- e.g. ["gymnasium.wrappers:FlattenObservation"]. Envs with wrappers step in gymnasium (not EnvPool)
+    env_wrappers: Sequence[Any] = ()
     backend: str = "inline"
     #: "auto": members of a learner with a batched implementation (PPO) share shards -- one process, one
     #: batched policy and update per shard; "member": one learner per member; "batched": insist on shards
@@ -237,10 +241,22 @@ class Experiment:
                              f"{{'lr': LogUniform(1e-4, 1e-3)}}), not a {type(self.space).__name__}")
         if not isinstance(self.env_kwargs, Mapping):
             raise ValueError(f"env_kwargs={self.env_kwargs!r}: give a dict of keyword arguments for the env")
+        from rlpop.envs.registry import WRAPPERS_KEY, normalize_wrappers
+
+        wrappers = normalize_wrappers(self.env_wrappers)
+        self.env_kwargs = {k: v for k, v in self.env_kwargs.items() if k != WRAPPERS_KEY}
         cls = learner_class(self.agent.learner)
         defaults = learner_defaults(self.agent.learner)
         if self.agent.hparams.get("env_backend") == "envpool":
+            if wrappers:
+                raise ValueError("env_wrappers: EnvPool cannot take gymnasium wrappers; drop "
+                                 "agent.hparams.env_backend='envpool' (envs with wrappers step in gymnasium)")
             require("envpool", "agent.hparams.env_backend='envpool'")
+        if wrappers:
+            if not getattr(cls, "needs_env", True):
+                raise ValueError(f"env_wrappers: learner {self.agent.learner!r} builds no gymnasium env; drop them")
+            self.env_wrappers = [tuple(w) for w in wrappers]
+            self.env_kwargs[WRAPPERS_KEY] = wrappers  # reaches make_env in every process with env_kwargs
         if defaults:
             unknown = sorted(set(self.agent.hparams) - set(defaults))
             if unknown:
@@ -345,6 +361,13 @@ class Experiment:
             out += [n for n in [fire_unreachable(self.strategy, self.eval_steps)] if n]
         return out
 
+    @property
+    def user_env_kwargs(self) -> dict[str, Any]:
+        """``env_kwargs`` as the user gave them (without the wrappers they carry to every process)."""
+        from rlpop.envs.registry import WRAPPERS_KEY
+
+        return {k: v for k, v in self.env_kwargs.items() if k != WRAPPERS_KEY}
+
     def build_strategy(self):
         return self.strategy.build(self.hparam_space(), self.seed, self)
 
@@ -375,7 +398,8 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "env": self.env, "env_kwargs": self.env_kwargs,
+            "name": self.name, "env": self.env, "env_kwargs": self.user_env_kwargs,
+            "env_wrappers": [list(w) for w in self.env_wrappers],
             "agent": {"learner": self.agent.learner, "hparams": self.agent.hparams},
             "space": {k: repr(p) for k, p in self.hparam_space().params.items()},
             "strategy": {"type": type(self.strategy).__name__, **dataclasses.asdict(self.strategy)},

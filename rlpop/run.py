@@ -272,6 +272,16 @@ def write_run_files(exp: Experiment, run, backend_name: str, address: str | None
                                 route="python"))
 
 
+def check_spaces(exp: Experiment, env) -> None:
+    """The learner takes the env's spaces (rlpop.conformance), or one line naming the space and the wrapper."""
+    from rlpop.conformance import check_spaces as check
+
+    try:
+        check(exp.agent.learner, env)
+    except ValueError as exc:
+        raise UsageError(f"env={exp.env!r}: {exc}") from exc
+
+
 def check_backend_extra(backend_name: str, how: str) -> None:
     """The Ray backend needs the ``ray`` extra: one line naming it, before the run directory exists."""
     if backend_name == "ray":
@@ -294,10 +304,14 @@ def check_env(exp: Experiment) -> None:
     try:
         env = make_env(exp.env, **dict(exp.env_kwargs))
     except Exception as exc:  # noqa: BLE001 -- whatever the env raises, named with the fix
-        kw = f" with env_kwargs={dict(exp.env_kwargs)!r}" if exp.env_kwargs else ""
+        kw = f" with env_kwargs={exp.user_env_kwargs!r}" if exp.user_env_kwargs else ""
+        kw += f" and env_wrappers={[w[0] for w in exp.env_wrappers]}" if exp.env_wrappers else ""
         raise UsageError(f"env={exp.env!r}{kw} cannot be built: {type(exc).__name__}: {exc}; fix env_kwargs "
-                         "(or the env)") from exc
-    env.close()
+                         "or env_wrappers (or the env)") from exc
+    try:
+        check_spaces(exp, env)
+    finally:
+        env.close()
     from rlpop.agents import learner_defaults
     from rlpop.envs import unshippable
 
@@ -341,6 +355,8 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
     A new run directory without config.json gets what the CLI writes (config.json, experiment.py: a copy of
     ``experiment_file``, else rebuilt from the experiment's repr), so plot, replay, summary and ``--resume``
     work on it as on a CLI run."""
+    from rlpop.agents import learner_class
+
     note = run.acquire_lock()
     if note:
         print(note, file=sys.stderr)
@@ -352,6 +368,14 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
 
                 require("ray", "backend='ray'")
             check_loggers(log)
+            if exp.env is not None and getattr(learner_class(exp.agent.learner), "needs_env", True):
+                from rlpop.envs import make_env
+
+                env = make_env(exp.env, **dict(exp.env_kwargs))
+                try:
+                    check_spaces(exp, env)
+                finally:
+                    env.close()
             write_run_files(exp, run, backend_name, address, experiment_file, log)
         return _execute(exp, run, backend_name, address, quiet, resume, listeners, log)
     finally:
