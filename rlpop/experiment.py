@@ -274,7 +274,9 @@ class Experiment:
                              "set env=None (its problem is set by env_kwargs)")
         if not isinstance(self.strategy, STRATEGY_SPECS):
             raise ValueError(f"strategy={self.strategy!r}: use one of rlpop.experiment.Single(), "
-                             "RandomSearch(population), PBT(population, ready_steps) or FIRE(...)")
+                             "RandomSearch(population), PBT(population, ready_steps), FIRE(...), "
+                             "ASHA(population, max_t, grace_period, search='random'|'tpe'|'gp'), HyperBand(...) "
+                             "or PB2(population, ready_steps)")
         space = HParamSpace(self._params())
         both = sorted(set(space.names) & set(self.agent.hparams))
         if both:
