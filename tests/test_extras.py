@@ -94,3 +94,19 @@ def test_core_needs_no_extra(monkeypatch):
 
     for f in ("quick_fire.py", "toy_fire.py", "toy_pbt.py", "hopper_pbt.py"):
         load_experiment(ROOT / "experiments" / f).build_strategy()
+
+
+def test_envpool_missing_is_a_note_for_mujoco_populations(monkeypatch):
+    """Not an error: the same env steps in gymnasium; the note names the extra (Linux, batched, MuJoCo only)."""
+    import sys as _sys
+
+    e = Experiment(name="t", env="Hopper-v5", agent=Agent("ppo"), strategy=PBT(population=2, ready_steps=20_000))
+    assert not any("EnvPool" in n for n in e.notes)  # installed here
+    hide(monkeypatch, "envpool")
+    notes = [n for n in e.notes if "EnvPool" in n]
+    if _sys.platform.startswith("linux"):
+        assert len(notes) == 1 and notes[0].startswith("env='Hopper-v5' steps in gymnasium vector envs: EnvPool")
+        assert notes[0].endswith("is not installed; pip install 'rlpop[envpool]'")
+    pendulum = Experiment(name="t", env="Pendulum-v1", agent=Agent("ppo"), strategy=PBT(population=2,
+                                                                                        ready_steps=20_000))
+    assert not any("EnvPool" in n for n in pendulum.notes)  # EnvPool does not provide it: nothing to say
