@@ -88,17 +88,21 @@ def _save_id(run_dir: Path, key: str, value: str) -> None:
     os.replace(tmp, run_dir / "loggers.json")
 
 
-def round_metrics(ev: RoundFinished) -> list[tuple[str, float, int]]:
-    """(key, value, actor step) of one round: each trained worker's Q and current numeric hparams, the best Q."""
+def round_metrics(ev: RoundFinished, every_worker: bool = False) -> list[tuple[str, float, int]]:
+    """(key, value, actor step) of one round: each trained worker's Q and current numeric hparams, the best Q.
+    ``every_worker``: every worker's latest point instead (a resumed run's first record: the round its checkpoint
+    ended, which the run stopped before telling its listeners)."""
     out = []
     workers = {s.id: s for s in ev.workers}
-    for i, res in ev.reports.items():
+    points = ({s.id: (s.q, s.steps) for s in ev.workers if s.steps > 0} if every_worker
+              else {i: (res.q, res.steps) for i, res in ev.reports.items()})
+    for i, (q, steps) in points.items():
         tag = f"w{i:03d}"
-        if not math.isnan(res.q):
-            out.append((f"{tag}/Q", float(res.q), int(res.steps)))
+        if not math.isnan(q):
+            out.append((f"{tag}/Q", float(q), int(steps)))
         for name, v in workers[i].hparams.items():
             if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v):
-                out.append((f"{tag}/{name}", float(v), int(res.steps)))
+                out.append((f"{tag}/{name}", float(v), int(steps)))
     if not math.isnan(ev.best_q):
         out.append(("population/best_Q", float(ev.best_q), max(s.steps for s in ev.workers)))
     return out
@@ -120,6 +124,7 @@ class WandbLogger:
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any]):
         self.run_dir, self.config, self.run = Path(run_dir), config, None
+        self.done = False
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted) and self.run is None:
@@ -130,14 +135,20 @@ class WandbLogger:
                                   id=run_id, resume="allow", config=self.config,
                                   dir=os.environ.get("WANDB_DIR") or str(self.run_dir))
             _save_id(self.run_dir, "wandb_id", run_id)
+            if event.resumed:
+                self.log(event.status, every_worker=True)
         elif isinstance(event, RoundFinished) and self.run is not None:
-            data = {k: v for k, v, _ in round_metrics(event)}
-            data["population/env_steps"] = event.env_steps
-            self.run.log(data, step=event.round)
+            self.log(event)
+
+    def log(self, event: RoundFinished, every_worker: bool = False) -> None:
+        data = {k: v for k, v, _ in round_metrics(event, every_worker)}
+        data["population/env_steps"] = event.env_steps
+        self.run.log(data, step=event.round)
+        self.done = event.done
 
     def close(self) -> None:
-        if self.run is not None:
-            self.run.finish()
+        if self.run is not None:  # a run stopped before its end (Ctrl-C, failure) is marked as such
+            self.run.finish(exit_code=0 if self.done else 1)
             self.run = None
 
 
@@ -147,6 +158,7 @@ class MLflowLogger:
     def __init__(self, run_dir: str | Path, config: dict[str, Any]):
         self.run_dir, self.config = Path(run_dir), config
         self.client, self.run_id = None, None
+        self.done = False
 
     @staticmethod
     def check_store() -> None:
@@ -165,13 +177,19 @@ class MLflowLogger:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted) and self.run_id is None:
             self.start()
+            if event.resumed:
+                self.log(event.status, every_worker=True)
         elif isinstance(event, RoundFinished) and self.run_id is not None:
-            from mlflow.entities import Metric
+            self.log(event)
 
-            now = int(time.time() * 1000)
-            metrics = [Metric(k, v, now, step) for k, v, step in round_metrics(event)]
-            for i in range(0, len(metrics), 1000):  # MLflow's batch limit
-                self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+    def log(self, event: RoundFinished, every_worker: bool = False) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v, step in round_metrics(event, every_worker)]
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+        self.done = event.done
 
     def start(self) -> None:
         from mlflow import MlflowClient
@@ -196,8 +214,8 @@ class MLflowLogger:
             self.client.log_batch(self.run_id, params=params[i:i + 100])
 
     def close(self) -> None:
-        if self.run_id is not None:
-            self.client.set_terminated(self.run_id)
+        if self.run_id is not None:  # KILLED: stopped before its end; a --resume sets it RUNNING again
+            self.client.set_terminated(self.run_id, status="FINISHED" if self.done else "KILLED")
             self.run_id = None
 
 

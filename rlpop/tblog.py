@@ -62,6 +62,10 @@ class TensorBoardLogger:
             self.round(event)
         elif isinstance(event, RunStarted):
             self.latest.update({s.id: s for s in event.status.workers})
+            if event.resumed:  # the checkpoint's round: the run stopped before telling its listeners about it
+                for s in event.status.workers:
+                    if s.steps > 0 and not math.isnan(s.q):
+                        self.writer(run_name(s.id)).add_scalar(METRIC, s.q, s.steps)
             self.write_sessions()
         elif isinstance(event, CheckpointSaved):
             self.write_sessions()

@@ -182,3 +182,35 @@ def test_python_route_writes_the_cli_run_dir(tmp_path, capsys):
     assert summary.main([str(run.path)]) == 0
     assert lineage.main([str(run.path)]) == 0
     assert plot.main([str(run.path)]) == 0 and list((run.path / "plots").iterdir())
+
+
+def test_log_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
+    """A Python-route run logging to MLflow, killed after a checkpoint, then resumed by the CLI: one MLflow run,
+    KILLED in between, FINISHED at the end, every Q point once."""
+    from mlflow import MlflowClient
+
+    from rlpop.events import CheckpointSaved
+    from rlpop.run import execute, load_experiment
+    from rlpop.store import RunDir
+
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{store}")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    exp = load_experiment(TOY).with_overrides({"total_steps": "400", "strategy.population": "2"})
+    run = RunDir.create(tmp_path / "runs", exp.name)
+
+    def stop(event):
+        if isinstance(event, CheckpointSaved) and event.round == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(exp, run, "inline", quiet=True, listeners=[stop], log=["mlflow"])
+    client = MlflowClient(tracking_uri=f"file:{store}")
+    run_id = json.loads((run.path / "loggers.json").read_text())["mlflow_run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert main(["--resume", str(run.path), "--quiet"]) == 0  # config.json's log: the same MLflow run
+    assert json.loads((run.path / "loggers.json").read_text())["mlflow_run_id"] == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+    steps = sorted({m.step for m in client.get_metric_history(run_id, "w000/Q")})
+    assert steps == list(range(20, 401, 20))
