@@ -60,7 +60,7 @@ def test_log_module_function(tmp_path, monkeypatch):
                 with open({str(tmp_path / 'heard.txt')!r}, "a") as f:
                     f.write(f"{{event.round}} {{event.best_q}}\\n")
         """))
-    monkeypatch.syspath_prepend(str(tmp_path / "exp"))  # as rlpop.run does for the experiment's folder
+    monkeypatch.setattr(sys, "path", list(sys.path))  # rlpop.run puts the experiment's folder on it: undone after
     assert main([str(exp), *SMALL, "--log", "my_listener:to_file", "--runs-dir", str(tmp_path / "runs")]) == 0
     heard = (tmp_path / "heard.txt").read_text().splitlines()
     assert [int(x.split()[0]) for x in heard] == list(range(1, 11))  # 200 steps, Q every 20: 10 rounds
@@ -152,8 +152,8 @@ def test_log_wandb_offline(tmp_path, monkeypatch):
 
 
 def test_python_route_writes_the_cli_run_dir(tmp_path, capsys):
-    """execute() on a fresh RunDir writes config.json and a rebuilding experiment.py: summary, plot, lineage and
-    --resume work on it as on a CLI run."""
+    """execute() on a fresh RunDir writes config.json and a rebuilding experiment.py: --resume, summary, lineage,
+    plot and replay work on it as on a CLI run."""
     from rlpop import lineage, plot, summary
     from rlpop.events import CheckpointSaved
     from rlpop.experiment import PBT, Agent, Experiment
@@ -182,6 +182,9 @@ def test_python_route_writes_the_cli_run_dir(tmp_path, capsys):
     assert summary.main([str(run.path)]) == 0
     assert lineage.main([str(run.path)]) == 0
     assert plot.main([str(run.path)]) == 0 and list((run.path / "plots").iterdir())
+    from rlpop import replay
+
+    assert replay.main([str(run.path), "--runs-dir", str(tmp_path / "replays")]) == 0
 
 
 def test_log_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
