@@ -1,6 +1,10 @@
 """The README a first-time user reads: its commands, its tables and its paths are true of this tree."""
 import re
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pytest's own dependency
+    import tomli as tomllib
 
 import pytest
 
