@@ -10,11 +10,11 @@ Envs: rlpop has no EnvPool match for Ant-v5 (EnvPool's Ant observations differ f
 agents/envbank.py does not use it), so this experiment steps **gymnasium** Ant-v5 envs, in
 ``num_actors`` spawned env processes -- slower per step than the EnvPool-backed Humanoid and Hopper runs.
 
-    python -m rlpop.run experiments/ant_fire.py --dry-run
+    rlpop run experiments/ant_fire.py --dry-run
 
 Laptop-sized (11 workers), as humanoid_fire.py:
 
-    python -m rlpop.run experiments/ant_fire.py --set total_steps=327680 --set eval_steps=8192 \
+    rlpop run experiments/ant_fire.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.subpop_size=4 --set strategy.evaluators=3 --set strategy.ready_steps=40960 \
         --set strategy.max_eval_steps=163840 --set "strategy.min_steps_before_eval=(81920,)"
 

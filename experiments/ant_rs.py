@@ -2,7 +2,7 @@
 (see experiments/ant_fire.py; steps gymnasium Ant-v5 envs: rlpop has no EnvPool match for Ant-v5).
 Laptop-sized:
 
-    python -m rlpop.run experiments/ant_rs.py --set total_steps=327680 --set eval_steps=8192 \
+    rlpop run experiments/ant_rs.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.population=11
 """
 import dataclasses

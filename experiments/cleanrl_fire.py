@@ -1,6 +1,6 @@
 """FIRE PBT over a learner of your own: CleanRL-style PPO (experiments/cleanrl_learner.py) on CartPole-v1.
 
-    python -m rlpop.run experiments/cleanrl_fire.py
+    rlpop run experiments/cleanrl_fire.py
 
 Two sub-populations of 4 members and 3 evaluators (the paper's ratio), as in experiments/quick_fire.py, but
 every worker is a ``cleanrl_learner:CleanPPO`` (one learner per worker, the per-member engine). Exploits,

@@ -1,6 +1,6 @@
 """PBT over a learner of your own: CleanRL-style PPO (experiments/cleanrl_learner.py) on CartPole-v1.
 
-    python -m rlpop.run experiments/cleanrl_pbt.py
+    rlpop run experiments/cleanrl_pbt.py
 
 ``Agent("cleanrl_learner:CleanPPO")`` names the class in the module beside this file (rlpop.run puts this
 folder on the import path of every process, Ray workers included). A learner without a batched implementation

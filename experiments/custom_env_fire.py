@@ -1,6 +1,6 @@
 """FIRE PBT over your own env, registered in this file: PPO learns PointReach-v0 (experiments/my_envs.py).
 
-    python -m rlpop.run experiments/custom_env_fire.py
+    rlpop run experiments/custom_env_fire.py
 
 The ``register_env`` line below is all it takes: the env class lives in the plain module ``my_envs.py`` beside
 this file, and rlpop ships the registration and this folder's import path to every process that builds an env

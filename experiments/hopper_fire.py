@@ -12,7 +12,7 @@ The scaled study (benchmarks/reproduce_rl.py --budget 25600; 16 workers, 25,600 
 512-step rollout, 10 ready intervals of max_eval_steps, P2 evaluated from ~1/6 of the budget; epochs and
 minibatch sizes narrowed for every method, see that script) runs, per method and seed, e.g.:
 
-    python -m rlpop.run experiments/hopper_fire.py --set total_steps=25600 --set eval_steps=512 \
+    rlpop run experiments/hopper_fire.py --set total_steps=25600 --set eval_steps=512 \
         --set agent.hparams.rollout_steps=512 --set strategy.ready_steps=512 --set strategy.max_eval_steps=5120 \
         --set "strategy.min_steps_before_eval=(4608,)" --set space.epochs.hi=6 --set "space.epochs.bounds=(1, 10)" \
         --set "space.minibatch_size.values=(128, 256, 512)"

@@ -11,12 +11,12 @@ with the earlier 8192-step rollouts and 2 epochs; with V-MPO's 640-step batches 
 ~3.0 GB, against 9.1 GB for the earlier settings in the same session at load ~6).
 See the plan, with a measured time and memory estimate, with
 
-    python -m rlpop.run experiments/humanoid_fire.py --dry-run
+    rlpop run experiments/humanoid_fire.py --dry-run
 
 and scale it to a laptop (11 workers; --dry-run estimated ~30 minutes on 2 cores with the earlier settings,
 ~2 h at load ~6 with the current ones, 495 against 364 steps/s for the earlier ones then) with
 
-    python -m rlpop.run experiments/humanoid_fire.py --set total_steps=327680 --set eval_steps=8192 \
+    rlpop run experiments/humanoid_fire.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.subpop_size=4 --set strategy.evaluators=3 --set strategy.ready_steps=40960 \
         --set strategy.max_eval_steps=163840 --set "strategy.min_steps_before_eval=(81920,)"
 

@@ -1,7 +1,7 @@
 """Random search over V-MPO on Humanoid-v5 at the paper's worker count (50), budget and search space
 (see experiments/humanoid_fire.py). Laptop-sized:
 
-    python -m rlpop.run experiments/humanoid_rs.py --set total_steps=327680 --set eval_steps=8192 \
+    rlpop run experiments/humanoid_rs.py --set total_steps=327680 --set eval_steps=8192 \
         --set strategy.population=11
 """
 import dataclasses
