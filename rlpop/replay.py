@@ -1,4 +1,4 @@
-"""``python -m rlpop.replay RUN_DIR [--member best|ID] [--runs-dir DIR]`` -- replay a member's hparam schedule.
+"""``rlpop replay RUN_DIR [--member best|ID] [--runs-dir DIR]`` -- replay a member's hparam schedule.
 
 Trains ONE fresh agent that follows, from step 0, the hyperparameter schedule that :mod:`rlpop.lineage` traces
 for a final member (default: the best final member) back through every copy -- the paper's "replay" (Table 1).
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 
     from rlpop.experiment import Experiment
 
-_EXPERIMENT_PY = '''"""Replay of the hyperparameter schedule of worker {member} of {source} (written by python -m rlpop.replay).
+_EXPERIMENT_PY = '''"""Replay of the hyperparameter schedule of worker {member} of {source} (written by rlpop replay).
 
 The replayed run's experiment file is replayed_experiment.py beside this file; its overrides, the schedule and
-the replay's length are below, so `python -m rlpop.run --resume THIS_RUN_DIR` rebuilds the same experiment.
+the replay's length are below, so `rlpop run --resume THIS_RUN_DIR` rebuilds the same experiment.
 """
 import json
 from pathlib import Path
@@ -117,7 +117,7 @@ def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rlpop.replay", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="rlpop replay", description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     p.add_argument("--member", default="best", help="final member to replay: 'best' (default) or a worker id")
     p.add_argument("--runs-dir", help="where the replay's run directory is made (default: beside RUN_DIR)")

@@ -161,7 +161,7 @@ def test_disk_full_raises_and_leaves_no_tmp(tmp_path, monkeypatch):
     run = _run(tmp_path)
     run.append_rows("curves.csv", CURVE_FIELDS, [{"round": 1, "worker": 0, "q": 1.0}])
     before = (run.path / "curves.csv").read_bytes()
-    resume = f"python -m rlpop.run --resume {run.path}"
+    resume = f"rlpop run --resume {run.path}"
 
     monkeypatch.setattr(torch, "save", _enospc)
     with pytest.raises(RunDirError, match="no space left on device writing .*ckpt-00000003.pt") as exc:
