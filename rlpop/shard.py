@@ -112,7 +112,8 @@ class BatchShard:
         return self.learner.get_state(self.slot[i])
 
     def set_learner_state(self, i: int, state: dict[str, Any]) -> None:
-        """``i`` takes another member's learner state (a copy: ``i`` keeps its own streams)."""
+        """``i`` takes another member's learner state (a copy: not the source's streams; ``i`` starts its next
+        stream epoch, :mod:`rlpop.streams`)."""
         self.learner.set_state(self.slot[i], without_streams(state))
         self.q[i].clear()
 

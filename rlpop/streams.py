@@ -1,8 +1,8 @@
 """Per-member random streams: the one documented scheme that splits an experiment's seed.
 
-A member's run is a function of (experiment seed, slot, trial) and its hyperparameters alone. Nothing in
-it may depend on which members share its shard, how many members there are, the backend, or what other
-members are doing. So every source of randomness a member uses comes from its own stream, split from the
+A member's run is a function of (experiment seed, slot), its hyperparameters and the copies it received
+alone. Nothing in it may depend on which members share its shard, how many members there are, the backend,
+or what other members are doing. So every source of randomness a member uses comes from its own stream, split from the
 experiment's seed with :class:`numpy.random.SeedSequence` (whose spawn keys give statistically independent
 streams):
 
