@@ -11,12 +11,15 @@ that do not train this round cost no env steps, and their envs and running episo
 * :class:`ProcBank`: the same per-member vector envs spread over ``num_actors`` spawned actor processes (actor
   ``a`` holds envs ``a*per .. (a+1)*per`` of every member), so Python envs -- custom ones included -- step on
   every core while the policy stays batched in the learner's process.
-* :class:`EnvPoolBank`: one EnvPool (C++ threads) per member, for the MuJoCo envs EnvPool provides; a step
-  sends every stepped member's actions first, then receives, so the pools' threads run together. EnvPool
-  resets an env on the step AFTER its episode ended: the step that ended it returns the true final
-  observation (so truncated episodes bootstrap correctly), and the following step is a reset that is not a
-  transition -- the bank marks it ``valid=False`` and the learner leaves it out of its losses and statistics
-  (it still counts as an env step of the budget: one per episode).
+* :class:`EnvPoolBank`: one EnvPool (C++ threads: about one per core over the bank's pools) per member, for the
+  MuJoCo envs EnvPool provides; a step sends every stepped member's actions first, then receives, so the
+  pools' threads run together. EnvPool resets an env on the step AFTER its episode ended: the step that
+  ended it returns the true final observation (so truncated episodes bootstrap correctly), and the following
+  step is a reset that is not a transition -- the bank marks it ``valid=False`` (reward 0, no end) and the
+  learner leaves it out of its losses and statistics (it still counts as an env step of the budget: one per
+  episode). One pool over all members' envs steps faster when every member steps (fewer calls and thread
+  wake-ups: ``benchmarks/envpool_bank.py``) but cannot give a member its own seeds (a pool seeds its env
+  ``i`` with ``seed + i``).
 
 Seeds (:mod:`rlpop.streams`): member ``m``'s reset number ``r`` seeds its ``N`` envs with
 ``env_seeds(seed_m, r, N)`` (env ``j`` gets the ``j``-th word, whatever ``num_actors`` is); EnvPool builds the
@@ -262,11 +265,56 @@ class ProcBank:
         self._children.close()
 
 
+class _PoolIO:
+    """``send``/``recv`` of one EnvPool of ``n`` envs, without the Python wrapper's per-call work where the pool
+    has the plain layout of EnvPool's single-player envs (its ``send`` rebuilds the config dict and infers
+    player ids, its ``recv`` builds the info tree: about a third of a 1-env pool's step). Any other layout
+    takes the public ``send``/``recv`` (tests/test_envbank.py checks that both give the same steps)."""
+
+    def __init__(self, pool: Any, n: int):
+        self.pool = pool
+        self.ids = np.arange(n, dtype=np.int32)
+        self.dtype = pool.action_space.dtype
+        akeys, skeys = list(getattr(pool, "_action_keys", ())), list(getattr(pool, "_state_keys", ()))
+        self.fast = (sorted(akeys) == ["action", "env_id", "players.env_id"]
+                     and {"obs", "reward", "done", "trunc", "info:env_id"} <= set(skeys)
+                     and pool.config.get("max_num_players", 1) == 1
+                     and hasattr(pool, "_send") and hasattr(pool, "_recv"))
+        if self.fast:
+            args = {"env_id": self.ids, "players.env_id": self.ids}
+            self._order = [args.get(k) for k in akeys]
+            self._action_at = akeys.index("action")
+            self._at = [skeys.index(k) for k in ("obs", "reward", "done", "trunc", "info:env_id")]
+
+    def send(self, action: np.ndarray) -> None:
+        action = np.ascontiguousarray(action, dtype=self.dtype)
+        if not self.fast:
+            self.pool.send(action, self.ids)
+            return
+        args = list(self._order)
+        args[self._action_at] = action
+        self.pool._send(args)
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Observations, rewards, terminated, truncated and env ids, as the public ``recv`` returns them."""
+        if not self.fast:
+            o, r, te, tr, info = self.pool.recv()
+            return np.asarray(o), np.asarray(r), np.asarray(te), np.asarray(tr), np.asarray(info["env_id"])
+        state = self.pool._recv()
+        o, r, done, tr, ids = (state[i] for i in self._at)
+        return o, r, done & ~tr, tr, ids
+
+
 class EnvPoolBank(_Streams):
     """One EnvPool of ``N`` envs per member (built at the member's first observe, and afresh at each reset).
 
     A step of some members sends each one's actions to its pool, then receives each pool's results: the other
     members' pools are not touched, so their running episodes go on when they are next stepped.
+
+    Threads: ``num_threads`` C++ threads per pool (at most ``N``); by default ``min(N, ceil(cores / K))``, so
+    the ``K`` pools of a bank stepped together have about one thread per usable core (at least one each):
+    the pools already step in parallel, and every further thread is one more wake-up a step
+    (``benchmarks/envpool_bank.py`` measures the choices).
     """
 
     kind = "envpool"
@@ -279,33 +327,39 @@ class EnvPoolBank(_Streams):
         self.env_id = env_id
         self.num_envs = num_envs
         self._envpool = envpool
-        self._threads = num_threads or len(os.sched_getaffinity(0))
         self._init_streams(seeds)
+        cores = len(os.sched_getaffinity(0))
+        self.threads = min(num_envs, int(num_threads) if num_threads else max(1, -(-cores // len(self.seeds))))
         probe = self._make(1, 0)
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         probe.close()
         k = len(self.seeds)
-        self._pools: list[Any] = [None] * k
+        self._pools: list[_PoolIO | None] = [None] * k
         self._obs: list[np.ndarray | None] = [None] * k
-        self._done: list[np.ndarray | None] = [None] * k
+        #: where each member's env ended an episode on its last step: its next step is EnvPool's reset slot
+        self._done = np.zeros((k, num_envs), bool)
         self._ids = np.arange(num_envs, dtype=np.int32)
 
     def _make(self, n: int, seed: int):
         return self._envpool.make(ENVPOOL_IDS[self.env_id], env_type="gymnasium", num_envs=n, seed=seed,
-                                  num_threads=min(self._threads, n), batch_size=n)
+                                  num_threads=min(self.threads, n), batch_size=n)
+
+    def _close_pool(self, m: int) -> None:
+        if self._pools[m] is not None:
+            self._pools[m].pool.close()
+        self._pools[m], self._obs[m] = None, None
 
     def reset(self, members: Sequence[int]) -> bool:
         """Fresh episodes for ``members``: a pool per member seeded from the next seed of its env stream."""
         for m in members:
-            if self._pools[m] is not None:
-                self._pools[m].close()
-            self._pools[m] = self._make(self.num_envs, streams.envpool_seed(self.seeds[m], self._resets[m],
-                                                                            self.num_envs))
+            self._close_pool(m)
+            pool = self._make(self.num_envs, streams.envpool_seed(self.seeds[m], self._resets[m], self.num_envs))
             self._resets[m] += 1
-            obs, _ = self._pools[m].reset()
+            self._pools[m] = _PoolIO(pool, self.num_envs)
+            obs, _ = pool.reset()
             self._obs[m] = np.asarray(obs)
-            self._done[m] = np.zeros(self.num_envs, bool)
+            self._done[m] = False
         return True
 
     def reseed(self, m: int, seed: int) -> None:
@@ -316,9 +370,7 @@ class EnvPoolBank(_Streams):
     def load_state(self, m: int, state: dict[str, int]) -> None:
         """Member ``m``'s env stream where a checkpoint left it: its next reset uses seeds it has not used."""
         self._load_stream(m, state)
-        if self._pools[m] is not None:
-            self._pools[m].close()
-        self._pools[m], self._obs[m] = None, None
+        self._close_pool(m)
 
     def observe(self, members: Sequence[int]) -> np.ndarray:
         for m in members:
@@ -329,32 +381,29 @@ class EnvPoolBank(_Streams):
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
         members = list(members)
         for i, m in enumerate(members):  # every pool's threads start before any result is awaited
-            self._pools[m].send(np.ascontiguousarray(actions[i]), self._ids)
-        obs, rew, term, trunc, valid = [], [], [], [], []
-        for m in members:
-            o, r, te, tr, info = self._pools[m].recv()
-            o, r, te, tr = np.asarray(o), np.asarray(r), np.asarray(te), np.asarray(tr)
-            order = np.asarray(info["env_id"])
-            if not np.array_equal(order, self._ids):
+            self._pools[m].send(actions[i])
+        n = self.num_envs
+        obs = np.empty((len(members), n, *self.single_observation_space.shape),
+                       self.single_observation_space.dtype)
+        rew = np.empty((len(members), n), np.float32)
+        term = np.empty((len(members), n), bool)
+        trunc = np.empty((len(members), n), bool)
+        for i, m in enumerate(members):
+            o, r, te, tr, order = self._pools[m].recv()
+            if n > 1 and not np.array_equal(order, self._ids):  # a batch lists its envs in the order they finished
                 inv = np.argsort(order)
                 o, r, te, tr = o[inv], r[inv], te[inv], tr[inv]
-            was_reset = self._done[m]
-            # the step after an episode's end is EnvPool's reset: not a transition (no reward, no end)
-            te, tr = te & ~was_reset, tr & ~was_reset
-            self._done[m] = te | tr
-            self._obs[m] = o
-            obs.append(o)
-            rew.append(np.where(was_reset, 0.0, r))
-            term.append(te)
-            trunc.append(tr)
-            valid.append(~was_reset)
-        valid_arr = np.stack(valid)
-        obs_arr = np.stack(obs)
-        return Step(obs_arr, np.stack(rew), np.stack(term), np.stack(trunc), obs_arr,
-                    None if valid_arr.all() else valid_arr)
+            obs[i], rew[i], term[i], trunc[i] = o, r, te, tr
+        # the step after an episode's end is EnvPool's reset: not a transition (no reward, no end)
+        was_reset = self._done[members]
+        term &= ~was_reset
+        trunc &= ~was_reset
+        rew[was_reset] = 0.0
+        self._done[members] = term | trunc
+        for i, m in enumerate(members):
+            self._obs[m] = obs[i]
+        return Step(obs, rew, term, trunc, obs, ~was_reset if was_reset.any() else None)
 
     def close(self) -> None:
-        for p in self._pools:
-            if p is not None:
-                p.close()
-        self._pools = [None] * len(self._pools)
+        for m in range(len(self._pools)):
+            self._close_pool(m)
