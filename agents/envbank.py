@@ -135,6 +135,14 @@ class _Streams:
     def _load_stream(self, m: int, state: dict[str, int]) -> None:
         self.seeds[m], self._resets[m] = int(state["seed"]), int(state["resets"])
 
+    def reset(self, members: Sequence[int]) -> bool:
+        raise NotImplementedError
+
+    def reseed(self, m: int, seed: int) -> None:
+        """Member ``m``'s envs follow the env stream of ``seed`` from its first reset on (fresh episodes)."""
+        self._load_stream(m, {"seed": seed, "resets": 0})
+        self.reset([m])
+
 
 class GymBank(_Streams):
     """A SyncVectorEnv per member (same-step autoreset), in this process; its envs are envs ``offset ..`` of
@@ -164,11 +172,6 @@ class GymBank(_Streams):
                 self._obs[m], _ = self.envs[m].reset(seed=seeds)
             self._resets[m] += 1
         return True
-
-    def reseed(self, m: int, seed: int) -> None:
-        """Member ``m``'s envs follow the env stream of ``seed`` from its first reset on (fresh episodes)."""
-        self._load_stream(m, {"seed": seed, "resets": 0})
-        self.reset([m])
 
     def load_state(self, m: int, state: dict[str, int]) -> None:
         """Member ``m``'s env stream where a checkpoint left it: its next reset uses seeds it has not used."""
@@ -361,11 +364,6 @@ class EnvPoolBank(_Streams):
             self._obs[m] = np.asarray(obs)
             self._done[m] = False
         return True
-
-    def reseed(self, m: int, seed: int) -> None:
-        """Member ``m``'s envs follow the env stream of ``seed`` from its first reset on (fresh episodes)."""
-        self._load_stream(m, {"seed": seed, "resets": 0})
-        self.reset([m])
 
     def load_state(self, m: int, state: dict[str, int]) -> None:
         """Member ``m``'s env stream where a checkpoint left it: its next reset uses seeds it has not used."""
