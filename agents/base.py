@@ -79,6 +79,12 @@ class Learner(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: ``export(self, path: str) -> list[str]`` writes the learner's policy in its own format at
+    # ``path`` (after ``set_state`` of the member being exported) and returns the paths written; a class
+    # attribute ``export_suffix`` (".zip") names the default file's extension. ``rlpop export`` calls it for
+    # learners other than rlpop's PPO / V-MPO (whose states it turns into a torch policy file itself) and
+    # refuses, in one line, a learner without it. The SB3 and RLlib adapters have it.
+
 
 def resolve_hparams(learner: str, defaults: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults overridden by ``given``; an unknown name raises ValueError listing the valid ones."""

@@ -355,6 +355,16 @@ class RLlibPPO:
         self.hp.update({k: v for k, v in state.get("hparams", {}).items() if k in PPO_MUTABLE})
         self._apply_hparams()  # the loaded optimizer state carries the source's lr: ours wins
 
+    def export(self, path: str) -> list[str]:
+        """``rlpop export``'s hook: an RLlib checkpoint directory of the Algorithm with this member's state
+        (``Algorithm.from_checkpoint(path)``; its RLModule alone: ``RLModule.from_checkpoint(path /
+        "learner_group" / "learner" / "rl_module" / "default_policy")``). Returns [path]."""
+        import os
+
+        out = os.path.abspath(str(path))
+        self.algo.save_to_path(out)
+        return [out]
+
     # ---------------------------------------------------------------- acting (tests, replay)
     def policy_logits(self, obs: np.ndarray, where: str = "learner") -> np.ndarray:
         """Action-distribution inputs of the policy for a batch of observations (no obs filter applied);

@@ -253,6 +253,24 @@ class SB3Member:
         self._apply_hparams(self.hp)
         m._last_obs = None  # the next learn() resets the envs: fresh episodes under the copied weights
 
+    #: what ``rlpop export`` appends to the default file name
+    export_suffix = ".zip"
+
+    def export(self, path: str) -> list[str]:
+        """``rlpop export``'s hook: SB3's own ``.zip`` (``<ALGO>.load(path)``) and, when the member normalises
+        (``normalize=True``), its VecNormalize statistics beside it (``<stem>.vecnormalize.pkl``:
+        ``VecNormalize.load(file, venv)``, then ``training = False``). Returns the files written."""
+        out = str(path)
+        if not out.endswith(".zip"):
+            out += ".zip"
+        self.model.save(out)
+        written = [out]
+        if self.vecnorm is not None:
+            stats = out[:-len(".zip")] + ".vecnormalize.pkl"
+            self.vecnorm.save(stats)
+            written.append(stats)
+        return written
+
     def act(self, obs, deterministic: bool = True):
         """Actions for a batch of raw observations, normalised as the member sees them (VecNormalize)."""
         import numpy as np

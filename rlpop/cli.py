@@ -16,9 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("rlpop.plot", "the paper's figures from run directories"),
     "summary": ("rlpop.summary", "one table across runs: best Q, area under the top return, successes, speed"),
     "lineage": ("rlpop.lineage", "the best member's hyperparameter schedule, back through every copy"),
-    "replay": ("rlpop.replay", "train one fresh agent on a member's hyperparameter schedule"),
-    "export": ("rlpop.export", "write a run's policy to a file that runs with torch alone"),
-    "evaluate": ("rlpop.evaluate", "play an exported policy on fresh episodes"),
+    "replay": ("rlpop.replay", "RETRAIN one fresh agent on a member's hyperparameter schedule (does not play it)"),
+    "export": ("rlpop.export", "write a run's best agent to a policy file that runs with torch alone"),
+    "evaluate": ("rlpop.evaluate", "play a run's best agent (or a policy file) on fresh episodes; --video"),
 }
 
 

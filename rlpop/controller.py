@@ -113,6 +113,8 @@ class Controller:
             self.records[slot.id] = WorkerRecord(slot.id, slot.role, slot.subpop, dict(hp),
                                                  seed=member_seed(exp.seed, slot.id))
         self._last_ckpt_states: dict[int, dict[str, Any]] = {}
+        #: each sub-population's best Q so far, whose member's state the run directory keeps (RunDir.save_best)
+        self.best_q: dict[int | None, float] = {}
         #: the first failure's one-line reason (the run's error when every member is dropped)
         self.first_failure: str | None = None
         self.ckpt_rounds = max(1, exp.checkpoint_steps // exp.eval_steps)
@@ -155,9 +157,10 @@ class Controller:
         self._resumed = True
         if payload is None:
             self.run_dir.truncate_after(0)
-            return
-        self._restore(payload)
-        self.run_dir.truncate_after(self.round)
+        else:
+            self._restore(payload)
+            self.run_dir.truncate_after(self.round)  # kept best states of later rounds go too
+        self.best_q = {sp: float(e["q"]) for sp, e in self.run_dir.read_best_index().items()}
 
     def _restore(self, payload: dict[str, Any]) -> None:
         """Controller, strategy and worker states from a checkpoint payload."""
@@ -212,6 +215,7 @@ class Controller:
             if isinstance(results[i], WorkerFailure):
                 self._handle_failure(results[i])
         self.run_dir.append_rows("curves.csv", self.curve_fields, curve_rows)
+        self._keep_best(ids, results)  # before the decisions: a copy would replace the state that scored this Q
         if metric_rows:
             if self.metric_fields is None:
                 self.metric_fields = METRIC_FIELDS + sorted({k for row in metric_rows for k in row} - set(METRIC_FIELDS))
@@ -392,6 +396,26 @@ class Controller:
         return None
 
     # ------------------------------------------------------------------ checkpoints
+    def _keep_best(self, ids: list[int], results: dict[int, Any]) -> None:
+        """Keep the full state of each sub-population's member whose Q of this round beats the sub-population's
+        best so far (``checkpoints/best-P<n>-<round>.pt``): the best agent outlives the last checkpoints. Only
+        the members that set a new best are fetched; the run keeps one such state per sub-population."""
+        top: dict[int | None, WorkerRecord] = {}
+        for i in ids:
+            r = self.records[i]
+            if r.role != MEMBER or not isinstance(results.get(i), TrainReport) or not math.isfinite(r.q):
+                continue
+            if r.subpop not in top or r.q > top[r.subpop].q:
+                top[r.subpop] = r
+        new = [r for sp, r in top.items() if r.q > self.best_q.get(sp, -math.inf)]
+        if not new:
+            return
+        states = self.backend.get_states([r.id for r in new])
+        for r in new:
+            self.run_dir.save_best({"worker": r.id, "subpop": r.subpop, "round": self.round, "step": r.steps,
+                                    "q": r.q, "hparams": dict(r.hparams)}, states[r.id])
+            self.best_q[r.subpop] = r.q
+
     def checkpoint(self) -> None:
         t0 = time.perf_counter()
         ids = [r.id for r in self.records.values() if r.alive and r.has_state]

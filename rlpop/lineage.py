@@ -1,7 +1,8 @@
 """Trace the hyperparameter schedule of a final member back to step 0 through its copies.
 
-``rlpop lineage RUN_DIR [--worker ID]`` prints it; :func:`trace_schedule`
-returns it as a pandas DataFrame. Reads only the run directory.
+``rlpop lineage RUN_DIR [--worker ID]`` prints it; :func:`trace_schedule` (or
+``rlpop.load_run(RUN_DIR).lineage(ID)``) returns it as a pandas DataFrame. Reads only the run directory,
+through :mod:`rlpop.runs`.
 
 A member's weights have a history: trained by the member itself since its last
 copy, and before that by whoever it copied -- the source of an exploit, the
@@ -13,12 +14,12 @@ same round inherits the earlier one.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlpop.runs import best_final_member, read_curves, read_decisions  # noqa: F401 -- their old home
 from rlpop.store import RunDir, RunDirError
 
 if TYPE_CHECKING:
@@ -28,63 +29,17 @@ if TYPE_CHECKING:
 _COPIES = {"exploit": ("dst", "src"), "assign": ("evaluator", "parent"), "success": ("child", "evaluator")}
 
 
-def read_curves(run_dir: str | Path) -> pd.DataFrame:
-    """curves.csv, without a half-written last row (a run in progress or a crash cut it); ``round``, ``worker``
-    and ``step`` as integers, ``q`` as floats. Raises :class:`RunDirError` when there is no Q row yet."""
-    import io
-
-    import pandas as pd  # here, not at the top: a CLI error needs no pandas
-
-    run = Path(run_dir)
-    path = run / "curves.csv"
-    if not path.is_file():
-        raise RunDirError(f"{run} has no Q evaluations yet (no curves.csv): a run writes them from its first round")
-    try:
-        text = path.read_text(errors="replace")
-        if text and not text.endswith("\n"):  # its last row may be half written
-            text = text[:text.rfind("\n") + 1]
-        curves = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
-    except (pd.errors.ParserError, OSError) as exc:
-        raise RunDirError(f"cannot read {path}: {str(exc).strip().splitlines()[0]}") from None
-    if curves.empty:
-        raise RunDirError(f"{run} has no Q evaluations yet ({path.name} has no complete row): a run writes them "
-                          "from its first round")
-    missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
-    if missing:
-        raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
-    curves = curves.dropna(subset=["round", "worker", "step"])
-    curves["q"] = pd.to_numeric(curves["q"], errors="coerce")
-    for c in ("round", "worker", "step"):
-        curves[c] = curves[c].astype(int)
-    return curves
-
-
-def read_decisions(run_dir: str | Path) -> list[dict]:
-    """The decision records of decisions.jsonl, in order (a line cut by a crash or a run in progress is skipped)."""
-    path = Path(run_dir) / "decisions.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
-def best_final_member(curves: pd.DataFrame) -> int:
-    """The member with the highest Q at its last evaluation."""
-    members = curves[curves["role"] == "member"]
-    if members.empty:
-        raise RunDirError("the run has no member evaluated yet (curves.csv has only evaluator rows)")
-    last = members.sort_values("round").groupby("worker").tail(1)
-    return int(last.sort_values(["q", "worker"], ascending=[False, True]).iloc[0]["worker"])
-
-
 def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFrame:
-    """Rows of the Q table along the lineage of ``worker`` (default: the best final member), oldest first.
+    """:func:`trace` of a run directory, read through :func:`rlpop.load_run` (the one reader)."""
+    from rlpop.runs import Run
+
+    return Run(run_dir, check=False).lineage(worker)
+
+
+def trace(curves: pd.DataFrame, decisions: list[dict], worker: int | None = None,
+          run_dir: str | Path = "the run") -> pd.DataFrame:
+    """Rows of the Q table along the lineage of ``worker`` (default: the best final member), oldest first, from
+    a run's ``curves`` and ``decisions`` (records) as :class:`rlpop.runs.Run` reads them.
 
     Columns: ``lineage_step`` (actor steps the weights have been trained for), the curve-table columns of the
     worker that trained at that point (``worker``, ``round``, ``step``, ``q``, ``copies`` -- how many copies
@@ -93,7 +48,6 @@ def trace_schedule(run_dir: str | Path, worker: int | None = None) -> pd.DataFra
     """
     import pandas as pd
 
-    curves, decisions = read_curves(run_dir), read_decisions(run_dir)
     # every Q row stands for the steps its worker trained since its previous row
     curves = curves.sort_values(["worker", "round"])
     curves["trained"] = curves.groupby("worker")["step"].diff().fillna(curves["step"]).clip(lower=0)

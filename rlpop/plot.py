@@ -36,25 +36,26 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rlpop.store import RunDir, RunDirError
+from rlpop.store import RunDirError
 
 FIGURES = ("top_return", "hparams", "population")
 _MARK_SUCCESS = dict(marker="o", s=70, facecolors="none", edgecolors="black", linewidths=1.6, zorder=5)
 
 
 class Run:
-    """One run directory, read once."""
+    """One run directory, read once through :func:`rlpop.load_run` (``.run``)."""
 
     def __init__(self, path: str | Path):
-        from rlpop.lineage import read_curves, read_decisions
+        from rlpop.runs import load_run
 
-        self.rd = RunDir(path)
-        self.cfg = self.rd.read_config()
-        self.path = self.rd.path
-        self.curves = read_curves(self.path)
-        self.decisions = read_decisions(self.path)
-        self.method = str(self.cfg.get("method", "other"))
-        self.name = self.path.name
+        self.run = load_run(path)
+        self.rd = self.run.rd
+        self.cfg = self.run.config
+        self.path = self.run.path
+        self.curves = self.run.curves
+        self.decisions = self.run.decision_records
+        self.method = self.run.method
+        self.name = self.run.name
 
     def searched(self) -> list[str]:
         space = self.cfg.get("space") or {}
@@ -164,13 +165,12 @@ def top_return_figure(runs: Sequence[Run], path: Path) -> Path:
 
 # --------------------------------------------------------------------------- Figure 4a
 def _lineage(run: Run):
-    from rlpop.lineage import trace_schedule
     from rlpop.summary import members
 
     if members(run.curves).empty:
         return None
     try:
-        return trace_schedule(run.path)
+        return run.run.lineage()
     except RunDirError as exc:
         print(f"note: {run.name}: no lineage drawn ({exc})", file=sys.stderr)
         return None

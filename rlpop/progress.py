@@ -67,9 +67,11 @@ def end_summary(ev: RoundFinished) -> str:
                  f"successes, {n['stop']} evaluator stops; {n['failure']} failures"
                  + (f" ({dead} workers dropped)" if dead else ""))
     lines.append(f"run directory: {run}")
-    lines.append(f"next: rlpop plot {run}   (figures: top return, hparam schedules, population)")
+    lines.append(f"next: rlpop evaluate {run}   (play the best agent on fresh episodes; --video DIR records them)")
+    lines.append(f"      rlpop export {run}   (the best agent as a policy file that runs with torch alone)")
+    lines.append(f"      rlpop plot {run}   (figures: top return, hparam schedules, population)")
     lines.append(f"      rlpop lineage {run}   (the best member's hparam schedule); "
-                 f"rlpop replay {run}; tensorboard --logdir {run / 'tb'}")
+                 f"rlpop replay {run} (retrains it); tensorboard --logdir {run / 'tb'}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
-"""``rlpop replay RUN_DIR [--member best|ID] [--runs-dir DIR]`` -- replay a member's hparam schedule.
+"""``rlpop replay RUN_DIR [--member best|ID] [--runs-dir DIR]`` -- retrain one agent on a member's hparam schedule.
 
-Trains ONE fresh agent that follows, from step 0, the hyperparameter schedule that :mod:`rlpop.lineage` traces
+This RETRAINS: it does not play the trained agent (that is ``rlpop evaluate RUN_DIR``; ``rlpop export RUN_DIR``
+writes it to a file). Trains ONE fresh agent that follows, from step 0, the hyperparameter schedule that :mod:`rlpop.lineage` traces
 for a final member (default: the best final member) back through every copy -- the paper's "replay" (Table 1).
 Same learner, env, ``agent.hparams``, eval interval and seed scheme as the run: the experiment is loaded from
 RUN_DIR/experiment.py with config.json's overrides (as ``--resume`` does); only the strategy becomes
@@ -92,12 +93,12 @@ def follows_from_trace(sched: pd.DataFrame) -> list[list[int]]:
 
 def traced_schedule(run_dir: str | Path, member: int | None = None) -> tuple[pd.DataFrame, list[tuple[int, dict]]]:
     """(lineage trace, replay schedule) of ``member`` (None: the best final member) of a run."""
-    from rlpop.lineage import read_curves, trace_schedule
+    from rlpop.runs import load_run
 
-    cfg = RunDir(run_dir).read_config()
-    curves = read_curves(run_dir)
+    run = load_run(run_dir)
+    cfg, curves = run.config, run.curves
     names = list(cfg.get("space") or [c[3:] for c in curves.columns if c.startswith("hp_")])
-    sched = trace_schedule(run_dir, member)
+    sched = run.lineage(member)
     if sched.empty:
         raise RunDirError(f"{run_dir}: the lineage of worker {member} has no Q row to replay")
     return sched, schedule_from_trace(sched, curves, names)
@@ -117,7 +118,12 @@ def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rlpop replay", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="rlpop replay",
+        description="RETRAIN one fresh agent, from step 0, on the hyperparameter schedule of a member (default: the "
+                    "best final member) traced back through every copy -- the paper's replay. It trains for the "
+                    "lineage's steps into a new run directory; it does not play the trained agent: for that use "
+                    "`rlpop evaluate RUN_DIR` (and `rlpop export RUN_DIR` for a policy file).")
     p.add_argument("run_dir")
     p.add_argument("--member", default="best", help="final member to replay: 'best' (default) or a worker id")
     p.add_argument("--runs-dir", help="where the replay's run directory is made (default: beside RUN_DIR)")
@@ -134,10 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from rlpop.run import UsageError, execute, load_experiment, run_config
-    from rlpop.lineage import read_curves
+    from rlpop.runs import load_run
 
-    src = RunDir(args.run_dir)
-    cfg = src.read_config()
+    source = load_run(args.run_dir)
+    src = source.rd
+    cfg = source.config
     if args.member == "best":
         member = None
     else:
@@ -166,7 +173,7 @@ def _main(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {run.path}: {exc.strerror or exc}") from exc
     exp = load_experiment(run.path / "experiment.py")  # the file --resume will load: the same experiment
-    curves = read_curves(src.path)
+    curves = source.curves
     final = curves[curves["worker"] == member].sort_values("round").iloc[-1]
     replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total, "follow": follow,
                  "member_final_q": float(final["q"]), "member_final_step": int(final["step"])}
@@ -174,7 +181,7 @@ def _main(args: argparse.Namespace) -> int:
     print(f"replaying w{member} of {src.path}: {len(schedule)} schedule entr{'y' if len(schedule) == 1 else 'ies'} "
           f"over {total:,} steps, starting as w{root} (its seed)", flush=True)
     rc = execute(exp, run, "inline", None, quiet=args.quiet)
-    mine = read_curves(run.path)
+    mine = load_run(run.path).curves
     last = mine.sort_values("round").iloc[-1]
     q = float(last["q"])
     print(f"replay final Q = {q:.4g} at step {int(last['step']):,} ({run.path})")

@@ -8,7 +8,10 @@
       metrics.csv        learner diagnostics per evaluation (losses, entropy, kl, ...)
       decisions.jsonl    one JSON record per decision (exploit, explore, assign, success, stop, failure)
       decisions.log      the same, readable: "round 12 step 60000: w3 <- w5 | lr: 3e-4 --(x0.8)--> 2.4e-4"
-      checkpoints/       ckpt-<round>.pt: every worker's learner state + controller + strategy state
+      checkpoints/       ckpt-<round>.pt: every worker's learner state + controller + strategy state (the last
+                         keep_checkpoints of them);
+                         best-P<n>-<round>.pt: sub-population n's best member's full state at the round of its
+                         best Q (one file per sub-population, replaced when a member beats it), indexed by best.json
       tb/                TensorBoard events (Q, current hparams, diagnostics per worker)
       status.json        progress marker: round, finished
       lock               while a process writes the run: its pid, host and start time
@@ -44,6 +47,9 @@ import time
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+#: checkpoints/best.json: the kept best states, one entry per sub-population (see :meth:`RunDir.save_best`)
+BEST_INDEX = "best.json"
 
 CURVE_FIELDS = ["round", "worker", "role", "subpop", "step", "q", "episodes", "wall_time", "copies"]
 
@@ -359,6 +365,7 @@ class RunDir:
             buf = io.StringIO(newline="")
             csv.writer(buf).writerows([header, *keep])
             self._atomic_write(path, buf.getvalue())
+        self.drop_best_after(round_)
         path = self.path / "decisions.jsonl"
         if path.exists():
             recs = []
@@ -394,6 +401,64 @@ class RunDir:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
         return path
+
+    # -- the kept best states -------------------------------------------------------
+    def save_best(self, entry: dict[str, Any], worker_state: dict[str, Any]) -> Path:
+        """Keep ``worker_state`` (``{"learner", "steps", "recent"}``) as its sub-population's best:
+        ``checkpoints/best-P<subpop>-<round>.pt``, then its ``entry`` (worker, subpop, round, step, q, hparams) in
+        ``checkpoints/best.json``, then the sub-population's previous best file is removed. One file per
+        sub-population (two for a moment): disk stays bounded, and the index never names a file being written."""
+        import torch
+
+        sp = entry.get("subpop")
+        key = _best_key(sp)
+        ckdir = self.path / "checkpoints"
+        path = ckdir / f"best-{key}-{int(entry['round']):08d}.pt"
+        with _writing(ckdir):
+            ckdir.mkdir(exist_ok=True)
+        buf = io.BytesIO()
+        rec = {**entry, "file": path.name}
+        with _writing(path):
+            torch.save({"best": rec, "worker_state": worker_state}, buf)
+        _replace_with(path, path.with_suffix(".tmp"), buf.getbuffer())
+        index = self.read_best_index()
+        index[sp] = rec
+        self._write_best_index(index)
+        for old in ckdir.glob(f"best-{key}-*.pt"):
+            if old.name != path.name:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        return path
+
+    def read_best_index(self) -> dict[int | None, dict[str, Any]]:
+        """{subpop: entry} of ``checkpoints/best.json`` ({} when the run kept none); entries whose file is
+        missing are left out."""
+        path = self.path / "checkpoints" / BEST_INDEX
+        if not path.is_file():
+            return {}
+        data = self._read_json(path, "the index of the kept best states (delete it and best-*.pt to drop them)")
+        out: dict[int | None, dict[str, Any]] = {}
+        for rec in data.values():
+            if isinstance(rec, dict) and (self.path / "checkpoints" / str(rec.get("file", ""))).is_file():
+                out[rec.get("subpop")] = rec
+        return out
+
+    def _write_best_index(self, index: dict[int | None, dict[str, Any]]) -> None:
+        data = {_best_key(sp): rec for sp, rec in sorted(index.items(), key=lambda kv: str(kv[0]))}
+        self._atomic_write(self.path / "checkpoints" / BEST_INDEX, json.dumps(data, indent=1, default=str))
+
+    def drop_best_after(self, round_: int) -> None:
+        """Forget kept best states from rounds after ``round_`` (a resume from that checkpoint abandons them)."""
+        index = self.read_best_index()
+        late = {sp: rec for sp, rec in index.items() if int(rec.get("round", 0)) > round_}
+        if not late:
+            return
+        for sp, rec in late.items():
+            del index[sp]
+        self._write_best_index(index)
+        for rec in late.values():
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / "checkpoints" / rec["file"]).unlink()
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
@@ -506,6 +571,10 @@ class RunDir:
     @staticmethod
     def _atomic_write(path: Path, text: str) -> None:
         _replace_with(path, path.with_name(path.name + ".tmp"), text.encode())
+
+
+def _best_key(subpop: Any) -> str:
+    return "members" if subpop is None else f"P{subpop}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

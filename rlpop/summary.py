@@ -19,8 +19,8 @@ Reads only the run directories (a run in progress too). One row per run:
 The table is printed (rich when installed, else plain); ``--out FILE.csv`` writes it as CSV and as markdown
 (``FILE.md`` beside it).
 
-Run directories are read with :func:`rlpop.lineage.read_curves` and :func:`rlpop.lineage.read_decisions` (as
-``rlpop.plot`` and ``rlpop.replay`` do); :func:`top_curve` is the top-return curve they share.
+Run directories are read with :func:`rlpop.load_run` (as ``rlpop.plot``, ``rlpop.lineage`` and ``rlpop.replay``
+do); :func:`top_curve` is the top-return curve they share.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from rlpop.store import RunDir, RunDirError
+from rlpop.store import RunDirError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,17 +129,17 @@ def method_group(cfg: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the table
 def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, Any]:
     """One row of the table (see the module docstring). Raises :class:`RunDirError` for a non-run directory."""
-    from rlpop.lineage import best_final_member, read_curves, read_decisions
+    from rlpop.runs import best_final_member, load_run
 
-    rd = RunDir(run_dir)
-    cfg = rd.read_config()
-    curves = read_curves(rd.path)
-    decisions = read_decisions(rd.path)
+    run = load_run(run_dir)
+    cfg = run.config
+    curves = run.curves
+    decisions = run.decision_records
     try:
-        status = rd.read_status()
+        status = run.status
     except RunDirError:
         status = {}
-    row: dict[str, Any] = {"run": rd.path.name, "method": cfg.get("method", ""), "seed": cfg.get("seed", "")}
+    row: dict[str, Any] = {"run": run.name, "method": cfg.get("method", ""), "seed": cfg.get("seed", "")}
     if members(curves).empty:
         row.update(best_worker="", best_final_q=math.nan)
     else:

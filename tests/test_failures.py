@@ -218,8 +218,10 @@ def test_end_of_run_summary(tmp_path, capsys):
     rc, out, err = cli(capsys, str(DATA / "tiny_pbt.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert rc == 0, err
     assert "best member: w" in out and "Q=" in out and "exploits" in out
-    assert f"next: rlpop plot {tmp_path / 'runs'}" in out
-    assert f"rlpop lineage {tmp_path / 'runs'}" in out
+    runs = tmp_path / 'runs'
+    assert f"next: rlpop evaluate {runs}" in out and f"rlpop export {runs}" in out
+    assert f"rlpop plot {runs}" in out and f"rlpop lineage {runs}" in out
+    assert "(retrains it)" in out  # replay is not how to play the agent
 
 
 def test_nonfinite_inputs_fail_only_their_member():
