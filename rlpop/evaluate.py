@@ -129,7 +129,7 @@ def evaluate_policy(policy: Policy, episodes: int = 10, seed: int = 0, stochasti
 
             Path(video).mkdir(parents=True, exist_ok=True)
             stage = Path(tempfile.mkdtemp(prefix=".video-", dir=video))
-            env = RecordVideo(env, video_folder=str(stage), episode_trigger=lambda i: True, name_prefix=name_prefix,
+            env = RecordVideo(env, video_folder=str(stage / "mp4"), episode_trigger=lambda i: True, name_prefix=name_prefix,
                               disable_logger=True)
         if stochastic:
             policy.seed(seed)
@@ -148,7 +148,7 @@ def evaluate_policy(policy: Policy, episodes: int = 10, seed: int = 0, stochasti
             lengths.append(n)
         env.close()
         if stage is not None:
-            for f in sorted(stage.glob("*.mp4")):
+            for f in sorted((stage / "mp4").glob("*.mp4")):
                 dst = Path(video) / f.name
                 f.replace(dst)
                 files.append(str(dst))

@@ -105,7 +105,7 @@ def module_from_state(state: dict[str, Any], observation_space, action_space):
     from rlpop.policy_module import PolicyModule
 
     return PolicyModule(copy.deepcopy(net.actor), discrete, act_dim, shape, stats[0] if stats else None,
-               stats[1] if stats else None, low, high).eval()
+               stats[1] if stats else None, low, high).eval().requires_grad_(False)
 
 
 # --------------------------------------------------------------------------- the callable
@@ -269,42 +269,51 @@ def env_registration(env_id: str | None) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- envs
+def _check_importable(env_id: str) -> None:
+    """``check_env_id`` and the import of its entry point (registering a custom env imports nothing yet)."""
+    from rlpop.envs.registry import check_env_id, load_object
+
+    spec = check_env_id(env_id)
+    if isinstance(spec.entry_point, str):
+        try:
+            load_object(spec.entry_point)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"its entry point {spec.entry_point!r} does not import here ({type(exc).__name__}: "
+                             f"{exc})") from None
+
+
 def ensure_env(env_id: str, registration: dict[str, Any] | None = None, exp_dir: str | None = None,
                run_dir: str | Path | None = None) -> None:
     """Make ``env_id`` known in this process, or raise :class:`PolicyError` naming the module and the fix:
     gymnasium's and rlpop's envs are; a custom env is registered from its recorded entry point, else by
     loading the run's experiment file (its ``register_env`` lines), with the experiment's folder importable."""
     import rlpop.envs  # noqa: F401 -- rlpop's own envs, entry points, shipped registrations
-    from rlpop.envs.registry import check_env_id, register_env
+    from rlpop.envs.registry import register_env
 
     try:
-        check_env_id(env_id)
+        _check_importable(env_id)
         return
     except ValueError as exc:
-        first = str(exc)
+        why = str(exc).split(". ")[0]
     if exp_dir and os.path.isdir(exp_dir) and exp_dir not in sys.path:
         sys.path.insert(0, exp_dir)
-    why = first.split(". ")[0]
     if registration:
         try:
-            from rlpop.envs.registry import load_object
-
-            load_object(registration["entry_point"]) if isinstance(registration["entry_point"], str) else None
             register_env(env_id, registration["entry_point"], max_episode_steps=registration.get("max_episode_steps"),
                          **(registration.get("kwargs") or {}))
-            check_env_id(env_id)
+            _check_importable(env_id)
             return
-        except (ImportError, AttributeError, ValueError) as exc:
-            why = f"its entry point {registration['entry_point']!r} does not import here ({type(exc).__name__}: {exc})"
+        except ValueError as exc:
+            why = str(exc).split(". ")[0]
     elif run_dir is not None and (Path(run_dir) / "experiment.py").is_file():
         try:
             from rlpop.run import load_experiment
 
             load_experiment(Path(run_dir) / "experiment.py")
-            check_env_id(env_id)
+            _check_importable(env_id)
             return
         except Exception as exc:  # noqa: BLE001 -- a user's file: its error in one line
-            why = f"the run's experiment file does not register it here ({str(exc).splitlines()[0][:300]})"
+            why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     where = f"PYTHONPATH={exp_dir} " if exp_dir else "PYTHONPATH=<the folder of the module that defines it> "
     raise PolicyError(f"env {env_id!r} cannot be made in this process: {why}; make the module that defines it "
                       f"importable, e.g. {where}rlpop evaluate ...")

@@ -252,8 +252,7 @@ class Run:
 
     def _pick_kept(self, member, kept, load):
         if not kept:
-            if self.rd.latest_checkpoint() is None:
-                raise self._no_state()
+            self._pick_latest("best", load=False)  # no trained member at all: says so
             raise RunDirError(f"{self.path} kept no best state (a run made before rlpop kept one, or stopped before "
                               "its first Q): use --checkpoint latest (python: checkpoint='latest')")
         entries = sorted(kept.values(), key=lambda e: (-_q(e["q"]), e["worker"]))
