@@ -410,7 +410,10 @@ class Controller:
         new = [r for sp, r in top.items() if r.q > self.best_q.get(sp, -math.inf)]
         if not new:
             return
-        states = self.backend.get_states([r.id for r in new])
+        # a backend that restores dead workers from the last states it handed out (Ray) offers peek_states: these
+        # are not checkpoints
+        fetch = getattr(self.backend, "peek_states", None) or self.backend.get_states
+        states = fetch([r.id for r in new])
         for r in new:
             self.run_dir.save_best({"worker": r.id, "subpop": r.subpop, "round": self.round, "step": r.steps,
                                     "q": r.q, "hparams": dict(r.hparams)}, states[r.id])

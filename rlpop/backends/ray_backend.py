@@ -189,10 +189,16 @@ class RayBackend:
         self.ray.get(self.where[worker].restream.remote(worker, seed, epoch))
 
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        out = self.peek_states(ids)
+        self._last_states.update(out)  # what a shard that dies is restored from (the controller's checkpoint)
+        return out
+
+    def peek_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The states of ``ids``, without making them what a dead shard is restored from (the run's kept best
+        states are not checkpoints)."""
         out: dict[int, dict[str, Any]] = {}
         for part in self.ray.get([a.get_states.remote(group) for a, group in self._by_shard(ids)]):
             out.update(part)
-        self._last_states.update(out)  # what a shard that dies is restored from (the controller's checkpoint)
         return {i: out[i] for i in ids}
 
     def restore(self, worker: int, state: dict[str, Any]) -> None:
