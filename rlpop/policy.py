@@ -189,8 +189,8 @@ def policy_from_module(module, observation_space, action_space, meta, net=None, 
 
 def policy_from_run(run: Run, member: Any = "best", checkpoint: str | None = None) -> Policy:
     """``run``'s member as a :class:`Policy` (rlpop's own learners; see :func:`check_native`)."""
-    best, state = run.member_state(member, checkpoint)
     check_native(run, "a policy")
+    best, state = run.member_state(member, checkpoint)
     meta = policy_meta(run, best, state)
     obs_space, act_space = space_from_dict(meta["observation_space"]), space_from_dict(meta["action_space"])
     module = module_from_state(state, obs_space, act_space)
@@ -200,8 +200,9 @@ def policy_from_run(run: Run, member: Any = "best", checkpoint: str | None = Non
 
 def check_native(run: Run, what: str) -> None:
     if run.learner not in NATIVE:
-        raise PolicyError(f"{run.path}: learner {run.learner!r} has no {what} in rlpop (only {', '.join(NATIVE)} do); "
-                          f"export it with its own format: rlpop export {run.path}")
+        raise PolicyError(f"{run.path}: rlpop builds {what} for {' and '.join(NATIVE)} members only, and this run's "
+                          f"learner is {run.learner!r}; export the member in its library's own format "
+                          f"(rlpop export {run.path}) and play it with that library")
 
 
 # --------------------------------------------------------------------------- meta (the sidecar's fields)

@@ -385,3 +385,19 @@ def test_sb3_member_exports_sb3s_own_zip(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     line = _one_line_error(_cli("rlpop.export", str(rd.path), "--format", "onnx"))
     assert "exports in its own format" in line
+    line = _one_line_error(_cli("rlpop.evaluate", str(rd.path)))
+    assert "for ppo and vmpo members only" in line and "sb3:PPO" in line
+
+
+def test_env_wrappers_travel_with_the_policy(tmp_path, capsys):
+    """The run's env_wrappers are in the sidecar, and evaluate builds its envs with them (file and run dir)."""
+    from rlpop.evaluate import main as evaluate_main
+    from rlpop.export import main as export_main
+
+    limit = ["gymnasium.wrappers:TimeLimit", {"max_episode_steps": 4}]
+    run = _make_run(tmp_path / "runs", "Corridor-v0", "ppo", env_wrappers=[tuple(limit)])
+    assert export_main([str(run), "--out", str(tmp_path / "p.pt2")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["env_wrappers"] == [limit]
+    for target in (tmp_path / "p.pt2", run):
+        assert evaluate_main([str(target), "--episodes", "2", "--out", str(tmp_path / "e.json")]) == 0
+        assert json.loads((tmp_path / "e.json").read_text())["lengths"] == [4, 4]  # Corridor needs 9 steps
