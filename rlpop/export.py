@@ -218,7 +218,10 @@ def _meta_without_env(run, best, state) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rlpop export", description=__doc__.splitlines()[0].strip("`"),
+    p = argparse.ArgumentParser(prog="rlpop export",
+                                description="write a run's member (default: the best) as a standalone policy file "
+                                            "(observation normaliser + network + deterministic action) and a JSON "
+                                            "sidecar (env, spaces, member, step, Q, hparams)",
                                 epilog="The policy runs with torch alone; the sidecar FILE.json says how to load it.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--member", default="best", help="'best' (default) or a worker id")

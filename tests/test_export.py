@@ -1,7 +1,6 @@
 """The trained agent leaves the run: the kept best states, rlpop.load_run, rlpop export and rlpop evaluate."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -355,7 +354,6 @@ def test_a_run_killed_in_round_1_has_nothing_to_export(tmp_path, capsys):
 
 
 def test_an_own_learner_without_an_export_hook_is_refused_in_one_line(tmp_path, capsys):
-    run = tmp_path / "toy"
     exp = Experiment(name="toy", env=None, agent=Agent("toy"), space={"lr": LogUniform(0.01, 0.1)},
                      strategy=PBT(population=2, ready_steps=10), total_steps=30, eval_steps=10)
     rd = RunDir.create(tmp_path, "toy")

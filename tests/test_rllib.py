@@ -153,6 +153,19 @@ def test_pbt_population_of_rllib_members_learns_cartpole_inline(pair, tmp_path):
     # a uniformly random CartPole policy averages ~22 per episode; a Q (mean of a round's episodes) above 60
     # is out of its reach
     assert last > 60 and last > first, curves[["worker", "round", "step", "q"]].to_string()
+    # rlpop export: the best kept member as an RLlib checkpoint (the learner's export hook), and its RLModule loads
+    import json
+
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from rlpop.export import export
+
+    out, side = export(run.path, out=tmp_path / "agent")
+    meta = json.loads(side.read_text())
+    assert meta["format"] == "rllib" and meta["files"] == ["agent"] and (out / "rllib_checkpoint.json").is_file()
+    module = RLModule.from_checkpoint(str((out / "learner_group" / "learner" / "rl_module" / MID).resolve()))
+    assert module.forward_inference({"obs": torch.zeros(3, 4)})["action_dist_inputs"].shape == (3, 2)
 
 
 def test_inline_close_stops_the_ray_session_it_started(pair):
