@@ -70,6 +70,7 @@ class WorkerRecord:
     trial: int = 0        # trial-based strategies: restarts of this slot
     spent: int = 0        # actor steps of the slot's earlier trials
     stopped: bool = False  # its trial was stopped for good
+    replaced_at: int = -1  # its step when it last diverged and was replaced by a peer's copy (-1: never)
 
     @property
     def used(self) -> int:
@@ -339,8 +340,10 @@ class Controller:
     # ------------------------------------------------------------------ failures
     def _handle_failure(self, f: WorkerFailure) -> None:
         """A worker that raised, died, stalled or went non-finite: a diverged member is replaced by a copy of
-        the best member of its sub-population (PBT and FIRE: the strategy's usual copy); any other failure
-        is rebuilt from the last checkpoint; a second failure in the same checkpoint interval drops it."""
+        the best member of its sub-population (PBT and FIRE: the strategy's usual copy), preferring a peer whose
+        hparams differ from the ones that diverged; one that diverges again within a checkpoint interval of its
+        replacement is dropped (a copy did not cure it: another would loop); any other failure is rebuilt from the
+        last checkpoint; a second failure in the same checkpoint interval drops it."""
         from rlpop.agents.base import DIVERGED
 
         r = self.records[f.worker]
@@ -350,7 +353,9 @@ class Controller:
         if self.first_failure is None:
             self.first_failure = f"w{r.id}: {first_line}"
         state = self._last_ckpt_states.get(r.id) or self._last_ckpt_states.get(str(r.id))
-        src = self._replacement(r) if f"{DIVERGED}:" in f.reason else None
+        diverged = f"{DIVERGED}:" in f.reason
+        again = diverged and r.replaced_at >= 0 and r.steps - r.replaced_at < self.exp.checkpoint_steps
+        src = self._replacement(r) if diverged and not again else None
         if src is not None:
             r.failures -= 1  # its process is fine: a copy with other hparams, not a strike towards dropping it
             self.backend.copy_state(src.id, r.id)
@@ -358,10 +363,18 @@ class Controller:
             self.backend.set_hparams(r.id, r.hparams)
             r.has_state, r.q = True, src.q  # its own step counter is kept, as in an exploit
             r.copies += 1
+            r.replaced_at = r.steps
             r.reset_curve()
             action = "replaced"
             text = (f"w{r.id} FAILED ({first_line}); replaced by a copy of w{src.id} (Q={src.q:.4g}): weights, "
                     "optimiser, normalisers, hparams")
+        elif again:
+            r.alive = False
+            r.assigned = False
+            action = "dropped"
+            text = (f"w{r.id} FAILED again ({first_line}) within {self.exp.checkpoint_steps:,} steps of its "
+                    f"replacement by a copy; dropped from the population (its sub-population's hparams diverge: "
+                    f"narrow the search space, e.g. a lower lr range)")
         elif r.failures <= 1:
             self.backend.rebuild(self.spec(r), state)  # state None: it had not trained yet
             self.backend.set_hparams(r.id, r.hparams)
@@ -380,12 +393,14 @@ class Controller:
         self.emit(WorkerFailed(self.round, r.id, first_line, action, text))
 
     def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
-        """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE)."""
+        """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE), among
+        those whose hparams differ from the diverged member's when there are any (a copy of the same hparams would
+        diverge the same way)."""
         if r.role != MEMBER or self.exp.method not in ("pbt", "fire", "pb2"):
             return None
         peers = [o for o in self.records.values() if o.role == MEMBER and o.subpop == r.subpop and o.alive
                  and o.has_state and o.id != r.id and math.isfinite(o.q)]
-        return max(peers, key=lambda o: (o.q, -o.id), default=None)
+        return max(peers, key=lambda o: (o.hparams != r.hparams, o.q, -o.id), default=None)
 
     def failed_reason(self) -> str | None:
         """Why the run failed as a whole: every member dropped (None while any member is alive)."""

@@ -2,6 +2,7 @@
 exists; nothing is silently accepted; a run whose members all failed exits non-zero and says why; failures
 show on the console; NaN inputs name the env; a diverged member is replaced by a copy, not left on NaN; the
 end of a run prints a summary."""
+import json
 import math
 import sys
 
@@ -212,6 +213,50 @@ def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
         ctl.backend.close()
     finally:
         sys.path.remove(str(tmp_path))
+
+
+KEEPS_DIVERGING = '''
+from rlpop.agents.base import DIVERGED, TrainResult
+from rlpop.toy import NoisyQuadratic
+
+
+class DivergesFromItsThirdCall(NoisyQuadratic):
+    """The toy, except that every learner "diverges" from its third train call on, whatever state it is given."""
+
+    calls = 0
+
+    def train(self, steps):
+        self.calls += 1
+        if self.calls >= 3:
+            return TrainResult(steps, failed=f"{DIVERGED}: non-finite loss after an update")
+        return super().train(steps)
+'''
+
+
+@pytest.mark.parametrize("method", ["pbt", "fire"])
+def test_members_that_keep_diverging_end_the_run_with_a_clear_error(method, tmp_path, capsys):
+    """Every member diverges from round 3 on: each is replaced by a peer's copy once, diverges again at once and is
+    dropped; the run ends (it looped forever before: a copy cannot cure it) non-zero, saying why."""
+    (tmp_path / "keeps_div.py").write_text(KEEPS_DIVERGING)
+    strategy = ("PBT(population=4, ready_steps=50)" if method == "pbt" else
+                "FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=50, max_eval_steps=100)")
+    exp = tmp_path / "div.py"
+    exp.write_text("from rlpop.experiment import FIRE, PBT, Agent, Experiment\n"
+                   "from rlpop.hparams import LogUniform\n"
+                   "experiment = Experiment(name='div', env=None, agent=Agent('keeps_div:DivergesFromItsThirdCall'),"
+                   f" space={{'lr': LogUniform(0.05, 0.5)}}, strategy={strategy}, total_steps=200, eval_steps=10)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert rc == 1, out + err
+    assert "every member failed and was dropped" in err
+    assert err.count("replaced by a copy of") >= 1
+    assert "of its replacement by a copy; dropped from the population" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    rounds = [json.loads(x)["round"] for x in (run / "decisions.jsonl").read_text().splitlines()]
+    assert max(rounds) <= 6  # over within a few rounds of the first divergence
 
 
 def test_end_of_run_summary(tmp_path, capsys):
