@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from rlpop.run import UsageError, execute, load_experiment, run_config
+    from rlpop.run import UsageError, execute, experiment_dir_of, load_experiment, run_config
     from rlpop.runs import load_run
 
     source = load_run(args.run_dir)
@@ -177,7 +177,9 @@ def _main(args: argparse.Namespace) -> int:
     final = curves[curves["worker"] == member].sort_values("round").iloc[-1]
     replay_of = {"run": str(src.path), "member": member, "root_worker": root, "steps": total, "follow": follow,
                  "member_final_q": float(final["q"]), "member_final_step": int(final["step"])}
-    run.write_config(run_config(exp, "inline", None, {}, run.path / "experiment.py", replay_of=replay_of))
+    # the replayed run's own folder (its env and learner modules) for a --resume of the replay
+    run.write_config(run_config(exp, "inline", None, {}, run.path / "experiment.py", replay_of=replay_of,
+                                experiment_dir=experiment_dir_of(src.path) or str(src.path)))
     print(f"replaying w{member} of {src.path}: {len(schedule)} schedule entr{'y' if len(schedule) == 1 else 'ies'} "
           f"over {total:,} steps, starting as w{root} (its seed)", flush=True)
     rc = execute(exp, run, "inline", None, quiet=args.quiet)

@@ -6,6 +6,7 @@ checkpoint (a finished run is left as it is, and says so).
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 import os
 import shutil
@@ -32,16 +33,22 @@ def load_experiment(path: str | Path) -> Experiment:
         raise UsageError(f"{path} is not an experiment file: give a Python file that defines `experiment` "
                          "(e.g. experiments/quick_fire.py)")
     # modules beside the experiment file (a user's env or learner) import here, in spawned processes
-    # (they inherit sys.path) and in Ray workers (PYTHONPATH)
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    # (they inherit sys.path) and in Ray workers (PYTHONPATH); a run directory's copy of the experiment also
+    # needs the folder the run was started from (its config.json's experiment_dir): --resume, replay
+    folders = [str(path.resolve().parent)]
+    started_in = experiment_dir_of(path.resolve().parent)
+    if started_in is not None and started_in not in folders:
+        folders.insert(0, started_in)
+    for folder in reversed(folders):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     from rlpop.backends.ray_backend import EXPERIMENT_DIR_VAR
 
-    os.environ[EXPERIMENT_DIR_VAR] = folder  # shipped to the nodes of a joined Ray cluster
+    os.environ[EXPERIMENT_DIR_VAR] = folders[0]  # shipped to the nodes of a joined Ray cluster
     parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if folder not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([folder, *filter(None, parts)])
+    missing = [f for f in folders if f not in parts]
+    if missing:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*missing, *filter(None, parts)])
     from rlpop.envs.registry import EXPERIMENT_MODULE_PREFIX
 
     spec = importlib.util.spec_from_file_location(f"{EXPERIMENT_MODULE_PREFIX}{path.stem}", path)
@@ -221,10 +228,28 @@ def _main(args: argparse.Namespace) -> int:
 
 def run_config(exp: Experiment, backend_name: str, address: str | None, overrides: dict[str, str],
                experiment_file: str | Path, **extra: Any) -> dict[str, Any]:
-    """What a run directory's config.json records: the resolved experiment and how it was started."""
+    """What a run directory's config.json records: the resolved experiment and how it was started --
+    ``experiment_dir`` is the folder the experiment file was loaded from (its env and learner modules), which
+    ``--resume`` and replay put back on the import path."""
     return {**exp.to_dict(), "backend": backend_name, "address": address, "overrides": overrides,
-            "experiment_file": str(experiment_file), "notes": exp.notes,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
+            "experiment_file": str(experiment_file), "experiment_dir": str(Path(experiment_file).resolve().parent),
+            "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
+
+
+def experiment_dir_of(run_dir: Path) -> str | None:
+    """The folder a run directory's experiment was started from (config.json's ``experiment_dir``; for runs
+    written before it was recorded, an absolute ``experiment_file``'s folder), or None."""
+    cfg = run_dir / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        c = json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return None
+    folder = c.get("experiment_dir")
+    if folder is None and c.get("experiment_file") and Path(c["experiment_file"]).is_absolute():
+        folder = str(Path(c["experiment_file"]).parent)
+    return folder if folder and Path(folder).is_dir() else None
 
 
 def check_loggers(specs: Sequence[str]) -> None:

@@ -115,3 +115,32 @@ def test_a_joined_cluster_gets_the_experiment_folder_shipped(tmp_path, monkeypat
     for env in (joined, embedded):
         assert str(tmp_path) in env["env_vars"]["PYTHONPATH"].split(":")
         assert "PlainCartPole-v0" in env["env_vars"]["RLPOP_ENV_REGISTRATIONS"]
+
+
+def test_a_plugin_run_resumes_and_replays_from_anywhere(tmp_path):
+    """The run directory's copy of the experiment imports the env module from the folder the run was started from
+    (config.json's experiment_dir): --resume and replay work from another folder, without it on the path."""
+    import json
+
+    src = tmp_path / "project"
+    src.mkdir()
+    (src / "plain_env_mod.py").write_text(ENV_MODULE)
+    (src / "plug.py").write_text(EXPERIMENT.replace('"num_actors": 2, ', ''))
+    res = run_cli(str(src / "plug.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet", cwd=src)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["experiment_dir"] == str(src)
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "finished": False}))  # as if it had been killed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = run_cli("--resume", str(run), "--quiet", cwd=elsewhere)
+    assert res.returncode == 0 and "No module named" not in res.stderr, res.stderr[-2000:]
+    import subprocess
+    import sys
+
+    rep = subprocess.run([sys.executable, "-m", "rlpop.replay", str(run), "--runs-dir", str(tmp_path / "replays"),
+                          "--quiet"], cwd=elsewhere, capture_output=True, text=True, timeout=240)
+    assert rep.returncode == 0 and "No module named" not in rep.stderr, rep.stderr[-2000:]
+    (replay,) = (tmp_path / "replays").iterdir()
+    assert json.loads((replay / "config.json").read_text())["experiment_dir"] == str(src)
