@@ -106,6 +106,44 @@ def _safe_globals() -> list[Any]:
     return out
 
 
+def not_plain_data(obj: Any, where: str = "state") -> str | None:
+    """None when ``obj`` is what a checkpoint may hold -- dicts, lists and tuples of numbers, strings, bytes,
+    None, torch tensors and numeric numpy arrays and scalars -- else the first path that is not, and its type."""
+    import numpy as np
+    import torch
+
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor, torch.dtype)):
+        return None
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return None if obj.dtype != object else f"{where} (a numpy array of Python objects)"
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                return f"{where} (a key of type {type(k).__module__}.{type(k).__qualname__})"
+            bad = not_plain_data(v, f"{where}[{k!r}]")
+            if bad:
+                return bad
+        return None
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            bad = not_plain_data(v, f"{where}[{i}]")
+            if bad:
+                return bad
+        return None
+    return f"{where} (a {type(obj).__module__}.{type(obj).__qualname__})"
+
+
+def check_plain_data(payload: Any, what: str) -> None:
+    """A RunDirError naming the first key of ``payload`` that is not plain data (it would be written, then refused
+    on ``--resume``), before anything is written."""
+    bad = not_plain_data(payload, what)
+    if bad:
+        raise RunDirError(f"{bad} cannot be checkpointed: a checkpoint holds only tensors, numpy arrays, numbers, "
+                          f"strings and dicts/lists of them (it is loaded with weights_only=True); make the "
+                          f"learner's get_state() return plain data (e.g. a numpy Generator's bit_generator.state "
+                          f"instead of the Generator)")
+
+
 def _safe_names(entries: list[Any]) -> set[str]:
     names = set()
     for e in entries:
@@ -381,7 +419,12 @@ class RunDir:
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, round_: int, payload: dict[str, Any], keep: int = 2) -> Path:
+        """Write ``payload`` as the checkpoint of ``round_`` (atomically; keep the newest ``keep``). A payload
+        that is not plain data -- it would be written, then refused on ``--resume`` -- is a RunDirError naming
+        the key, before anything is written."""
         import torch
+
+        check_plain_data(payload, "checkpoint")
 
         ckdir = self.path / "checkpoints"
         path = ckdir / f"ckpt-{round_:08d}.pt"
@@ -410,6 +453,7 @@ class RunDir:
         sub-population (two for a moment): disk stays bounded, and the index never names a file being written."""
         import torch
 
+        check_plain_data(worker_state, "kept best state")
         sp = entry.get("subpop")
         key = _best_key(sp)
         ckdir = self.path / "checkpoints"

@@ -259,6 +259,43 @@ def test_members_that_keep_diverging_end_the_run_with_a_clear_error(method, tmp_
     assert max(rounds) <= 6  # over within a few rounds of the first divergence
 
 
+GENERATOR_STATE = '''
+import numpy as np
+
+from rlpop.toy import NoisyQuadratic
+
+
+class KeepsAGenerator(NoisyQuadratic):
+    """The toy, with a numpy Generator (not plain data) in its state."""
+
+    def get_state(self):
+        return {**super().get_state(), "extra_rng": np.random.default_rng(0)}
+'''
+
+
+def test_a_learner_state_that_is_not_plain_data_is_refused_at_its_first_checkpoint(tmp_path, capsys):
+    """It used to be checkpointed without a word, then every checkpoint was refused on --resume."""
+    (tmp_path / "gen_mod.py").write_text(GENERATOR_STATE)
+    exp = tmp_path / "gen.py"
+    exp.write_text("from rlpop.experiment import PBT, Agent, Experiment\n"
+                   "from rlpop.hparams import LogUniform\n"
+                   "experiment = Experiment(name='gen', env=None, agent=Agent('gen_mod:KeepsAGenerator'), "
+                   "space={'lr': LogUniform(0.05, 0.5)}, strategy=PBT(population=2, ready_steps=20), "
+                   "total_steps=100, eval_steps=10)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert rc != 0, out + err
+    line = [ln for ln in err.splitlines() if "cannot be checkpointed" in ln]
+    assert line and "['extra_rng'] (a numpy.random._generator.Generator)" in line[0], err
+    assert "bit_generator.state" in line[0]
+    (run,) = (tmp_path / "runs").iterdir()
+    # refused before any state was written (round 0's checkpoint holds no learner state yet)
+    assert [p.name for p in run.glob("checkpoints/*.pt")] in ([], ["ckpt-00000000.pt"])
+
+
 def test_end_of_run_summary(tmp_path, capsys):
     rc, out, err = cli(capsys, str(DATA / "tiny_pbt.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert rc == 0, err
