@@ -166,6 +166,14 @@ def check_space(rules: Mapping[str, Rule], params: Mapping[str, Any]) -> tuple[d
                 problem = rule.problem(v)
                 if problem:
                     raise ValueError(f"{where}=Choice({list(p.values)}): option {v!r}: {problem}{_hint(rule)}")
+            high = [v for v in p.values if rule.warn_above is not None and isinstance(v, (int, float))
+                    and not isinstance(v, bool) and v > rule.warn_above]
+            if high:
+                notes.append(f"{where}=Choice({list(p.values)}): option(s) {high} above {rule.warn_above:g}: those "
+                             f"members will most likely diverge or collapse (typical: {rule.example!r})")
+            if len(p.values) == 1:
+                notes.append(f"{where}=Choice({list(p.values)}) has one option: it never changes (as "
+                             f"Fixed({p.values[0]!r})); give two or more options to search it")
         elif isinstance(p, (LogUniform, Uniform)):
             if rule.kind not in ("real", "int"):
                 raise ValueError(f"{where}: {name} is {rule.describe()}, not a number range; use Choice([...]) "

@@ -403,11 +403,16 @@ class Controller:
         return max(peers, key=lambda o: (o.hparams != r.hparams, o.q, -o.id), default=None)
 
     def failed_reason(self) -> str | None:
-        """Why the run failed as a whole: every member dropped (None while any member is alive)."""
+        """Why the run failed as a whole (asked when it ends): every member dropped, or no member ever reported a
+        finite Q -- a run that measured nothing never exits 0."""
         members = [r for r in self.records.values() if r.role == MEMBER]
         if members and not any(r.alive for r in members):
             return f"every member failed and was dropped; nothing was trained to the end. First failure: " \
                    f"{self.first_failure}"
+        if members and self.round > 0 and not self.best_q:
+            return (f"no member reported a finite Q (mean episode return) in {self.round} rounds: no episode ended "
+                    f"within an evaluation interval, or the learner reports NaN returns; raise eval_steps (now "
+                    f"{self.exp.eval_steps:,}) or check the learner's episode_returns")
         return None
 
     # ------------------------------------------------------------------ checkpoints

@@ -296,6 +296,48 @@ def test_a_learner_state_that_is_not_plain_data_is_refused_at_its_first_checkpoi
     assert [p.name for p in run.glob("checkpoints/*.pt")] in ([], ["ckpt-00000000.pt"])
 
 
+NAN_RETURNS = '''
+import math
+
+from rlpop.toy import NoisyQuadratic
+
+
+class ReportsNaN(NoisyQuadratic):
+    """The toy, reporting NaN episode returns."""
+
+    def train(self, steps):
+        res = super().train(steps)
+        res.episode_returns = [math.nan]
+        return res
+'''
+
+
+def test_a_run_whose_q_is_never_finite_exits_non_zero_and_says_why(tmp_path, capsys):
+    (tmp_path / "nan_mod.py").write_text(NAN_RETURNS)
+    exp = tmp_path / "nanq.py"
+    exp.write_text("from rlpop.experiment import RandomSearch, Agent, Experiment\n"
+                   "from rlpop.hparams import LogUniform\n"
+                   "experiment = Experiment(name='nanq', env=None, agent=Agent('nan_mod:ReportsNaN'), "
+                   "space={'lr': LogUniform(0.05, 0.5)}, strategy=RandomSearch(population=2), "
+                   "total_steps=40, eval_steps=10)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert rc == 1, out + err
+    assert "no member reported a finite Q (mean episode return) in 4 rounds" in err and "eval_steps" in err
+
+
+def test_choice_notes_high_learning_rates_and_single_options():
+    from rlpop.hparams import Choice
+
+    exp = _exp(space={"lr": Choice([3e-4, 10])})
+    assert any("Choice([0.0003, 10]): option(s) [10] above 1" in n for n in exp.notes), exp.notes
+    exp = _exp(space={"lr": Choice([2e-4])})
+    assert any("has one option: it never changes" in n for n in exp.notes), exp.notes
+
+
 def test_end_of_run_summary(tmp_path, capsys):
     rc, out, err = cli(capsys, str(DATA / "tiny_pbt.py"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert rc == 0, err
