@@ -215,6 +215,23 @@ def test_a_diverged_member_is_replaced_by_a_copy_of_the_best(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
+def run_own_learner(tmp_path, capsys, module: str, source: str, learner: str, strategy: str, total_steps: int):
+    """Run, through the CLI, a toy-like learner ``module:learner`` written to ``tmp_path`` (on sys.path meanwhile),
+    over lr in [0.05, 0.5] with ``strategy`` (source text) and eval_steps 10; returns (rc, stdout, stderr)."""
+    (tmp_path / f"{module}.py").write_text(source)
+    exp = tmp_path / f"{module}_exp.py"
+    exp.write_text("from rlpop.experiment import FIRE, PBT, RandomSearch, Agent, Experiment\n"
+                   "from rlpop.hparams import LogUniform\n"
+                   f"experiment = Experiment(name='{module}', env=None, agent=Agent('{module}:{learner}'), "
+                   f"space={{'lr': LogUniform(0.05, 0.5)}}, strategy={strategy}, total_steps={total_steps}, "
+                   "eval_steps=10)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
 KEEPS_DIVERGING = '''
 from rlpop.agents.base import DIVERGED, TrainResult
 from rlpop.toy import NoisyQuadratic
@@ -237,19 +254,10 @@ class DivergesFromItsThirdCall(NoisyQuadratic):
 def test_members_that_keep_diverging_end_the_run_with_a_clear_error(method, tmp_path, capsys):
     """Every member diverges from round 3 on: each is replaced by a peer's copy once, diverges again at once and is
     dropped; the run ends (it looped forever before: a copy cannot cure it) non-zero, saying why."""
-    (tmp_path / "keeps_div.py").write_text(KEEPS_DIVERGING)
     strategy = ("PBT(population=4, ready_steps=50)" if method == "pbt" else
                 "FIRE(subpops=2, subpop_size=2, evaluators=1, ready_steps=50, max_eval_steps=100)")
-    exp = tmp_path / "div.py"
-    exp.write_text("from rlpop.experiment import FIRE, PBT, Agent, Experiment\n"
-                   "from rlpop.hparams import LogUniform\n"
-                   "experiment = Experiment(name='div', env=None, agent=Agent('keeps_div:DivergesFromItsThirdCall'),"
-                   f" space={{'lr': LogUniform(0.05, 0.5)}}, strategy={strategy}, total_steps=200, eval_steps=10)\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
-    finally:
-        sys.path.remove(str(tmp_path))
+    rc, out, err = run_own_learner(tmp_path, capsys, "keeps_div", KEEPS_DIVERGING, "DivergesFromItsThirdCall",
+                                   strategy, 200)
     assert rc == 1, out + err
     assert "every member failed and was dropped" in err
     assert err.count("replaced by a copy of") >= 1
@@ -275,18 +283,8 @@ class KeepsAGenerator(NoisyQuadratic):
 
 def test_a_learner_state_that_is_not_plain_data_is_refused_at_its_first_checkpoint(tmp_path, capsys):
     """It used to be checkpointed without a word, then every checkpoint was refused on --resume."""
-    (tmp_path / "gen_mod.py").write_text(GENERATOR_STATE)
-    exp = tmp_path / "gen.py"
-    exp.write_text("from rlpop.experiment import PBT, Agent, Experiment\n"
-                   "from rlpop.hparams import LogUniform\n"
-                   "experiment = Experiment(name='gen', env=None, agent=Agent('gen_mod:KeepsAGenerator'), "
-                   "space={'lr': LogUniform(0.05, 0.5)}, strategy=PBT(population=2, ready_steps=20), "
-                   "total_steps=100, eval_steps=10)\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
-    finally:
-        sys.path.remove(str(tmp_path))
+    rc, out, err = run_own_learner(tmp_path, capsys, "gen_mod", GENERATOR_STATE, "KeepsAGenerator",
+                                   "PBT(population=2, ready_steps=20)", 100)
     assert rc != 0, out + err
     line = [ln for ln in err.splitlines() if "cannot be checkpointed" in ln]
     assert line and "['extra_rng'] (a numpy.random._generator.Generator)" in line[0], err
@@ -313,18 +311,8 @@ class ReportsNaN(NoisyQuadratic):
 
 
 def test_a_run_whose_q_is_never_finite_exits_non_zero_and_says_why(tmp_path, capsys):
-    (tmp_path / "nan_mod.py").write_text(NAN_RETURNS)
-    exp = tmp_path / "nanq.py"
-    exp.write_text("from rlpop.experiment import RandomSearch, Agent, Experiment\n"
-                   "from rlpop.hparams import LogUniform\n"
-                   "experiment = Experiment(name='nanq', env=None, agent=Agent('nan_mod:ReportsNaN'), "
-                   "space={'lr': LogUniform(0.05, 0.5)}, strategy=RandomSearch(population=2), "
-                   "total_steps=40, eval_steps=10)\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        rc, out, err = cli(capsys, str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet")
-    finally:
-        sys.path.remove(str(tmp_path))
+    rc, out, err = run_own_learner(tmp_path, capsys, "nan_mod", NAN_RETURNS, "ReportsNaN",
+                                   "RandomSearch(population=2)", 40)
     assert rc == 1, out + err
     assert "no member reported a finite Q (mean episode return) in 4 rounds" in err and "eval_steps" in err
 
