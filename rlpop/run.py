@@ -174,9 +174,22 @@ def _main(args: argparse.Namespace) -> int:
             exp = exp.with_overrides(cfg.get("overrides", {}))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        backend_name = cfg.get("backend", exp.backend)
-        address = args.address or cfg.get("address")
-        check_backend_extra(backend_name, "the run's backend 'ray' (config.json)")
+        recorded = cfg.get("backend", exp.backend)
+        backend_name = "ray" if args.address else (args.backend or recorded)
+        if backend_name != recorded:  # allowed: a member's run does not depend on the backend (rlpop.streams)
+            print(f"note: resuming on the {backend_name} backend; the run started on {recorded}", file=sys.stderr)
+        address = args.address or (cfg.get("address") if backend_name == "ray" else None)
+        check_backend_extra(backend_name, "--address" if args.address else "--backend ray" if args.backend
+                            else "the run's backend 'ray' (config.json)")
+        if args.dry_run:  # the plan of the recorded run, and where it stands; nothing trains
+            from rlpop.dryrun import estimate
+
+            status = run.read_status()
+            print(plan(exp))
+            print(estimate(exp, backend=backend_name))
+            print(f"{run.path}: at round {status.get('round', 0)} of {-(-exp.total_steps // exp.eval_steps)}; "
+                  f"`rlpop run --resume {run.path}` continues it")
+            return 0
         log = list(dict.fromkeys([*cfg.get("log", []), *args.log]))
         check_loggers(log)
         if address:

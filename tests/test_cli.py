@@ -30,6 +30,26 @@ def test_single_agent_run_end_to_end(tmp_path):
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
+def test_resume_honours_dry_run_and_a_backend_given_with_it(tmp_path):
+    """--resume --dry-run prints the recorded run's plan and trains nothing; --resume --backend X resumes on X
+    and says so (a member's run does not depend on the backend)."""
+    res = run_cli(str(DATA / "tiny_ppo.py"), "--set", "total_steps=2e3", "--runs-dir", str(tmp_path), "--quiet")
+    assert res.returncode == 0, res.stderr
+    (run,) = list(tmp_path.iterdir())
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "finished": False}))  # as if it had been killed
+    before = (run / "curves.csv").read_text()
+    dry = run_cli("--resume", str(run), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"at round {status['round']} of 4" in dry.stdout and "continues it" in dry.stdout
+    assert (run / "curves.csv").read_text() == before  # nothing trained
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "backend": "ray"}))  # as if started on Ray
+    again = run_cli("--resume", str(run), "--backend", "inline", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "note: resuming on the inline backend; the run started on ray" in again.stderr
+
+
 @pytest.mark.parametrize("args, needle", [
     (["no/such/file.py"], "not found"),
     ([str(DATA / "no_experiment.py")], "defines no `experiment`"),
