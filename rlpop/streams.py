@@ -49,9 +49,9 @@ def without_streams(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != KEY}
 
 
-def member_seed(exp_seed: int, slot: int, trial: int = 0) -> int:
-    """The 32-bit seed of ``slot``'s ``trial`` in an experiment seeded ``exp_seed``."""
-    return int(np.random.SeedSequence(int(exp_seed), spawn_key=(int(slot), int(trial))).generate_state(1)[0])
+def member_seed(exp_seed: int, slot: int) -> int:
+    """The 32-bit seed of ``slot`` in an experiment seeded ``exp_seed`` (every trial of the slot: see above)."""
+    return int(np.random.SeedSequence(int(exp_seed), spawn_key=(int(slot), 0)).generate_state(1)[0])
 
 
 def stream_seed(seed: int, epoch: int) -> int:
@@ -66,9 +66,14 @@ def child(seed: int, purpose: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(int(seed), spawn_key=(int(purpose),))
 
 
+def _torch_seed(ss: np.random.SeedSequence) -> int:
+    """A 63-bit torch seed from a seed sequence."""
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def torch_seed(seed: int, purpose: int) -> int:
     """A 63-bit torch seed for the member's ``purpose``."""
-    return int(child(seed, purpose).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return _torch_seed(child(seed, purpose))
 
 
 def init_seed(seed: int) -> int:
@@ -83,8 +88,7 @@ def action_generator(seed: int) -> torch.Generator:
 
 def actor_generator(seed: int, actor: int) -> torch.Generator:
     """Action noise of actor process ``actor`` of a per-member learner (each process samples on its own)."""
-    ss = np.random.SeedSequence(int(seed), spawn_key=(ACTION, int(actor)))
-    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return torch.Generator().manual_seed(_torch_seed(np.random.SeedSequence(int(seed), spawn_key=(ACTION, int(actor)))))
 
 
 def minibatch_rng(seed: int) -> np.random.Generator:
