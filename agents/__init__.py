@@ -1,26 +1,24 @@
 """rlpop's learners (imported as ``rlpop.agents``).
 
-``make_learner(name, env_id, hparams, seed, env_kwargs)`` builds one by name
--- ``"ppo"``, ``"vmpo"``, ``"toy"`` --, by adapter (``"sb3:PPO"``, ``"rllib:PPO"``), or by ``"module:Class"`` for a learner
-of your own that follows :class:`rlpop.agents.base.Learner`.
+``learner_class(name)`` finds one by name -- ``"ppo"``, ``"vmpo"``, ``"toy"`` --, by adapter (``"sb3:PPO"``,
+``"rllib:PPO"``), or by ``"module:Class"`` for a learner of your own that follows :class:`rlpop.agents.base.Learner`.
+PPO and V-MPO are batched learners (K >= 1 members per process: :class:`rlpop.agents.batched_base.BatchedLearner`,
+hosted by a shard); ``make_learner`` builds one member of any other learner.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-LEARNERS: dict[str, str] = {
-    "ppo": "rlpop.agents.ppo:PPO",
-    "vmpo": "rlpop.agents.vmpo:VMPO",
-    "toy": "rlpop.toy:NoisyQuadratic",
-}
-
-
-#: learners with a batched implementation (K members in one process, one batched update):
-#: the backends' default engine for them
+#: learners that run batched (K >= 1 members in one process, one batched update): their only engine
 BATCHED: dict[str, str] = {
     "ppo": "rlpop.agents.batched_ppo:BatchedPPO",
     "vmpo": "rlpop.agents.batched_vmpo:BatchedVMPO",
+}
+
+LEARNERS: dict[str, str] = {
+    **BATCHED,
+    "toy": "rlpop.toy:NoisyQuadratic",
 }
 
 
@@ -79,6 +77,10 @@ def learner_defaults(name: str) -> dict[str, Any]:
 
 def make_learner(name: str, env_id: str | None, hparams: dict[str, Any], seed: int,
                  env_kwargs: dict[str, Any] | None = None):
+    """One member of a learner that is not batched (the per-member engine's learner)."""
+    if name in BATCHED:
+        raise ValueError(f"agent.learner={name!r} is a batched learner: build "
+                         f"{BATCHED[name].replace(':', '.')}(env_id, [hparams], [seed]) (a population of one)")
     cls = learner_class(name)
     if getattr(cls, "needs_env", True):
         return cls(env_id, hparams, seed=seed, env_kwargs=env_kwargs or {})

@@ -105,3 +105,16 @@ def check_mutable(learner: str, updates: dict[str, Any], known: dict[str, Any],
     if fixed:
         raise ValueError(f"{learner}: hyperparameter(s) {fixed} are fixed for a learner's lifetime "
                          f"(they change network shapes or actor processes); mutable ones: {sorted(mutable)}")
+
+
+def to_cpu(obj: Any) -> Any:
+    """Tensors (nested in dicts and lists, e.g. an optimiser's state) moved to the CPU, for a learner's state."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    return obj

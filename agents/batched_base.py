@@ -4,8 +4,7 @@ The set-up (per-member hyperparameters, the ones members must share, seeds,
 device, env spaces, stacked networks, normalisers, RNGs), the collect-and-learn
 loop, batched acting (one forward pass for every member's envs) and the
 per-member bookkeeping live here once; each learner keeps its own update and
-state format (the format of its per-member learner, so checkpoints and copies
-work across engines).
+its member state format (what checkpoints, copies and exported policies read).
 """
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ import torch
 from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.envbank import make_bank
 from rlpop.agents.networks import actions_from_noise, draw_noise
-from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs
-from rlpop.agents.pool_learner import check_layout, pick_device
+from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs, scale_rewards
+from rlpop.agents.rollout_hparams import check_layout, pick_device
 from rlpop.agents.stacked import StackedActorCritic
 from rlpop import streams
 
@@ -387,9 +386,7 @@ class BatchedLearner:
             return rewards.astype(np.float32)
         dones = ro["terminated"][:, sel] | ro["truncated"][:, sel]
         valid = None if ro["valid"] is None else ro["valid"][:, sel]
-        return np.stack([self.reward_scalers[m].scale(rewards[:, i], dones[:, i],
-                                                      None if valid is None else valid[:, i])
-                         for i, m in enumerate(members)], 1)
+        return scale_rewards([self.reward_scalers[m] for m in members], rewards, dones, valid)
 
     def normalized_obs(self, sel: np.ndarray, ro: dict[str, Any], key: str) -> torch.Tensor:
         """``ro[key]`` of positions ``sel`` as ``[K', T*N, D]``, normalised with the statistics of the rollout."""

@@ -1,13 +1,13 @@
 """PPO for K population members at once: one process, one batched policy, one batched update.
 
-Member ``k`` is exactly the learner :class:`rlpop.agents.ppo.PPO` would be with
-its own hyperparameters and seed -- same network init, same losses, same
-normalisers, same minibatch permutations -- but the K members' weights, Adam
-moments and statistics are stacked along a member dimension
+rlpop's PPO (hyperparameters: :mod:`rlpop.agents.ppo`; losses:
+:mod:`rlpop.agents.ppo_loss`); a single run is a population of one. Member
+``k`` learns as it would alone with its own hyperparameters and seed, but the
+K members' weights, Adam moments and statistics are stacked along a member dimension
 (:mod:`rlpop.agents.stacked`): acting is one forward pass for all members'
 envs, an update is one ``baddbmm`` per layer for all members' minibatches.
-A member's state (:meth:`BatchedPPO.get_state`) has the same format as
-``PPO.get_state()``, so checkpoints and copies work across engines.
+A member's state (:meth:`BatchedPPO.get_state`) is what checkpoints, copies and
+exported policies read.
 
 Per-member hyperparameters broadcast as ``[K, 1]`` tensors: ``lr``, ``clip``,
 ``ent_coef``, ``vf_coef``, ``gae_lambda``, ``gamma``, ``max_grad_norm`` (each
@@ -31,7 +31,7 @@ import torch
 
 from rlpop import streams
 from rlpop.agents.batched_base import BatchedLearner, member_major
-from rlpop.agents.ppo import DEFAULTS, MUTABLE
+from rlpop.agents.ppo import DEFAULTS, MUTABLE, check_layout, hparam_rules  # noqa: F401 (spec-time rules, found here)
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss, weighted_mean
 from rlpop.agents.stacked import adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member
 
@@ -53,7 +53,7 @@ class BatchedPPO(BatchedLearner):
         self.adam_steps = torch.zeros(self.k, dtype=torch.float64, device=self.device)
 
     def get_state(self, k: int) -> dict[str, Any]:
-        """Member ``k``'s state, in the format of ``PPO.get_state()``."""
+        """Member ``k``'s state: weights, Adam state (torch.optim.Adam's format), normalisers, hparams, streams."""
         return {
             "net": self.net.member_state_dict(k),
             "opt": adam_member_state(self.net, self.exp_avg, self.exp_avg_sq, self.adam_steps, k, self.hps[k]["lr"]),

@@ -1,21 +1,22 @@
 """V-MPO for K population members at once (the batched engine's V-MPO).
 
-Member ``k`` is exactly :class:`rlpop.agents.vmpo.VMPO` with its own
-hyperparameters and seed: same networks and target network, same n-step
-targets, top-half E-step, temperature and KL multipliers, PopArt, gradient
-clipping per network, target refresh every ``target_period`` updates. The K
+rlpop's V-MPO (hyperparameters: :mod:`rlpop.agents.vmpo`; losses:
+:mod:`rlpop.agents.vmpo_loss`); a single run is a population of one. Member ``k``
+learns as it would alone with its own hyperparameters and seed: networks and
+target network, n-step targets, top-half E-step, temperature and KL
+multipliers, PopArt, gradient clipping per network, target refresh every
+``target_period`` updates. The K
 members' online and target weights, Adam moments, multipliers (and their Adam
 moments), PopArt statistics and normalisers are stacked along a member
 dimension; one forward/backward pass updates every member. A member's state
-has the format of ``VMPO.get_state()``.
+keeps network and multiplier Adam states in ``torch.optim.Adam``'s format.
 
 Per member (``[K]`` tensors): ``lr``, ``eps_eta``, ``gamma``,
 ``max_grad_norm`` -- every hyperparameter V-MPO lets a population change.
 Everything else (``epochs``, ``minibatch_size``, ``n_step``, ``target_period``,
 the KL bounds, ``duals``, ``std``, ...) is fixed for a learner's lifetime and
 shared by a batch. ``duals="paper"``: each member's multipliers step with its
-network's Adam arithmetic at its own ``lr`` and are projected to >= 1e-8, as
-``VMPO`` does; ``std="state"``: the stacked policy nets output the std too
+network's Adam arithmetic at its own ``lr`` and are projected to >= 1e-8; ``std="state"``: the stacked policy nets output the std too
 (:class:`rlpop.agents.stacked.StackedActorCritic`).
 """
 from __future__ import annotations
@@ -31,12 +32,13 @@ from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
                                   to_module_layout, from_module_layout)
-from rlpop.agents.vmpo import DEFAULTS, MUTABLE, VMPO, PopArt, check_dual_scheme
+from rlpop.agents.vmpo import (DEFAULTS, MUTABLE, check_dual_scheme, check_layout, check_mutable_values,  # noqa: F401
+                               hparam_rules, popart_std, validate)  # (check_layout, hparam_rules: spec-time rules)
 from rlpop.agents.vmpo_loss import (KLConstraint, categorical_kl, gaussian_cov_kl, gaussian_mean_kl,
                                     multiplier_raw, multiplier_value, nstep_targets, project_multipliers_,
                                     valid_mean, vmpo_loss_members)
 
-DUAL_EPS = 1e-8   # torch.optim.Adam's default, as VMPO's optimisers use it
+DUAL_EPS = 1e-8   # torch.optim.Adam's default
 
 
 class BatchedVMPO(BatchedLearner):
@@ -50,7 +52,7 @@ class BatchedVMPO(BatchedLearner):
 
     def __init__(self, env_id: str, hparams, seeds, env_kwargs=None, update_threads=None):
         for h in hparams:
-            VMPO._validate({**DEFAULTS, **h})
+            validate({**DEFAULTS, **h})
         super().__init__(env_id, hparams, seeds, env_kwargs, update_threads)
         hp = self.hps[0]
         dev = self.device
@@ -65,7 +67,7 @@ class BatchedVMPO(BatchedLearner):
             init["alpha_mu"] = hp["init_alpha"]
             init["alpha_sigma"] = hp["init_alpha_sigma"]
         self.dual_names = list(init)
-        self._dual_order = sorted(self.dual_names)  # the order of VMPO's dual optimiser state
+        self._dual_order = sorted(self.dual_names)  # the order of a state's dual optimiser entries
         self.dual_scheme = hp["duals"]
         self.duals = torch.tensor([[multiplier_raw(float(v), self.dual_scheme) for v in init.values()]] * self.k,
                                   device=dev)
@@ -76,7 +78,7 @@ class BatchedVMPO(BatchedLearner):
         self.popart_mean = np.zeros(self.k)
         self.popart_sq = np.ones(self.k)
         self.target_updates = [0] * self.k
-        # gradient clipping per network, as VMPO does: the critic's parameters, and the rest (the policy)
+        # gradient clipping per network: the critic's parameters, and the rest (the policy)
         self.critic_cols = [self.net.offsets[n] for n in self.net.names if n.startswith("critic.")]
         self.policy_cols = [self.net.offsets[n] for n in self.net.names if not n.startswith("critic.")]
         self.head = f"critic.{2 * (self.net.n_layers - 1)}"
@@ -89,12 +91,12 @@ class BatchedVMPO(BatchedLearner):
         return {n: float(multiplier_value(self.duals[k, i], self.dual_scheme)) for i, n in enumerate(self.dual_names)}
 
     def _dual_lr(self, k: int) -> float:
-        """The multipliers' Adam step size: the member's lr ("paper") or dual_lr ("softplus_adam"), as VMPO."""
+        """The multipliers' Adam step size: the member's lr ("paper") or dual_lr ("softplus_adam")."""
         return float(self.hps[k]["lr" if self.dual_scheme == "paper" else "dual_lr"])
 
     def _popart_std(self, k: int | slice | np.ndarray) -> np.ndarray:
         var = np.maximum(self.popart_sq[k] - self.popart_mean[k] ** 2, 0.0)
-        return PopArt.clip_std(np.sqrt(var))
+        return popart_std(np.sqrt(var))
 
     def get_state(self, k: int) -> dict[str, Any]:
         d = {"state": {}, "param_groups": [{"lr": self._dual_lr(k), "betas": (0.9, 0.999),
@@ -104,7 +106,7 @@ class BatchedVMPO(BatchedLearner):
                                              "decoupled_weight_decay": False,
                                              "params": list(range(len(self.dual_names)))}]}
         if float(self.dual_steps[k]) > 0:
-            for j, name in enumerate(self._dual_order):  # VMPO's ParameterDict orders its keys
+            for j, name in enumerate(self._dual_order):  # the state's multipliers in sorted order
                 i = self.dual_names.index(name)
                 d["state"][j] = {"step": torch.tensor(float(self.dual_steps[k])),
                                  "exp_avg": self.dual_m[k, i].detach().cpu().clone(),
@@ -152,7 +154,7 @@ class BatchedVMPO(BatchedLearner):
         self._state_loaded(k, state)
 
     def set_hparams(self, k: int, hparams: dict[str, Any]) -> None:
-        VMPO._check_mutable_values({**self.hps[k], **hparams})
+        check_mutable_values({**self.hps[k], **hparams})
         super().set_hparams(k, hparams)
 
     # ---------------------------------------------------------------- learning
@@ -261,8 +263,9 @@ class BatchedVMPO(BatchedLearner):
     @torch.no_grad()
     def _popart_update(self, targets: torch.Tensor, flat: torch.Tensor, members: list[int],
                        valid: torch.Tensor | None = None) -> None:
-        """PopArt per member (as ``rlpop.agents.vmpo.PopArt.update``): move the statistics (over the valid
-        samples: EnvPool's reset slots are not transitions), rescale the head."""
+        """PopArt per member (van Hasselt et al. 2016, Algorithm 1): move the statistics (over the valid
+        samples: EnvPool's reset slots are not transitions), rescale the head so its unnormalised outputs
+        are unchanged."""
         sel = np.asarray(members)
         old_mean, old_std = self.popart_mean[sel].copy(), self._popart_std(sel)
         b = float(self.hps[members[0]]["popart_beta"])
