@@ -53,16 +53,8 @@ class RewardScaler:
     def scale(self, rewards: np.ndarray, dones: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """rewards, dones: [T, N]; returns the scaled rewards [T, N] (float32). ``valid`` [T, N]: slots
         that are not transitions (EnvPool's resets) stay out of the return statistics."""
-        out = np.empty_like(rewards, dtype=np.float32)
-        for t in range(rewards.shape[0]):
-            self.returns = self.returns * self.gamma + rewards[t]
-            if valid is None:
-                self.rms.update(self.returns)
-            elif valid[t].any():
-                self.rms.update(self.returns[valid[t]])
-            out[t] = np.clip(rewards[t] / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
-            self.returns[dones[t]] = 0.0
-        return out
+        return scale_rewards([self], rewards[:, None], dones[:, None],
+                             None if valid is None else valid[:, None])[:, 0]
 
     def state(self) -> dict[str, Any]:
         return {"rms": self.rms.state(), "returns": self.returns.copy()}
@@ -70,3 +62,48 @@ class RewardScaler:
     def load(self, s: dict[str, Any]) -> None:
         self.rms.load(s["rms"])
         self.returns = np.array(s["returns"])
+
+
+def scale_rewards(scalers: list[RewardScaler], rewards: np.ndarray, dones: np.ndarray,
+                  valid: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`RewardScaler.scale` for K members at once: ``rewards``, ``dones``, ``valid`` are ``[T, K, N]``,
+    ``scalers`` the K members' own scalers (updated in place). One pass over time for all members; every
+    reduction is per member row, so a member's numbers do not depend on the members beside it (a test checks
+    K members against each one alone)."""
+    k, n = rewards.shape[1], rewards.shape[2]
+    returns = np.stack([np.asarray(s.returns, np.float64) for s in scalers])           # [K, N]
+    gamma = np.asarray([s.gamma for s in scalers], np.float64)[:, None]
+    clip = np.asarray([s.clip for s in scalers], np.float64)[:, None]
+    mean = np.asarray([float(s.rms.mean) for s in scalers], np.float64)
+    var = np.asarray([float(s.rms.var) for s in scalers], np.float64)
+    count = np.asarray([s.rms.count for s in scalers], np.float64)
+    out = np.empty(rewards.shape, np.float32)
+    for t in range(rewards.shape[0]):
+        returns = returns * gamma + rewards[t]
+        if valid is None:
+            b_count = np.full(k, float(n))
+            b_mean = returns.sum(1) / n
+            dev = returns - b_mean[:, None]
+            b_var = (dev * dev).sum(1) / n
+        else:
+            v = valid[t]
+            b_count = v.sum(1).astype(np.float64)
+            seen = b_count > 0
+            safe = np.where(seen, b_count, 1.0)
+            b_mean = np.where(v, returns, 0.0).sum(1) / safe
+            dev = np.where(v, returns - b_mean[:, None], 0.0)
+            b_var = (dev * dev).sum(1) / safe
+        delta = b_mean - mean
+        tot = count + b_count
+        new_mean = mean + delta * b_count / tot
+        new_var = (var * count + b_var * b_count + delta**2 * count * b_count / tot) / tot
+        if valid is None:
+            mean, var, count = new_mean, new_var, tot
+        else:  # a member with no transition at t keeps its statistics
+            mean, var, count = np.where(seen, new_mean, mean), np.where(seen, new_var, var), np.where(seen, tot, count)
+        out[t] = np.clip(rewards[t] / np.sqrt(var[:, None] + 1e-8), -clip, clip)
+        returns[dones[t]] = 0.0
+    for i, s in enumerate(scalers):
+        s.returns = returns[i].copy()
+        s.rms.mean, s.rms.var, s.rms.count = np.array(mean[i]), np.array(var[i]), float(count[i])
+    return out
