@@ -1,4 +1,4 @@
-"""Spawned child processes that answer commands over pipes (actor processes, env processes).
+"""Spawned child processes that answer commands over pipes (a batched learner's env processes).
 
 Each child gets one end of a pipe; the parent sends ``(cmd, payload)`` and the
 child answers ``("ok" | "ready", payload)`` or ``("error", traceback)``. A
@@ -50,10 +50,6 @@ def set_stall_timeout(seconds: float | None) -> None:
     experiment's ``worker_timeout_s`` before training."""
     global _STALL_TIMEOUT_S
     _STALL_TIMEOUT_S = float(seconds) if seconds is not None and seconds > 0 and seconds != float("inf") else None
-
-
-def stall_timeout() -> float | None:
-    return _STALL_TIMEOUT_S
 
 
 class Activity:

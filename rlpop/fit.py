@@ -112,13 +112,8 @@ def check(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
     plan = estimate(exp, backend, cpus)
     avail = available_mb()
     if avail is not None and plan.total_mb > 0.9 * avail:
-        from rlpop.shard import use_batched
-
-        if exp.engine == "member" and use_batched(exp.agent.learner, "auto"):
-            fix = "drop engine='member' (the batched engine holds the population in a few processes)"
-        else:
-            fix = ("shrink the population (strategy.population, subpop_size, evaluators) or "
-                   "agent.hparams.num_actors, or run on a Ray cluster (--address)")
+        fix = ("shrink the population (strategy.population, subpop_size, evaluators) or "
+               "agent.hparams.num_actors, or run on a Ray cluster (--address)")
         raise ValueError(f"this run needs about {plan.total_mb / 1024:.1f} GB ({plan.detail}) but this machine has "
                          f"{avail / 1024:.1f} GB available: {fix}; --no-fit-check skips this check")
     return plan

@@ -1,12 +1,12 @@
 """Shards: the unit of compute a backend places -- one process hosting K members.
 
-* :class:`BatchShard` hosts K members of a *batched* learner (``BatchedPPO``):
-  their weights, optimiser state and normalisers are stacked, one policy
-  forward acts for all their envs and one update trains them together. A copy
-  between two members of the shard is a slice copy.
-* :class:`MemberShard` hosts one member of any learner (the toy, V-MPO, a
-  user's learner, an adapter) through a :class:`~rlpop.worker.Worker`: the
-  per-member engine.
+* :class:`BatchShard` hosts K >= 1 members of a *batched* learner (PPO, V-MPO:
+  their only engine): their weights, optimiser state and normalisers are
+  stacked, one policy forward acts for all their envs and one update trains
+  them together. A copy between two members of the shard is a slice copy.
+* :class:`MemberShard` hosts one member of a learner without a batched form
+  (the toy, an adapter, a user's learner) through a
+  :class:`~rlpop.worker.Worker`: the per-member engine.
 
 Both speak the same per-worker-id protocol, so backends only place and call
 shards, and nothing above the backend knows which engine runs.
@@ -30,14 +30,18 @@ def batched_learner(learner: str) -> type | None:
 
 
 def use_batched(learner: str | None, engine: str) -> bool:
-    """Whether members of ``learner`` run on the batched engine (``engine``: 'auto', 'batched' or 'member')."""
+    """Whether members of ``learner`` run on the batched engine (``engine``: 'auto', 'batched' or 'member').
+    A batched learner has no other engine: ``engine='member'`` for it is refused."""
     from rlpop.agents import BATCHED
 
     if engine not in ("auto", "batched", "member"):
         raise ValueError(f"engine={engine!r}: use 'auto' (batched where the learner has it), 'batched' or 'member'")
+    has = learner in BATCHED
+    if engine == "member" and has:
+        raise ValueError(f"engine='member': learner {learner!r} runs on the batched engine only (a single run is a "
+                         "population of one; agent.hparams.num_actors gives env processes); drop engine='member'")
     if learner is None or engine == "member":
         return False
-    has = learner in BATCHED
     if engine == "batched" and not has:
         raise ValueError(f"engine='batched': learner {learner!r} has no batched implementation "
                          f"(batched: {sorted(BATCHED)}); "
@@ -138,9 +142,7 @@ class BatchShard:
 
     def reinit(self, i: int) -> None:
         """Member ``i`` back to how the shard built it (a failed member that had not trained yet)."""
-        self.learner.set_state(self.slot[i], self._initial[i])
-        self.learner.set_hparams(self.slot[i], {k: v for k, v in self.specs[i].hparams.items()
-                                                if k in self.learner.mutable_hparams})
+        self.learner.set_state(self.slot[i], self._initial[i])  # its spec's hparams come with the state
         self.steps[i] = 0
         self.q[i].clear()
 
@@ -182,10 +184,7 @@ class MemberShard:
         raise RuntimeError("a member shard holds one member: copies go between shards")
 
     def restream(self, i: int, seed: int, epoch: int) -> None:
-        """A per-member learner with a ``restream(seed, epoch)`` of its own takes it; any learner's Q window is
-        cleared (as after a copy)."""
-        if hasattr(self.worker.learner, "restream"):
-            self.worker.learner.restream(seed, epoch)
+        """A per-member learner keeps its own streams; its Q window is cleared (as after a copy)."""
         self.worker.q.clear()
 
     def get_states(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

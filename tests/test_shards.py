@@ -1,4 +1,4 @@
-"""Shards in the backends: PPO populations run batched by default (one shard inline; shards as Ray actors),
+"""Shards in the backends: PPO and V-MPO populations run batched (their only engine) (one shard inline; shards as Ray actors),
 other learners per member; copies within a shard are slice copies, across shards through the object store."""
 import pytest
 import torch
@@ -7,7 +7,7 @@ from rlpop.backends import make_backend
 from rlpop.backends.base import WorkerSpec
 from rlpop.controller import Controller
 from rlpop.decisions import Exploit, Explore
-from rlpop.experiment import PBT, Agent, Experiment, RandomSearch
+from rlpop.experiment import PBT, Agent, Experiment, RandomSearch, Single
 from rlpop.hparams import LogUniform
 from rlpop.shard import BatchShard, MemberShard, split
 from rlpop.store import RunDir
@@ -44,12 +44,26 @@ def test_inline_default_is_one_batched_shard_for_ppo_and_members_for_the_toy(tmp
         assert len(be.shards) == 2 and all(isinstance(s, MemberShard) for s in be.shards)
     finally:
         be.close()
-    be = make_backend("inline", engine="member")
-    Controller(ppo_pbt(2), RunDir.create(tmp_path, "c"), be).start()
-    try:
-        assert all(isinstance(s, MemberShard) for s in be.shards)
+    single = Experiment(name="one", env="Corridor-v0", agent=Agent("ppo", hparams={"rollout_steps": 128}),
+                        strategy=Single(), total_steps=256, eval_steps=128)
+    be = make_backend("inline")
+    Controller(single, RunDir.create(tmp_path, "c"), be).start()
+    try:  # a single run is a population of one
+        assert len(be.shards) == 1 and isinstance(be.shards[0], BatchShard) and be.shards[0].ids == [0]
     finally:
         be.close()
+
+
+@pytest.mark.parametrize("learner", ["ppo", "vmpo"])
+def test_the_member_engine_is_refused_for_a_batched_learner_in_one_line(learner):
+    with pytest.raises(ValueError) as err:
+        Experiment(name="t", env="Corridor-v0", agent=Agent(learner), strategy=RandomSearch(population=2),
+                   total_steps=100, eval_steps=50, engine="member")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("engine='member'") and repr(learner) in msg
+    assert "drop engine='member'" in msg
+    with pytest.raises(ValueError, match="engine='member'"):
+        make_backend("inline", engine="member").start([WorkerSpec(0, learner, "Corridor-v0", {}, 0)])
 
 
 def test_batched_engine_is_refused_for_a_learner_without_one():

@@ -1,11 +1,11 @@
 """Every shard in the calling process, trained in turn (deterministic).
 
-With a batched learner (PPO) the whole population is one shard by default: one
-process, one batched policy, one batched update. Other learners run one member
-per shard, one after the other.
+With a batched learner (PPO, V-MPO) the whole population is one shard by
+default: one process, one batched policy, one batched update. Other learners
+run one member per shard, one after the other.
 
 Stalls (``worker_timeout_s``, passed to :meth:`InlineBackend.train` as
-``timeout_s``): env and actor processes that give no answer within it are
+``timeout_s``): env processes that give no answer within it are
 killed and their members fail as stalled (the controller rebuilds them from
 the last checkpoint; see :func:`rlpop.agents.procs.set_stall_timeout`). An env
 that steps in this process (``num_actors=0``) cannot be interrupted: a
