@@ -263,7 +263,7 @@ def test_fire_evaluators_do_not_touch_a_p1_members_episodes(tmp_path):
 
 @pytest.mark.parametrize("learner", ["ppo", "vmpo"])
 def test_max_grad_norm_has_one_meaning(learner):
-    """None: no clipping (both engines train with it, above); 0 or negative: refused at spec time, naming the fix."""
+    """None: no clipping (the learners train with it, above); 0 or negative: refused at spec time, naming the fix."""
     from rlpop.experiment import Agent, Experiment, RandomSearch
     from rlpop.hparams import Choice
 

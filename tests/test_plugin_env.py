@@ -1,6 +1,6 @@
 """An env defined in a plain module beside an experiment file (not installed) and registered by
-``register_env`` in that file reaches every process that builds an env: spawned env and actor processes, and
-Ray workers, on the batched and the per-member engine."""
+``register_env`` in that file reaches every process that builds an env: spawned env processes, and Ray
+workers (the batched engine, PPO's only one)."""
 import pandas as pd
 import pytest
 
@@ -30,8 +30,7 @@ experiment = Experiment(
 '''
 
 
-@pytest.mark.parametrize("where", [["--backend", "inline"], ["ray"], ["ray", "--set", "engine=member"]],
-                         ids=["inline-batched", "ray-batched", "ray-member"])
+@pytest.mark.parametrize("where", [["--backend", "inline"], ["ray"]], ids=["inline-batched", "ray-batched"])
 def test_env_registered_in_the_experiment_file_reaches_every_process(where, tmp_path, request):
     (tmp_path / "plain_env_mod.py").write_text(ENV_MODULE)
     exp = tmp_path / "plug.py"
