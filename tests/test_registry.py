@@ -82,21 +82,18 @@ def test_module_colon_id_form(tmp_path, monkeypatch):
         check_env_id("no_such_pkg:X-v0")
 
 
-def test_custom_env_builds_in_a_spawned_actor_process():
-    from rlpop.agents.actors import ActorPool
-    from rlpop.agents.networks import PolicySpec
+def test_custom_env_builds_in_a_spawned_env_process():
+    import numpy as np
 
-    env = make_env("Corridor-v0")
-    spec = PolicySpec("rlpop.agents.networks:ActorCritic",
-                      {"observation_space": env.observation_space, "action_space": env.action_space})
-    pool = ActorPool("Corridor-v0", {}, spec, num_actors=1, envs_per_actor=2, seed=0)
+    from rlpop.agents.envbank import ProcBank
+
+    bank = ProcBank("Corridor-v0", {}, seeds=[0], num_envs=2, num_actors=1)
     try:
-        net = spec.build()
-        ro = pool.collect(net.state_dict(), None, 60)
-        assert ro.obs.shape == (60, 2, 2) and ro.actions.shape == (60, 2)
-        assert len(ro.episode_returns) >= 2  # 50-step time limit
+        assert bank.observe([0]).shape == (1, 2, 2)
+        steps = [bank.step([0], np.ones((1, 2), np.int64)) for _ in range(60)]
+        assert sum(int((s.terminated | s.truncated).sum()) for s in steps) >= 2  # episodes end (and restart)
     finally:
-        pool.close()
+        bank.close()
 
 
 def test_custom_env_in_a_ray_actor(ray_cluster):
