@@ -1,5 +1,5 @@
 """Stalls and orphans (issue 13, parts 4 and 7): an env step that never returns does not hang a run,
-and no env / actor process (nor multiprocessing's resource tracker) outlives the CLI, kill -9 included.
+and no env process (nor multiprocessing's resource tracker) outlives the CLI, kill -9 included.
 
 The env (tests/data/hang_env.py) hangs forever once the file named by RLPOP_HANG_FLAG exists. That
 variable -- a unique path per test -- is inherited by every process of the run, so the run's processes
@@ -116,15 +116,15 @@ def test_kill_9_while_an_env_step_hangs_leaves_no_process_behind(tmp_path):
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_inline_member_engine_actor_stall_is_killed_rebuilt_and_reported(tmp_path):
+def test_a_single_runs_env_process_stall_is_killed_rebuilt_and_reported(tmp_path):
+    """A single run is a population of one on the batched engine: its env process stalls as a population's does."""
     env = hang_env_vars(tmp_path)
     exp = write_exp(tmp_path, {"num_actors": 1}, 3)
-    r = run_cli(str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet", "--set", "engine=member",
-                env=env, timeout=150)
+    r = run_cli(str(exp), "--runs-dir", str(tmp_path / "runs"), "--quiet", env=env, timeout=150)
     assert r.returncode == 0, r.stdout + r.stderr
     assert Path(env["RLPOP_HANG_FLAG"] + ".hung").exists(), "the env never hung"
     log = decisions(tmp_path)
-    assert "actor 0 for env 'hang_env:Hang-v0' stalled" in log and "worker_timeout_s=3" in log, log
+    assert "env process 0 for env 'hang_env:Hang-v0' stalled" in log and "worker_timeout_s=3" in log, log
     assert "rebuilt from the last checkpoint" in log, log
     assert finished(tmp_path)
     assert_none_left(env["RLPOP_HANG_FLAG"])
