@@ -1,6 +1,7 @@
 """Shards as Ray actors; copies within a shard are slice copies, across shards through the object store.
 
-``ray.init()`` starts an embedded local cluster (the default) or joins one
+``ray.init()`` starts an embedded local cluster (the default; :mod:`rlpop.reaper`
+ends every process of it when the run ends or its driver dies) or joins one
 (``address="auto"`` or ``"HOST:PORT"``).
 
 * Batched learners (PPO): the population is split into shards of
@@ -66,6 +67,7 @@ class RayBackend:
         self.engine = engine
         self.shard_size = int(shard_size or 0)
         self._owns_ray = False
+        self._reaper = None
         if not ray.is_initialized():
             # log_to_driver=False: a worker's error reaches the driver once, as the exception its call raises,
             # not as every worker's interleaved traceback (worker logs stay in Ray's session log directory)
@@ -76,7 +78,13 @@ class RayBackend:
             if address:
                 ray.init(address=address, runtime_env=runtime_env(address), **kwargs)
             else:
+                # the embedded cluster's processes are the children ray.init makes: watched, so that none of
+                # them outlives this process (its DashboardAgent and RuntimeEnvAgent would, for a minute)
+                from rlpop import reaper
+
+                before = reaper.children()
                 ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env(None), **kwargs)
+                self._reaper = reaper.start(reaper.children() - before)
             self._owns_ray = True
         from rlpop.envs import register_with_ray
 
@@ -245,4 +253,9 @@ class RayBackend:
                 pass
         self.where.clear()
         if self._owns_ray:
-            self.ray.shutdown()
+            try:
+                self.ray.shutdown()
+            finally:
+                if self._reaper is not None:  # what ray.shutdown() left (the agents) is ended now
+                    self._reaper.close()
+                    self._reaper = None
