@@ -19,45 +19,52 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from rlpop.hparams import Fixed, HParamSpace
 
 
 # --------------------------------------------------------------------------- strategies
-# Each spec's fields are its strategy's keyword arguments, under the same names (rlpop.strategies).
+# What experiment files write. Each spec builds its strategy (rlpop.strategies: PBT builds PBTStrategy), its fields
+# passed as the strategy's keyword arguments under the same names.
+class _Spec:
+    builds: ClassVar[str]  # "module.Class" in rlpop.strategies
+    method: ClassVar[str]    # the run's method name (config.json, plots)
+
+    def build(self, space: HParamSpace, seed: int):
+        import importlib
+
+        module, name = self.builds.rsplit(".", 1)
+        impl = getattr(importlib.import_module(f"rlpop.strategies.{module}"), name)
+        return impl(space, seed=seed, **self.arguments(space, seed))
+
+    def arguments(self, space: HParamSpace, seed: int) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class Single:
+class Single(_Spec):
     """One agent, no population (a plain training run)."""
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.random_search import RandomSearch as Impl
+    builds = "random_search.RandomSearchStrategy"
+    method = "single"
 
-        return Impl(space, population=1, seed=seed)
-
-    @property
-    def method(self) -> str:
-        return "single"
+    def arguments(self, space: HParamSpace, seed: int) -> dict[str, Any]:
+        return {"population": 1}
 
 
 @dataclass
-class RandomSearch:
+class RandomSearch(_Spec):
     """Sample hyperparameters once per member, never evolve (the baseline)."""
 
     population: int = 8
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.random_search import RandomSearch as Impl
-
-        return Impl(space, seed=seed, **dataclasses.asdict(self))
-
-    @property
-    def method(self) -> str:
-        return "rs"
+    builds = "random_search.RandomSearchStrategy"
+    method = "rs"
 
 
 @dataclass
-class PBT:
+class PBT(_Spec):
     """Population Based Training: every ``ready_steps`` the bottom ``quantile``
     copies a random member of the top ``quantile`` and explores."""
 
@@ -66,43 +73,36 @@ class PBT:
     quantile: float = 0.25
     synchronous: bool = True
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.pbt import PBT as Impl
-
-        return Impl(space, seed=seed, **dataclasses.asdict(self))
-
-    @property
-    def method(self) -> str:
-        return "pbt"
+    builds = "pbt.PBTStrategy"
+    method = "pbt"
 
 
 @dataclass
-class FIRE:
+class FIRE(_Spec):
     """FIRE PBT (Dalibard & Jaderberg 2020, section 3): ``subpops`` sub-populations
-    of ``subpop_size`` members plus ``evaluators`` evaluator workers.
-    ``min_steps_before_eval``: one value per parent sub-population P2..Pn."""
+    of ``subpop_size`` members (or a list of sizes, one per sub-population) plus ``evaluators`` evaluator
+    workers (None: three quarters of the parent members, the paper's rule).
+    ``min_steps_before_eval``: one value per parent sub-population P2..Pn. ``synchronous=False`` (not the
+    paper's setting) exploits members as they become ready; ``min_curve_points``: the evaluator curve points
+    a parent needs to get a fitness."""
 
     subpops: int = 2
-    subpop_size: int = 8
-    evaluators: int = 6
+    subpop_size: int | Sequence[int] = 8
+    evaluators: int | None = 6
     ready_steps: int = 50_000
     max_eval_steps: int = 500_000
     min_steps_before_eval: Sequence[int] = (0,)
     p_stat: float = 0.01
     quantile: float = 0.25
+    synchronous: bool = True
+    min_curve_points: int = 2
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.fire import FirePBT as Impl
-
-        return Impl(space, seed=seed, **dataclasses.asdict(self))
-
-    @property
-    def method(self) -> str:
-        return "fire"
+    builds = "fire.FIREStrategy"
+    method = "fire"
 
 
 @dataclass
-class ASHA:
+class ASHA(_Spec):
     """Asynchronous successive halving (Li et al. 2018) over ``population`` slots: a trial is cut at a rung
     (``grace_period * reduction_factor**k`` actor steps) unless it is in the top ``1/reduction_factor`` of the
     trials that reached that rung, and its slot starts a new configuration drawn by ``search`` ("random",
@@ -115,13 +115,14 @@ class ASHA:
     reduction_factor: float = 3
     search: str = "random"
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.asha import ASHA as Impl
+    builds = "asha.ASHAStrategy"
+
+    def arguments(self, space: HParamSpace, seed: int) -> dict[str, Any]:
         from rlpop.strategies.samplers import make_sampler
 
         fields = dataclasses.asdict(self)
-        search = fields.pop("search")
-        return Impl(space, seed=seed, sampler=make_sampler(search, space, seed), **fields)
+        sampler = make_sampler(fields.pop("search"), space, seed)
+        return {**fields, "sampler": sampler}
 
     @property
     def method(self) -> str:
@@ -144,19 +145,38 @@ class HyperBand(ASHA):
 class PB2(PBT):
     """Population Based Bandits (Parker-Holder et al. 2020): PBT's truncation selection; the explored
     hyperparameters are picked by a GP bandit (UCB) fitted to (time, hparams) -> improvement, within bounds.
-    The same fields as PBT."""
+    PBT's fields, and ``kappa`` (the UCB weight of the std; None: Ray's schedule), ``candidates`` (points the
+    UCB is evaluated at), ``max_data`` (the GP's last data points)."""
 
-    def build(self, space: HParamSpace, seed: int, exp: "Experiment"):
-        from rlpop.strategies.pb2 import PB2 as Impl
+    kappa: float | None = None
+    candidates: int = 1000
+    max_data: int = 256
 
-        return Impl(space, seed=seed, **dataclasses.asdict(self))
-
-    @property
-    def method(self) -> str:
-        return "pb2"
+    builds = "pb2.PB2Strategy"
+    method = "pb2"
 
 
-STRATEGY_SPECS = (Single, RandomSearch, PBT, FIRE, ASHA, HyperBand, PB2)
+@dataclass
+class Replay(_Spec):
+    """One fresh agent retrained on a fixed hyperparameter schedule (made by ``rlpop replay``): ``schedule`` as
+    ``[(step, {name: value}), ...]``, ``worker`` the id it takes (the traced lineage's first worker, so it gets
+    that worker's seed), ``follow`` as ``[[step, worker, epoch], ...]``: where the lineage passed into a copy's
+    destination (FollowCopy)."""
+
+    schedule: list = field(default_factory=list)
+    worker: int = 0
+    follow: list = field(default_factory=list)
+
+    builds = "replay.ReplayStrategy"
+    method = "replay"
+
+    def build(self, space: HParamSpace, seed: int):
+        from rlpop.strategies.replay import ReplayStrategy
+
+        return ReplayStrategy(space, **self.arguments(space, seed))  # its seed is the worker's: no draws
+
+
+STRATEGY_SPECS = (Single, RandomSearch, PBT, FIRE, ASHA, HyperBand, PB2, Replay)
 
 
 # --------------------------------------------------------------------------- agent
@@ -299,9 +319,10 @@ class Experiment:
 
         check_learner_layout(self.agent.learner, {**defaults, **self.agent.hparams})
         s = self.strategy
-        for f in ("population", "subpop_size", "evaluators", "subpops"):
-            if hasattr(s, f) and (not isinstance(getattr(s, f), int) or getattr(s, f) < 1):
-                raise ValueError(f"strategy.{f}={getattr(s, f)!r} must be an integer >= 1")
+        for f in ("population", "subpop_size", "evaluators", "subpops"):  # lists of sizes: checked by the strategy
+            v = getattr(s, f, 1)
+            if v is not None and not isinstance(v, (list, tuple)) and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"strategy.{f}={v!r} must be an integer >= 1")
         for f in ("ready_steps", "max_eval_steps", "max_t", "grace_period"):  # 5e4 is an integer count of steps
             if isinstance(getattr(s, f, None), float) and getattr(s, f).is_integer():
                 setattr(s, f, int(getattr(s, f)))
@@ -391,7 +412,7 @@ class Experiment:
         return {k: v for k, v in self.env_kwargs.items() if k != WRAPPERS_KEY}
 
     def build_strategy(self):
-        return self.strategy.build(self.hparam_space(), self.seed, self)
+        return self.strategy.build(self.hparam_space(), self.seed)
 
     @property
     def method(self) -> str:

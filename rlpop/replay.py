@@ -5,7 +5,7 @@ writes it to a file). Trains ONE fresh agent that follows, from step 0, the hype
 for a final member (default: the best final member) back through every copy -- the paper's "replay" (Table 1).
 Same learner, env, ``agent.hparams``, eval interval and seed scheme as the run: the experiment is loaded from
 RUN_DIR/experiment.py with config.json's overrides (as ``--resume`` does); only the strategy becomes
-:class:`rlpop.strategies.replay.ReplaySpec` (one worker that takes the id -- hence the seed -- of the lineage's
+:class:`rlpop.experiment.Replay` (one worker that takes the id -- hence the seed -- of the lineage's
 first worker and receives an ``Explore`` at each step where the schedule changes), ``total_steps`` becomes the
 lineage's length, and the backend is inline. It runs through the normal controller into its own run directory
 (``<name>_replay-<time>`` under ``--runs-dir``, default: beside RUN_DIR), which ``--resume`` continues like
@@ -109,12 +109,12 @@ def replay_experiment(base: Experiment, overrides: dict[str, str], schedule: lis
     """The replay's experiment: ``base`` with the run's ``overrides``, the replay strategy, its length, inline."""
     import dataclasses
 
-    from rlpop.strategies.replay import ReplaySpec
+    from rlpop.experiment import Replay
 
     exp = base.with_overrides(overrides)
     return dataclasses.replace(exp, name=f"{exp.name}_replay", backend="inline", total_steps=int(total_steps),
-                               strategy=ReplaySpec(schedule=[[int(s), dict(hp)] for s, hp in schedule],
-                                                   worker=int(worker), follow=[[int(x) for x in f] for f in follow]))
+                               strategy=Replay(schedule=[[int(s), dict(hp)] for s, hp in schedule],
+                                                worker=int(worker), follow=[[int(x) for x in f] for f in follow]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,8 +9,8 @@ import pytest
 
 from rlpop.decisions import RestartTrial, StopTrial, to_record
 from rlpop.hparams import Choice, HParamSpace, LogUniform
-from rlpop.strategies import RandomSearch
-from rlpop.strategies.asha import ASHA, bracket_probabilities, rung_cutoff, rung_milestones
+from rlpop.strategies import RandomSearchStrategy
+from rlpop.strategies.asha import ASHAStrategy, bracket_probabilities, rung_cutoff, rung_milestones
 from rlpop.strategies.samplers import RandomSampler
 from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
 
@@ -100,11 +100,11 @@ def test_rung_milestones(grace, rf, max_t, bracket, expected):
 
 
 def test_strategy_rungs_are_rung_milestones_per_bracket():
-    a = ASHA(space(), population=4, max_t=10_000, grace_period=10, reduction_factor=4, brackets=3)
+    a = ASHAStrategy(space(), population=4, max_t=10_000, grace_period=10, reduction_factor=4, brackets=3)
     assert a.rungs == [[10, 40, 160, 640, 2560], [40, 160, 640, 2560], [160, 640, 2560]]
     plan = a.plan()
     assert "async HyperBand" in plan and "10, 40, 160, 640, 2560" in plan and "160, 640, 2560" in plan
-    assert "ASHA" in ASHA(space(), population=2, max_t=100, grace_period=10).plan()
+    assert "ASHA" in ASHAStrategy(space(), population=2, max_t=100, grace_period=10).plan()
 
 
 def test_rung_cutoff_is_rays_percentile():
@@ -124,7 +124,7 @@ def test_nine_trials_at_rung0_rf3_by_hand():
     # 5: none -> keep | 3: [5] -> 5, cut | 8: [3,5] -> 4.33 keep | 1: [3,5,8] -> 6 cut | 9: [1,3,5,8] -> 5 keep
     # 4: [1,3,5,8,9] -> 7 cut | 7: [1,3,4,5,8,9] -> 6 keep | 2: ... cut | 6: [1,2,3,4,5,7,8,9] -> 6.33 cut
     values = [5, 3, 8, 1, 9, 4, 7, 2, 6]
-    a = ASHA(space(), population=9, max_t=1000, grace_period=10, reduction_factor=3)
+    a = ASHAStrategy(space(), population=9, max_t=1000, grace_period=10, reduction_factor=3)
     assert a.decide(one_round(values, 5)) == []          # below the first rung: nothing
     d = a.decide(one_round(values, 10))
     assert cut_ids(d) == [1, 3, 5, 7, 8] == [d_.worker for d_ in d]
@@ -144,7 +144,7 @@ def test_nine_trials_at_rung0_rf3_by_hand():
     ([4, 2, 6, 1, 5, 3], 2, [0, 2, 4]),                # rf=2: cutoff = median of the earlier ones
 ])
 def test_cuts_depend_on_arrival_order(values, rf, kept):
-    a = ASHA(space(), population=len(values), max_t=1000, grace_period=10, reduction_factor=rf)
+    a = ASHAStrategy(space(), population=len(values), max_t=1000, grace_period=10, reduction_factor=rf)
     d = a.decide(one_round(values, 10))
     assert sorted(set(range(len(values))) - set(cut_ids(d))) == kept
 
@@ -153,14 +153,14 @@ def test_cuts_depend_on_arrival_order(values, rf, kept):
 def test_cuts_match_rays_rule(population, rf):
     """A trial is cut iff its Q < numpy's (1 - 1/rf) percentile of the Q recorded before it (Ray's on_result)."""
     values = list(np.random.default_rng(population).permutation(population) * 1.5 + 0.25)
-    a = ASHA(space(), population=population, max_t=10_000, grace_period=100, reduction_factor=rf)
+    a = ASHAStrategy(space(), population=population, max_t=10_000, grace_period=100, reduction_factor=rf)
     expected = [i for i, v in enumerate(values) if i and v < np.percentile(values[:i], (1 - 1 / rf) * 100)]
     assert expected and cut_ids(a.decide(one_round(values, 100))) == expected
 
 
 def test_rungs_cutoff_completion_and_tell():
     sampler = LoggingSampler(space(), seed=3)
-    a = ASHA(space(), population=3, max_t=100, grace_period=10, reduction_factor=3, sampler=sampler)
+    a = ASHAStrategy(space(), population=3, max_t=100, grace_period=10, reduction_factor=3, sampler=sampler)
     # round 1: only slot 0 reaches rung 0 (10 steps): first there, kept
     assert a.decide(view(wv(0, 10, 2.0), wv(1, 5, 0.0), wv(2, 5, 0.0))) == []
     # round 2: slot 1 reaches rung 0 with Q 1.0 < 2.0: cut, told, restarted as trial #3
@@ -186,7 +186,7 @@ def test_rungs_cutoff_completion_and_tell():
 
 
 def test_several_rungs_in_one_round_and_rollback():
-    a = ASHA(space(), population=2, max_t=1000, grace_period=10, reduction_factor=3)
+    a = ASHAStrategy(space(), population=2, max_t=1000, grace_period=10, reduction_factor=3)
     # slot 0 jumps past rungs 10 and 30 at once: recorded at both (lowest first)
     assert a.decide(view(wv(0, 35, 1.0), wv(1, 0, None))) == []
     assert a.records()[0] == [(0, 1.0)] and a.records()[1] == [(0, 1.0)]
@@ -200,7 +200,7 @@ def test_several_rungs_in_one_round_and_rollback():
 
 
 def test_jump_to_max_t_records_rungs_then_completes():
-    a = ASHA(space(), population=1, max_t=100, grace_period=10, reduction_factor=3)
+    a = ASHAStrategy(space(), population=1, max_t=100, grace_period=10, reduction_factor=3)
     d = a.decide(view(wv(0, 120, 1.0)))
     assert len(d) == 1 and "completed" in d[0].reason
     assert [len(r) for r in a.records()] == [1, 1, 1]
@@ -209,7 +209,7 @@ def test_jump_to_max_t_records_rungs_then_completes():
 # -- brackets ------------------------------------------------------------------------------------
 
 def test_bracket_layout_and_draw():
-    a = ASHA(space(), population=3000, max_t=100, grace_period=1, reduction_factor=3, brackets=3, seed=1)
+    a = ASHAStrategy(space(), population=3000, max_t=100, grace_period=1, reduction_factor=3, brackets=3, seed=1)
     assert a.rungs == [[1, 3, 9, 27, 81], [3, 9, 27, 81], [9, 27, 81]]
     p = bracket_probabilities([5, 4, 3])
     assert a.bracket_p == pytest.approx(p)
@@ -218,12 +218,12 @@ def test_bracket_layout_and_draw():
     counts = np.bincount([s["bracket"] for s in a.get_state()["slots"].values()], minlength=3)
     assert counts / 3000 == pytest.approx(p, abs=0.03)
     # one bracket: everyone in bracket 0, the bracket rng is not used
-    b = ASHA(space(), population=5, max_t=100, grace_period=1, brackets=1)
+    b = ASHAStrategy(space(), population=5, max_t=100, grace_period=1, brackets=1)
     assert {s["bracket"] for s in b.get_state()["slots"].values()} == {0}
 
 
 def test_bracket_rungs_apply_per_bracket():
-    a = ASHA(space(), population=40, max_t=100, grace_period=1, reduction_factor=3, brackets=2, seed=2)
+    a = ASHAStrategy(space(), population=40, max_t=100, grace_period=1, reduction_factor=3, brackets=2, seed=2)
     slots = a.get_state()["slots"]
     b0 = [int(i) for i, s in slots.items() if s["bracket"] == 0]
     b1 = [int(i) for i, s in slots.items() if s["bracket"] == 1]
@@ -244,7 +244,7 @@ def test_nan_is_the_worst_value():
     assert rung_cutoff([NAN, 1.0, 2.0], 3) == pytest.approx(1 + 1 / 3)
     assert rung_cutoff([NAN, NAN, 5.0], 2) == -math.inf
     assert rung_cutoff([NAN, 5.0], 3) == -math.inf
-    a = ASHA(space(), population=5, max_t=1000, grace_period=10, reduction_factor=3)
+    a = ASHAStrategy(space(), population=5, max_t=1000, grace_period=10, reduction_factor=3)
     # NaN first at the rung: no cutoff, continues; a number after it passes (cutoff -inf); a later NaN is
     # cut; an empty curve (no Q yet) is NaN too; -60 then meets [-inf, -inf, -inf, -50] -> cutoff -inf: kept
     d = a.decide(view(wv(0, 10, NAN), wv(1, 10, -50.0), wv(2, 10, NAN), wv(3, 10, None), wv(4, 10, -60.0)))
@@ -257,7 +257,7 @@ def test_nan_is_the_worst_value():
 
 def test_nan_is_told_to_the_sampler():
     sampler = LoggingSampler(space())
-    a = ASHA(space(), population=2, max_t=1000, grace_period=10, sampler=sampler)
+    a = ASHAStrategy(space(), population=2, max_t=1000, grace_period=10, sampler=sampler)
     a.decide(view(wv(0, 10, 1.0), wv(1, 10, NAN)))
     assert sampler.told[0][0] == 1 and math.isnan(sampler.told[0][1])
 
@@ -266,7 +266,7 @@ def test_nan_is_told_to_the_sampler():
 
 def test_pending_restart_dead_slot_and_foreign_restart():
     sampler = LoggingSampler(space())
-    a = ASHA(space(), population=3, max_t=1000, grace_period=10, sampler=sampler)
+    a = ASHAStrategy(space(), population=3, max_t=1000, grace_period=10, sampler=sampler)
     d = a.decide(view(wv(0, 10, 5.0), wv(1, 10, 1.0), wv(2, 5, 0.0)))
     assert cut_ids(d) == [1]
     # the restart is not yet visible (trial 0 at 20 steps): slot 1 is left alone
@@ -282,7 +282,7 @@ def test_pending_restart_dead_slot_and_foreign_restart():
 
 def test_sampler_out_of_configurations_stops_the_slot():
     configs = [{"lr": 1e-4, "batch": 32}, {"lr": 2e-4, "batch": 64}, {"lr": 3e-4, "batch": 128}]
-    a = ASHA(space(), population=2, max_t=1000, grace_period=10, sampler=ListSampler(configs))
+    a = ASHAStrategy(space(), population=2, max_t=1000, grace_period=10, sampler=ListSampler(configs))
     assert [a.initial_hparams(s) for s in a.layout()] == configs[:2]
     d = a.decide(view(wv(0, 10, 2.0), wv(1, 10, 1.0)))
     assert d == [RestartTrial(1, configs[2], d[0].reason)]
@@ -291,7 +291,7 @@ def test_sampler_out_of_configurations_stops_the_slot():
     assert "completed" in d[0].reason and "nothing more to propose" in d[0].reason and "cut" in d[1].reason
     assert a.decide(view(wv(0, 1000, 3.0, stopped=True), wv(1, 10, 0.5, trial=1, stopped=True))) == []
     with pytest.raises(ValueError, match="population=3"):
-        ASHA(space(), population=3, max_t=1000, grace_period=10, sampler=ListSampler(configs[:2]))
+        ASHAStrategy(space(), population=3, max_t=1000, grace_period=10, sampler=ListSampler(configs[:2]))
 
 
 # -- determinism and state -----------------------------------------------------------------------
@@ -333,7 +333,7 @@ class FakeRun:
 def make(seed=0, **kw):
     args = dict(population=6, max_t=120, grace_period=5, reduction_factor=2, brackets=3, seed=seed)
     args.update(kw)
-    return ASHA(space(), **args)
+    return ASHAStrategy(space(), **args)
 
 
 def run_records(strategy, rounds=40):
@@ -353,7 +353,7 @@ def test_same_seed_same_decisions_other_seed_other_hparams():
 
 def test_default_sampler_starts_like_random_search():
     a = make(seed=7)
-    rs = RandomSearch(space(), population=6, seed=7)
+    rs = RandomSearchStrategy(space(), population=6, seed=7)
     assert [a.initial_hparams(w) for w in a.layout()] == [rs.initial_hparams(w) for w in rs.layout()]
 
 
@@ -404,15 +404,15 @@ def test_bad_arguments_name_the_field(kw, field):
     args = dict(population=4, max_t=200, grace_period=10, reduction_factor=3, brackets=3)
     args.update(kw)
     with pytest.raises(ValueError, match=field) as e:
-        ASHA(space(), **args)
+        ASHAStrategy(space(), **args)
     assert "\n" not in str(e.value)
 
 
 def test_largest_bracket_count_is_accepted_and_space_checked():
-    ASHA(space(), population=4, max_t=200, grace_period=10, reduction_factor=3, brackets=3)
-    ASHA(space(), population=4, max_t=200, grace_period=10, reduction_factor=1.5, brackets=7)
+    ASHAStrategy(space(), population=4, max_t=200, grace_period=10, reduction_factor=3, brackets=3)
+    ASHAStrategy(space(), population=4, max_t=200, grace_period=10, reduction_factor=1.5, brackets=7)
     with pytest.raises(ValueError, match="space"):
-        ASHA({"lr": LogUniform(1e-5, 1e-3)}, population=4, max_t=200, grace_period=10)
+        ASHAStrategy({"lr": LogUniform(1e-5, 1e-3)}, population=4, max_t=200, grace_period=10)
     with pytest.raises(ValueError, match="bracket"):
         rung_milestones(10, 3, 200, -1)
 

@@ -16,7 +16,7 @@ from rlpop import curves
 from rlpop.curves import Comparison
 from rlpop.decisions import AssignEvaluator, EvaluatorSuccess, Exploit, Explore, StopEvaluator
 from rlpop.hparams import HParamSpace, LogUniform
-from rlpop.strategies import FirePBT, parent_fitness
+from rlpop.strategies import FIREStrategy, parent_fitness
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
 
 READY, MAX_EVAL, EVAL = 1000, 3000, 250
@@ -27,10 +27,10 @@ def space() -> HParamSpace:
     return HParamSpace({"lr": LogUniform(1e-5, 1e-3), "eps": LogUniform(5e-3, 2e-2, factors=(0.8, 0.95, 1.05, 1.2))})
 
 
-def fire(**kw) -> FirePBT:
-    args = dict(subpop_sizes=(4, 4), evaluators=2, ready_steps=READY, max_eval_steps=MAX_EVAL, seed=0)
+def fire(**kw) -> FIREStrategy:
+    args = dict(subpop_size=(4, 4), evaluators=2, ready_steps=READY, max_eval_steps=MAX_EVAL, seed=0)
     args.update(kw)
-    return FirePBT(space(), **args)
+    return FIREStrategy(space(), **args)
 
 
 class Sim:
@@ -38,7 +38,7 @@ class Sim:
     appends one (step, Q) point; decisions are applied in order, as the
     controller does (curves reset on copies)."""
 
-    def __init__(self, strategy: FirePBT, q: Callable[["Sim", int], float]) -> None:
+    def __init__(self, strategy: FIREStrategy, q: Callable[["Sim", int], float]) -> None:
         self.s, self.q = strategy, q
         self.slots = {w.id: w for w in strategy.layout()}
         self.hp = {i: strategy.initial_hparams(w) for i, w in self.slots.items()}
@@ -124,25 +124,25 @@ def fake_curves(monkeypatch):
 # -- construction ---------------------------------------------------------------------------------
 
 def test_layout_members_first_then_evaluators_and_default_evaluator_count():
-    s = fire(subpop_sizes=(3, 3, 3), evaluators=4)
+    s = fire(subpop_size=(3, 3, 3), evaluators=4)
     lay = [(w.id, w.role, w.subpop) for w in s.layout()]
     assert lay == [(0, MEMBER, 1), (1, MEMBER, 1), (2, MEMBER, 1), (3, MEMBER, 2), (4, MEMBER, 2), (5, MEMBER, 2),
                    (6, MEMBER, 3), (7, MEMBER, 3), (8, MEMBER, 3), (9, EVALUATOR, None), (10, EVALUATOR, None),
                    (11, EVALUATOR, None), (12, EVALUATOR, None)]
     # the paper's rule: 3/4 of the parent members (RL: 18+18 -> 14; ImageNet 4x8 -> 18, 2x8 -> 6)
-    assert FirePBT(space(), ready_steps=1, max_eval_steps=1).evaluators == 14
-    assert FirePBT(space(), subpops=4, subpop_size=8, ready_steps=1, max_eval_steps=1).evaluators == 18
-    assert len(FirePBT(space(), subpop_sizes=(8, 8), ready_steps=1, max_eval_steps=1).layout()) == 22
-    assert FirePBT(space(), subpop_sizes=(8, 8), ready_steps=1, max_eval_steps=1,
+    assert FIREStrategy(space(), ready_steps=1, max_eval_steps=1).evaluators == 14
+    assert FIREStrategy(space(), subpops=4, subpop_size=8, ready_steps=1, max_eval_steps=1).evaluators == 18
+    assert len(FIREStrategy(space(), subpop_size=(8, 8), ready_steps=1, max_eval_steps=1).layout()) == 22
+    assert FIREStrategy(space(), subpop_size=(8, 8), ready_steps=1, max_eval_steps=1,
                    min_steps_before_eval=[5]).min_steps_before_eval == {2: 5}
-    assert fire(subpop_sizes=(2, 2, 2), min_steps_before_eval={3: 7}).min_steps_before_eval == {2: 0, 3: 7}
+    assert fire(subpop_size=(2, 2, 2), min_steps_before_eval={3: 7}).min_steps_before_eval == {2: 0, 3: 7}
 
 
 @pytest.mark.parametrize("kw, words", [
-    (dict(subpop_sizes=()), ["empty"]),
-    (dict(subpop_sizes=(0, 0)), ["empty"]),
-    (dict(subpop_sizes=(18,)), ["at least 2", "PBT"]),
-    (dict(subpop_sizes=(4, 1)), ["subpop_sizes[1]", ">= 2"]),
+    (dict(subpop_size=()), ["empty"]),
+    (dict(subpop_size=(0, 0)), ["empty"]),
+    (dict(subpop_size=(18,)), ["at least 2", "PBT"]),
+    (dict(subpop_size=(4, 1)), ["subpop_size[1]", ">= 2"]),
     (dict(quantile=0.0), ["quantile", "(0, 0.5]"]),
     (dict(quantile=0.75), ["quantile", "(0, 0.5]"]),
     (dict(evaluators=0), ["evaluators", ">= 1"]),
@@ -152,8 +152,8 @@ def test_layout_members_first_then_evaluators_and_default_evaluator_count():
     (dict(min_steps_before_eval={1: 5}), ["min_steps_before_eval", "2..2"]),
     (dict(min_steps_before_eval=[1, 2, 3]), ["min_steps_before_eval", "one per parent"]),
     (dict(min_steps_before_eval=-1), ["min_steps_before_eval", ">= 0"]),
-    (dict(subpops=2), ["subpop_sizes", "subpops"]),
-    (dict(subpop_sizes=None, subpops=2), ["subpops and subpop_size"]),
+    (dict(subpops=3), ["subpops=3", "subpop_size lists 2 sizes"]),
+    (dict(subpop_size=None, subpops=2), ["subpops and subpop_size"]),
 ])
 def test_bad_inputs_name_the_field(kw, words):
     with pytest.raises(ValueError) as e:
@@ -188,7 +188,7 @@ def test_assignment_least_recently_evaluated_first_and_child_is_best_of_p1(fake_
 
 
 def test_assignment_prefers_longest_since_evaluated(fake_curves):
-    s = fire(subpop_sizes=(2, 4), evaluators=1)
+    s = fire(subpop_size=(2, 4), evaluators=1)
     sim = Sim(s, by_id)
     st = s.get_state()
     st["last_evaluated_or_lost"] = {"2": 200, "3": 0, "4": 100, "5": 0}
@@ -198,7 +198,7 @@ def test_assignment_prefers_longest_since_evaluated(fake_curves):
 
 
 def test_min_steps_before_eval_and_never_two_evaluators_on_one_member(fake_curves):
-    s = fire(subpop_sizes=(2, 2), evaluators=3, min_steps_before_eval={2: 500})
+    s = fire(subpop_size=(2, 2), evaluators=3, min_steps_before_eval={2: 500})
     sim = Sim(s, by_id)
     assert sim.step() == []  # 250 < 500
     ds = sim.step()
@@ -217,7 +217,7 @@ def test_members_without_state_are_never_parents_or_children(fake_curves):
 
 def test_child_of_a_higher_parent_is_the_best_fire_fitness_member(fake_curves):
     # P1: 0-1, P2: 2-3, P3: 4-5, evaluators 6-9
-    s = fire(subpop_sizes=(2, 2, 2), evaluators=4)
+    s = fire(subpop_size=(2, 2, 2), evaluators=4)
     sim = Sim(s, by_id)
     sim.train()
     ds = s.decide(sim.view())
@@ -245,7 +245,7 @@ def test_parent_fitness_from_evaluator_curves_drives_truncation(fake_curves):
         return float(ye[-1] - yk[-1])
 
     fake_curves.setattr(curves, "best_score_diff", diff)
-    s = fire(subpop_sizes=(4, 5), evaluators=4)  # P2 = 4..8; evaluators 9..12
+    s = fire(subpop_size=(4, 5), evaluators=4)  # P2 = 4..8; evaluators 9..12
     sim = Sim(s, lambda sim_, i: {9: 3.0, 10: 1.0, 11: 2.0, 12: 4.0}.get(i, float(i)))
     first = sim.step()
     assert [(d.evaluator, d.parent) for d in first] == [(9, 4), (10, 5), (11, 6), (12, 7)]
@@ -265,7 +265,7 @@ def test_parent_fitness_from_evaluator_curves_drives_truncation(fake_curves):
 
 
 def test_members_without_enough_evaluator_curve_are_exempt(fake_curves):
-    s = fire(subpop_sizes=(4, 4), evaluators=2, min_curve_points=2)
+    s = fire(subpop_size=(4, 4), evaluators=2, min_curve_points=2)
     sim = Sim(s, lambda sim_, i: -100.0 if i in (6, 7) else float(i))  # unassigned 6, 7 are terrible
     sim.step()  # 8 -> 4, 9 -> 5
     for _ in range(3):
@@ -276,7 +276,7 @@ def test_members_without_enough_evaluator_curve_are_exempt(fake_curves):
     assert (5, 4) in {(d.src, d.dst) for d in ds if isinstance(d, Exploit)}  # eval of 5 scores 9 > 8
 
     # evaluator curves shorter than min_curve_points: nobody in P2 has a fitness yet
-    s = fire(subpop_sizes=(4, 4), evaluators=2, min_curve_points=4)
+    s = fire(subpop_size=(4, 4), evaluators=2, min_curve_points=4)
     sim = Sim(s, by_id)
     for _ in range(4):
         ds = sim.step()
@@ -317,7 +317,7 @@ def test_asynchronous_mode_exploits_members_as_they_become_ready(fake_curves):
 
 # -- evaluator checks -----------------------------------------------------------------------------
 
-def _assigned(q=calm, **kw) -> tuple[FirePBT, Sim]:
+def _assigned(q=calm, **kw) -> tuple[FIREStrategy, Sim]:
     s = fire(**kw)
     sim = Sim(s, q)
     assert kinds(sim.step()) == ["assign"] * s.evaluators
@@ -350,14 +350,14 @@ def test_success_copies_into_the_right_child_then_the_evaluator_moves_on(fake_cu
 def test_no_success_without_a_positive_score_diff_or_a_small_p(fake_curves):
     for cmp in (Comparison(-0.5, 0.001, True), Comparison(0.5, 0.02, True), Comparison(0.5, None, False)):
         fake_curves.setattr(curves, "compare", lambda *a, c=cmp, **k: c)
-        s, sim = _assigned(evaluators=1, subpop_sizes=(2, 2))
+        s, sim = _assigned(evaluators=1, subpop_size=(2, 2))
         out = [ev(sim.step()) for _ in range(8)]  # checks at T=1000, 2000: neither success nor stop
         assert out == [[]] * 8 and set(s.assignments) == {4}
 
 
 def test_stop_when_no_overlap_past_max_eval_steps(fake_curves):
     fake_curves.setattr(curves, "compare", lambda *a, **k: Comparison(0.0, None, False))
-    s, sim = _assigned(evaluators=1, subpop_sizes=(2, 2))  # P1 0-1, P2 2-3, evaluator 4 -> (2, child 1)
+    s, sim = _assigned(evaluators=1, subpop_size=(2, 2))  # P1 0-1, P2 2-3, evaluator 4 -> (2, child 1)
     out = [ev(sim.step()) for _ in range(16)]
     # assigned at round 1; checks at T=1000, 2000, 3000 (not > 3000), 4000 (round 17) -> stop
     assert out[:15] == [[]] * 15
@@ -367,7 +367,7 @@ def test_stop_when_no_overlap_past_max_eval_steps(fake_curves):
 
 def test_stop_when_p_above_the_shrinking_threshold(fake_curves):
     fake_curves.setattr(curves, "compare", lambda *a, **k: Comparison(-0.1, 0.2, True))
-    s, sim = _assigned(evaluators=1, subpop_sizes=(2, 2))
+    s, sim = _assigned(evaluators=1, subpop_size=(2, 2))
     out = [ev(sim.step()) for _ in range(12)]
     # threshold = 0.01 + max(0, 1 - T/3000): T=1000 -> 0.677, T=2000 -> 0.343, T=3000 -> 0.01 < 0.2
     assert out[:11] == [[]] * 11
@@ -402,7 +402,7 @@ def test_release_on_parent_loss_and_on_child_loss(fake_curves):
 
 def test_success_into_a_parent_member_stops_the_evaluator_evaluating_it(fake_curves):
     # P1: 0-1, P2: 2-3, P3: 4-5; evaluators 6..8
-    s = fire(subpop_sizes=(2, 2, 2), evaluators=3)
+    s = fire(subpop_size=(2, 2, 2), evaluators=3)
     sim = Sim(s, by_id)
     assert sim.step() == [AssignEvaluator(6, 2, 1), AssignEvaluator(7, 3, 1), AssignEvaluator(8, 4, 3)]
     fake_curves.setattr(curves, "compare", lambda xe, ye, xk, yk, **k:
@@ -437,15 +437,15 @@ def test_deterministic_per_seed_and_state_round_trip(fake_curves):
     fake_curves.setattr(curves, "compare", REAL_COMPARE)  # real comparisons on unsmoothed curves (fast)
     runs = []
     for seed in (3, 3, 4):
-        sim = Sim(fire(subpop_sizes=(4, 4), evaluators=3, seed=seed), _noisy(0))
+        sim = Sim(fire(subpop_size=(4, 4), evaluators=3, seed=seed), _noisy(0))
         runs.append([sim.step() for _ in range(24)])
     assert runs[0] == runs[1] and runs[0] != runs[2]
     assert sum(len(ds) for ds in runs[0]) > 10
 
-    sim = Sim(fire(subpop_sizes=(4, 4), evaluators=3, seed=3), _noisy(0))
+    sim = Sim(fire(subpop_size=(4, 4), evaluators=3, seed=3), _noisy(0))
     head = [sim.step() for _ in range(10)]
     state = json.loads(json.dumps(sim.s.get_state()))
-    resumed = fire(subpop_sizes=(4, 4), evaluators=3, seed=99)
+    resumed = fire(subpop_size=(4, 4), evaluators=3, seed=99)
     resumed.set_state(state)
     sim.s = resumed
     tail = [sim.step() for _ in range(14)]
@@ -457,7 +457,7 @@ def test_deterministic_per_seed_and_state_round_trip(fake_curves):
 # -- real curves ----------------------------------------------------------------------------------
 
 def test_real_curves_parent_fitness_ranks_the_faster_improver_first():
-    s = fire(subpop_sizes=(4, 4), evaluators=3)
+    s = fire(subpop_size=(4, 4), evaluators=3)
     rng = np.random.default_rng(0)
     x = np.arange(1, 13) * 250.0
     slopes = {8: 0.05, 9: 0.2, 10: 0.1}  # evaluators of members 4, 5, 6
@@ -487,7 +487,7 @@ def test_real_curves_parent_fitness_ranks_the_faster_improver_first():
 
 def test_real_curves_success_when_the_evaluator_climbs_faster_than_its_child():
     # P1 0-1 (1 is poor, so 0 stays the best and is never exploited), P2 2-3, evaluator 4
-    s = fire(subpop_sizes=(2, 2), evaluators=1)
+    s = fire(subpop_size=(2, 2), evaluators=1)
     sim = Sim(s, lambda sim_, i: -10.0 if i == 1 else 0.0)
     assert sim.step() == [AssignEvaluator(4, 2, 0)]
     sim.reset(0)  # both curves start now, at the same level
@@ -514,7 +514,7 @@ def test_real_fits_once_per_curve_per_decide_deterministic_and_resumed_exactly(m
     monkeypatch.setattr(curves, "smooth", lambda x, y: fitted[-1].append(tuple(y)) or real(x, y))
     runs = []
     for _ in range(2):
-        sim = Sim(fire(subpop_sizes=(4, 4), evaluators=3, seed=3), _noisy(0))
+        sim = Sim(fire(subpop_size=(4, 4), evaluators=3, seed=3), _noisy(0))
         run = []
         for _ in range(24):
             fitted.append([])
@@ -524,9 +524,9 @@ def test_real_fits_once_per_curve_per_decide_deterministic_and_resumed_exactly(m
     assert runs[0] == runs[1]
     assert sum(map(len, fitted)) > 20 and {"exploit", "assign", "stop"} <= {d.kind for ds in runs[0] for d in ds}
     # a strategy resumed from its JSON state continues exactly, real GP comparisons included
-    sim = Sim(fire(subpop_sizes=(4, 4), evaluators=3, seed=3), _noisy(0))
+    sim = Sim(fire(subpop_size=(4, 4), evaluators=3, seed=3), _noisy(0))
     head = [sim.step() for _ in range(10)]
-    resumed = fire(subpop_sizes=(4, 4), evaluators=3, seed=99)
+    resumed = fire(subpop_size=(4, 4), evaluators=3, seed=99)
     resumed.set_state(json.loads(json.dumps(sim.s.get_state())))
     sim.s = resumed
     assert head + [sim.step() for _ in range(14)] == runs[0]

@@ -9,8 +9,8 @@ import pytest
 
 from rlpop.decisions import Exploit, Explore
 from rlpop.hparams import Choice, Fixed, HParamSpace, IntUniform, LogUniform, Uniform
-from rlpop.strategies.pb2 import PB2
-from rlpop.strategies.pbt import PBT
+from rlpop.strategies.pb2 import PB2Strategy
+from rlpop.strategies.pbt import PBTStrategy
 from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
 
 READY = 1000
@@ -81,11 +81,11 @@ def random_gain(h, rng):
     return float(rng.normal())
 
 
-def pb2(space=None, **kw) -> PB2:
+def pb2(space=None, **kw) -> PB2Strategy:
     kw.setdefault("population", 8)
     kw.setdefault("ready_steps", READY)
     kw.setdefault("candidates", 200)
-    return PB2(space or mixed_space(), **kw)
+    return PB2Strategy(space or mixed_space(), **kw)
 
 
 def check_in_bounds(space: HParamSpace, h: dict) -> None:
@@ -148,7 +148,7 @@ def test_changes_read_like_pbt_and_choice_moves_like_pbt():
 
 def test_without_data_the_copy_keeps_its_continuous_hparams():
     space = lr_space()
-    s = PB2(space, population=4, ready_steps=READY)
+    s = PB2Strategy(space, population=4, ready_steps=READY)
     h = [{"lr": 1e-5 * 2 ** i, "opt": "adam"} for i in range(4)]
     ws = {i: WorkerView(id=i, role=MEMBER, subpop=1, steps=READY, hparams=h[i], curve_steps=np.array([READY]),
                         curve_q=np.array([float(i)]), has_state=True) for i in range(4)}
@@ -164,8 +164,8 @@ def test_without_data_the_copy_keeps_its_continuous_hparams():
 def test_exploit_pairs_and_choice_moves_match_pbt(synchronous):
     space = lr_space()
     rng = np.random.default_rng(7)
-    a = PB2(space, population=12, ready_steps=READY, seed=5, synchronous=synchronous, candidates=100)
-    b = PBT(space, population=12, ready_steps=READY, seed=5, synchronous=synchronous)
+    a = PB2Strategy(space, population=12, ready_steps=READY, seed=5, synchronous=synchronous, candidates=100)
+    b = PBTStrategy(space, population=12, ready_steps=READY, seed=5, synchronous=synchronous)
     assert [a.initial_hparams(WorkerSlot(i)) for i in range(12)] == [b.initial_hparams(WorkerSlot(i))
                                                                       for i in range(12)]
     h = [a.initial_hparams(WorkerSlot(i)) for i in range(12)]
@@ -200,7 +200,7 @@ def test_suggested_lr_follows_where_improvement_is(shape):
         f = {"rising": pos, "falling": -pos, "peak at 0.3": 1.0 - 4.0 * (pos - 0.3) ** 2}[shape]
         return f + 0.05 * float(rng.normal())
 
-    sim = Sim(PB2(space, population=8, ready_steps=READY, seed=11, candidates=300), gain, seed=11)
+    sim = Sim(PB2Strategy(space, population=8, ready_steps=READY, seed=11, candidates=300), gain, seed=11)
     suggested = []
     for _ in range(8):
         suggested += [math.log(d.hparams["lr"] / 1e-5) / math.log(100.0) for d in sim.round()
@@ -222,7 +222,7 @@ def test_a_batch_spreads_out_when_the_data_say_nothing():
 
     rng = np.random.default_rng(0)
     rows = np.column_stack([np.full(16, READY), 0.01 * rng.normal(size=16), 0.5 * rng.random((16, 1))])
-    s = PB2(HParamSpace({"lr": LogUniform(1e-5, 1e-3)}), population=8, ready_steps=READY, candidates=300)
+    s = PB2Strategy(HParamSpace({"lr": LogUniform(1e-5, 1e-3)}), population=8, ready_steps=READY, candidates=300)
     s._data = rows.tolist()
     model = _fit(rows, READY)
     pending = []
@@ -306,15 +306,15 @@ def test_data_are_bounded_and_state_checks_its_kind_and_width():
 def test_bad_arguments_name_the_field(kw, field):
     args = {"population": 4, "ready_steps": READY, **kw}
     with pytest.raises(ValueError, match=f"PB2: {field}=") as e:
-        PB2(lr_space(), **args)
+        PB2Strategy(lr_space(), **args)
     assert "\n" not in str(e.value)
 
 
 def test_bad_space_names_the_fix():
     with pytest.raises(ValueError, match="HParamSpace"):
-        PB2({"lr": LogUniform(1e-5, 1e-3)}, population=4, ready_steps=READY)
+        PB2Strategy({"lr": LogUniform(1e-5, 1e-3)}, population=4, ready_steps=READY)
     with pytest.raises(ValueError, match="use PBT"):
-        PB2(HParamSpace({"opt": Choice(["a", "b"]), "g": Fixed(0.9)}), population=4, ready_steps=READY)
+        PB2Strategy(HParamSpace({"opt": Choice(["a", "b"]), "g": Fixed(0.9)}), population=4, ready_steps=READY)
 
 
 def test_plan_is_one_paragraph_naming_what_it_does():

@@ -141,14 +141,14 @@ def test_replay_follows_lineage(runs, tmp_path, key):
     from rlpop.lineage import trace_schedule
     from rlpop.replay import main, traced_schedule
     from rlpop.run import load_experiment
-    from rlpop.strategies.replay import Replay
+    from rlpop.strategies.replay import ReplayStrategy
 
     src = runs[key]
     lin = trace_schedule(src)
     sched, schedule = traced_schedule(src)
     assert sched.equals(lin)
     eval_steps = json.loads((src / "config.json").read_text())["eval_steps"]
-    strat = Replay(load_experiment(src / "experiment.py").hparam_space(), schedule)
+    strat = ReplayStrategy(load_experiment(src / "experiment.py").hparam_space(), schedule)
     # the schedule gives every lineage row the hparams the row was trained with
     for _, row in lin.iterrows():
         assert strat.hparams_at(int(row["lineage_step"]) - eval_steps)["lr"] == row["hp_lr"]
@@ -176,11 +176,11 @@ def test_replay_follows_lineage(runs, tmp_path, key):
 def test_replay_strategy_emits_explore_at_changes():
     from rlpop.decisions import Explore
     from rlpop.hparams import HParamSpace, LogUniform
-    from rlpop.strategies.replay import Replay
+    from rlpop.strategies.replay import ReplayStrategy
     from rlpop.view import PopulationView, WorkerView
 
     space = HParamSpace({"lr": LogUniform(0.01, 1.0)})
-    s = Replay(space, [(0, {"lr": 0.5}), (40, {"lr": 0.5}), (60, {"lr": 0.25})], worker=3)
+    s = ReplayStrategy(space, [(0, {"lr": 0.5}), (40, {"lr": 0.5}), (60, {"lr": 0.25})], worker=3)
     assert s.schedule == [(0, {"lr": 0.5}), (60, {"lr": 0.25})]
     assert [w.id for w in s.layout()] == [3] and s.initial_hparams(s.layout()[0]) == {"lr": 0.5}
     view = lambda steps, lr: PopulationView({3: WorkerView(3, "member", 1, steps, {"lr": lr}, has_state=True)})
@@ -189,6 +189,6 @@ def test_replay_strategy_emits_explore_at_changes():
     assert isinstance(d, Explore) and d.dst == 3 and d.hparams == {"lr": 0.25}
     assert s.decide(view(80, 0.25)) == []
     with pytest.raises(ValueError, match="step 0"):
-        Replay(space, [(20, {"lr": 0.5})])
+        ReplayStrategy(space, [(20, {"lr": 0.5})])
     with pytest.raises(ValueError, match="does not search"):
-        Replay(space, [(0, {"clip": 0.2})])
+        ReplayStrategy(space, [(0, {"clip": 0.2})])

@@ -9,7 +9,7 @@ import pytest
 
 from rlpop.decisions import Exploit, Explore
 from rlpop.hparams import Choice, HParamSpace, LogUniform
-from rlpop.strategies import PBT, RandomSearch, truncation_count, truncation_pairs
+from rlpop.strategies import PBTStrategy, RandomSearchStrategy, truncation_count, truncation_pairs
 from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
 
 LR_FACTORS = (0.5, 0.8, 1.25, 2.0)
@@ -89,24 +89,24 @@ def test_truncation_sources_are_drawn_uniformly_from_the_top():
 # -- random search --------------------------------------------------------------------------------
 
 def test_random_search_layout_hparams_and_no_decisions():
-    rs = RandomSearch(space(), 5, seed=3)
+    rs = RandomSearchStrategy(space(), 5, seed=3)
     assert [(s.id, s.role, s.subpop) for s in rs.layout()] == [(i, MEMBER, 1) for i in range(5)]
     hs = [rs.initial_hparams(s) for s in rs.layout()]
-    assert hs == [RandomSearch(space(), 5, seed=3).initial_hparams(s) for s in rs.layout()]
+    assert hs == [RandomSearchStrategy(space(), 5, seed=3).initial_hparams(s) for s in rs.layout()]
     assert len({h["lr"] for h in hs}) == 5 and all(1e-5 <= h["lr"] <= 1e-3 for h in hs)
     assert rs.decide(view_of([1.0, 2.0, 3.0, 4.0, 5.0])) == []
     with pytest.raises(ValueError, match="population"):
-        RandomSearch(space(), 0)
+        RandomSearchStrategy(space(), 0)
 
 
 def test_random_search_state_round_trip_gives_identical_behaviour():
-    rs = RandomSearch(space(), 5, seed=3)
+    rs = RandomSearchStrategy(space(), 5, seed=3)
     hs = [rs.initial_hparams(s) for s in rs.layout()]
     views = [view_of([1.0, 2.0, 3.0, 4.0, 5.0], steps=500 * r, hparams=hs) for r in range(1, 4)]
     before = [rs.decide(v) for v in views]
     state = json.loads(json.dumps(rs.get_state()))  # survives the run directory's JSON
     assert state == rs.get_state()
-    resumed = RandomSearch(space(), 5, seed=3)
+    resumed = RandomSearchStrategy(space(), 5, seed=3)
     resumed.set_state(state)
     # the restored strategy makes the same initial draws and the same (empty) decisions as the original
     assert [resumed.initial_hparams(s) for s in resumed.layout()] == hs
@@ -114,9 +114,9 @@ def test_random_search_state_round_trip_gives_identical_behaviour():
     assert resumed.get_state() == state
     # the state says whose it is: PBT refuses it, and random search refuses PBT's
     with pytest.raises(ValueError, match="random_search"):
-        PBT(space(), 5, 1000, seed=3).set_state(state)
+        PBTStrategy(space(), 5, 1000, seed=3).set_state(state)
     with pytest.raises(ValueError, match="pbt"):
-        resumed.set_state(PBT(space(), 5, 1000, seed=3).get_state())
+        resumed.set_state(PBTStrategy(space(), 5, 1000, seed=3).get_state())
 
 
 # -- PBT ------------------------------------------------------------------------------------------
@@ -133,22 +133,22 @@ def test_pbt_bad_inputs(kwargs, field):
     args = dict(space=space(), population=8, ready_steps=1000, seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=field):
-        PBT(**args)
+        PBTStrategy(**args)
     with pytest.raises(ValueError, match="HParamSpace"):
-        PBT({"lr": LogUniform(1e-5, 1e-3)}, 8, 1000)
+        PBTStrategy({"lr": LogUniform(1e-5, 1e-3)}, 8, 1000)
 
 
 def test_pbt_initial_hparams_do_not_depend_on_call_order():
-    a, b = PBT(space(), 6, 1000, seed=4), PBT(space(), 6, 1000, seed=4)
+    a, b = PBTStrategy(space(), 6, 1000, seed=4), PBTStrategy(space(), 6, 1000, seed=4)
     slots = list(a.layout())
     forward = [a.initial_hparams(s) for s in slots]
     backward = [b.initial_hparams(s) for s in reversed(slots)][::-1]
     assert forward == backward
-    assert forward != [PBT(space(), 6, 1000, seed=5).initial_hparams(s) for s in slots]
+    assert forward != [PBTStrategy(space(), 6, 1000, seed=5).initial_hparams(s) for s in slots]
 
 
 def test_pbt_exploits_bottom_quarter_with_perturbed_source_hparams():
-    pbt = PBT(space(), 8, ready_steps=1000, seed=0)
+    pbt = PBTStrategy(space(), 8, ready_steps=1000, seed=0)
     qs = [5.0, 1.0, 7.0, 0.5, 3.0, 8.0, 6.0, 2.0]  # bottom 2: ids 3, 1; top 2: ids 5, 2
     v = view_of(qs)
     ds = pbt.decide(v)
@@ -167,7 +167,7 @@ def test_pbt_exploits_bottom_quarter_with_perturbed_source_hparams():
 def test_pbt_never_copies_a_member_without_state_or_q():
     qs = [5.0, 1.0, 7.0, 0.5, 3.0, 100.0, 6.0, None]
     for seed in range(20):
-        pbt = PBT(space(), 8, 1000, seed=seed)
+        pbt = PBTStrategy(space(), 8, 1000, seed=seed)
         ds = pbt.decide(view_of(qs, no_state={5}))  # id 5 has the best Q but no state
         srcs = {d.src for d in ds if isinstance(d, Exploit)}
         dsts = {d.dst for d in ds if isinstance(d, Exploit)}
@@ -176,7 +176,7 @@ def test_pbt_never_copies_a_member_without_state_or_q():
 
 
 def test_pbt_synchronous_waits_for_every_member():
-    pbt = PBT(space(), 4, ready_steps=1000, seed=0)
+    pbt = PBTStrategy(space(), 4, ready_steps=1000, seed=0)
     qs = [1.0, 2.0, 3.0, 4.0]
     v = view_of(qs)
     lagging = PopulationView({**v.workers, 2: worker(2, 900, 3.0, v[2].hparams)})
@@ -191,7 +191,7 @@ def test_pbt_synchronous_waits_for_every_member():
 
 
 def test_pbt_asynchronous_only_ready_members_are_exploited():
-    pbt = PBT(space(), 8, ready_steps=1000, seed=0, synchronous=False)
+    pbt = PBTStrategy(space(), 8, ready_steps=1000, seed=0, synchronous=False)
     qs = [5.0, 1.0, 7.0, 0.5, 3.0, 8.0, 6.0, 2.0]  # bottom 2: ids 3, 1
     v = view_of(qs)
     ws = dict(v.workers)
@@ -204,7 +204,7 @@ def test_pbt_asynchronous_only_ready_members_are_exploited():
     assert [d.dst for d in ds if isinstance(d, Exploit)] == [3]
 
 
-def _run(pbt: PBT, rounds: int, seed: int = 0, first_round: int = 1, hparams: dict | None = None):
+def _run(pbt: PBTStrategy, rounds: int, seed: int = 0, first_round: int = 1, hparams: dict | None = None):
     """Drive ``pbt`` with pseudo-random Q's, applying its Explore decisions to the
     members' hparams; returns (decisions per round, final hparams)."""
     rng = np.random.default_rng(seed)
@@ -222,20 +222,20 @@ def _run(pbt: PBT, rounds: int, seed: int = 0, first_round: int = 1, hparams: di
 
 
 def test_pbt_is_deterministic_per_seed():
-    a, _ = _run(PBT(space(), 12, 1000, seed=7), 10)
-    b, _ = _run(PBT(space(), 12, 1000, seed=7), 10)
-    c, _ = _run(PBT(space(), 12, 1000, seed=8), 10)
+    a, _ = _run(PBTStrategy(space(), 12, 1000, seed=7), 10)
+    b, _ = _run(PBTStrategy(space(), 12, 1000, seed=7), 10)
+    c, _ = _run(PBTStrategy(space(), 12, 1000, seed=8), 10)
     assert a == b
     assert a != c
     assert sum(len(ds) for ds in a) == 5 * 2 * 3  # 5 events x 3 pairs x (Exploit + Explore)
 
 
 def test_pbt_state_round_trip_gives_identical_decisions():
-    full = PBT(space(), 12, 1000, seed=2)
+    full = PBTStrategy(space(), 12, 1000, seed=2)
     _, hparams = _run(full, 5)  # events at rounds 2, 4; round 5 is half-way to the next
     state = json.loads(json.dumps(full.get_state()))
     rest_a, _ = _run(full, 6, seed=99, first_round=6, hparams=hparams)
-    resumed = PBT(space(), 12, 1000, seed=123)  # a different seed: the state must override it
+    resumed = PBTStrategy(space(), 12, 1000, seed=123)  # a different seed: the state must override it
     resumed.set_state(state)
     rest_b, _ = _run(resumed, 6, seed=99, first_round=6, hparams=hparams)
     assert [bool(ds) for ds in rest_a] == [True, False, True, False, True, False]
@@ -246,7 +246,7 @@ def test_pbt_state_round_trip_gives_identical_decisions():
 
 def test_pbt_hparams_outside_the_space_pass_through_explore():
     sp = HParamSpace({"lr": LogUniform(1e-5, 1e-3), "batch": Choice([32, 64, 128])})
-    pbt = PBT(sp, 4, 1000, seed=0)
+    pbt = PBTStrategy(sp, 4, 1000, seed=0)
     hs = [{"lr": 1e-4, "batch": 64, "gamma": 0.99} for _ in range(4)]
     ds = pbt.decide(view_of([1.0, 2.0, 3.0, 4.0], hparams=hs))
     explore = ds[1]
@@ -255,29 +255,42 @@ def test_pbt_hparams_outside_the_space_pass_through_explore():
 
 
 def test_one_vocabulary_from_the_experiment_file_to_the_strategy():
-    """Every field of an experiment's strategy spec is its strategy's keyword argument of the same name, and the
-    built strategy holds the value given."""
+    """Every strategy takes exactly its specs' fields as keyword arguments (besides the space and the seed; ASHA's
+    ``search`` becomes its ``sampler``), and the built strategy holds the value given."""
     import dataclasses
+    import importlib
     import inspect
 
-    from rlpop.experiment import FIRE as FireSpec, PBT as PBTSpec, RandomSearch as RSSpec
+    from rlpop import experiment as e
     from rlpop.hparams import HParamSpace, LogUniform
-    from rlpop.strategies import FirePBT
+    from rlpop.strategies import FIREStrategy
 
     sp = HParamSpace({"lr": LogUniform(1e-4, 1e-2)})
-    specs = [(RSSpec(population=5), RandomSearch),
-             (PBTSpec(population=6, ready_steps=300, quantile=0.5, synchronous=False), PBT),
-             (FireSpec(subpops=3, subpop_size=4, evaluators=5, ready_steps=100, max_eval_steps=900,
-                       min_steps_before_eval=(7,), p_stat=0.05, quantile=0.5), FirePBT)]
+    fields: dict[type, set[str]] = {}
+    for spec in e.STRATEGY_SPECS:
+        module, name = spec.builds.rsplit(".", 1)
+        impl = getattr(importlib.import_module(f"rlpop.strategies.{module}"), name)
+        assert spec is e.Replay or type(spec().build(sp, 0)) is impl
+        fields.setdefault(impl, set()).update(f.name for f in dataclasses.fields(spec))
+    for impl, names in fields.items():
+        params = set(inspect.signature(impl).parameters) - {"space", "seed"}
+        if "search" in names:
+            names = names - {"search"} | {"sampler"}
+        assert params == names, (impl.__name__, sorted(params ^ names))
+        assert impl.__name__.endswith("Strategy") and not hasattr(e, impl.__name__)
+
+    specs = [(e.RandomSearch(population=5), RandomSearchStrategy),
+             (e.PBT(population=6, ready_steps=300, quantile=0.5, synchronous=False), PBTStrategy),
+             (e.FIRE(subpops=3, subpop_size=4, evaluators=5, ready_steps=100, max_eval_steps=900,
+                     min_steps_before_eval=(7,), p_stat=0.05, quantile=0.5, synchronous=False, min_curve_points=3),
+              FIREStrategy)]
     for spec, impl in specs:
-        params = inspect.signature(impl).parameters
-        for f in dataclasses.fields(spec):
-            assert f.name in params, (type(spec).__name__, f.name)
-        built = spec.build(sp, 0, None)
+        built = spec.build(sp, 0)
         assert type(built) is impl
         for f in dataclasses.fields(spec):
             if f.name not in ("subpops", "subpop_size", "min_steps_before_eval"):
                 assert getattr(built, f.name) == getattr(spec, f.name), f.name
-    fire = specs[2][0].build(sp, 0, None)
+    fire = specs[2][0].build(sp, 0)
     assert fire.subpop_sizes == (4, 4, 4)
     assert fire.min_steps_before_eval == {2: 7, 3: 7}  # one value: every parent sub-population
+    assert e.FIRE(subpop_size=[3, 5], evaluators=None).build(sp, 0).subpop_sizes == (3, 5)

@@ -127,7 +127,7 @@ def _fmt(x: float) -> str:
     return "%.4g" % x
 
 
-class ASHA:
+class ASHAStrategy:
     """Asynchronous successive halving over ``population`` slots (async HyperBand with ``brackets > 1``).
 
     ``sampler`` proposes the configurations (``ask``/``tell``/``get_state``/``set_state``, see

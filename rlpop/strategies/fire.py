@@ -152,26 +152,28 @@ def parent_fitness(phi: Mapping[int, int], score_diff) -> dict[int, float]:
     return {j: float(sum(score_diff(ej, ek) for k, ek in phi.items() if k != j)) for j, ej in phi.items()}
 
 
-def _sizes_from(subpop_sizes: Sequence[int] | None, subpops: int | None, subpop_size: int | None) -> tuple[int, ...]:
-    if subpops is not None or subpop_size is not None:
-        if subpop_sizes is not None:
-            raise ValueError("FirePBT: give either subpops + subpop_size or subpop_sizes, not both")
-        if subpops is None or subpop_size is None:
-            raise ValueError("FirePBT: subpops and subpop_size go together; give both "
-                             "(e.g. subpops=2, subpop_size=18) or subpop_sizes=(18, 18)")
-        n = check_int(subpops, "subpops", "FirePBT", 0)
-        subpop_sizes = (subpop_size,) * n
-    if subpop_sizes is None:
-        subpop_sizes = (18, 18)
-    if isinstance(subpop_sizes, (str, bytes)) or not isinstance(subpop_sizes, Sequence):
-        raise ValueError(f"FirePBT: subpop_sizes={subpop_sizes!r} must be a list of sizes, one per "
-                         "sub-population, e.g. (18, 18)")
-    if len(subpop_sizes) == 0 or sum(int(s) for s in subpop_sizes if isinstance(s, (int, np.integer))) == 0:
-        raise ValueError("FirePBT: the population is empty; give subpops=2, subpop_size=18")
-    if len(subpop_sizes) < 2:
-        raise ValueError(f"FirePBT: {len(subpop_sizes)} sub-population; FIRE PBT needs at least 2 (P1 greedy + "
+def _sizes_from(subpops: int | None, subpop_size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """Sub-population sizes from ``subpops`` and ``subpop_size`` (one size for all, or a list of one per
+    sub-population, which then sets ``subpops``); neither: the paper's RL setting, 18 + 18."""
+    if isinstance(subpop_size, Sequence) and not isinstance(subpop_size, (str, bytes)):
+        if subpops is not None and subpops != len(subpop_size):
+            raise ValueError(f"FIRE: subpops={subpops!r} but subpop_size lists {len(subpop_size)} sizes; give one "
+                             "size per sub-population (or one int for all)")
+        sizes = tuple(subpop_size)
+    elif subpops is None and subpop_size is None:
+        sizes = (18, 18)
+    elif subpops is None or subpop_size is None:
+        raise ValueError("FIRE: subpops and subpop_size go together; give both (e.g. subpops=2, subpop_size=18) "
+                         "or a list subpop_size=(18, 18)")
+    else:
+        sizes = (subpop_size,) * check_int(subpops, "subpops", "FIRE", 0)
+    if sum(int(s) for s in sizes if isinstance(s, (int, np.integer))) == 0:
+        raise ValueError("FIRE: the population is empty; give subpops=2, subpop_size=18")
+    if len(sizes) < 2:
+        raise ValueError(f"FIRE: {len(sizes)} sub-population; FIRE PBT needs at least 2 (P1 greedy + "
                          "one parent), e.g. subpops=2; use PBT for a single population")
-    return tuple(check_int(s, f"subpop_sizes[{i}]", "FirePBT", 2) for i, s in enumerate(subpop_sizes))
+    return tuple(check_int(s, f"subpop_size[{i}]" if len(set(sizes)) > 1 else "subpop_size", "FIRE", 2)
+                 for i, s in enumerate(sizes))
 
 
 def _min_steps_from(value: Any, n: int) -> dict[int, int]:
@@ -181,58 +183,57 @@ def _min_steps_from(value: Any, n: int) -> dict[int, int]:
     if value is None:
         return {i: 0 for i in range(2, n + 1)}
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return {i: check_int(value, name, "FirePBT", 0) for i in range(2, n + 1)}
+        return {i: check_int(value, name, "FIRE", 0) for i in range(2, n + 1)}
     if isinstance(value, Mapping):
         bad = [k for k in value if not isinstance(k, (int, np.integer)) or not 2 <= k <= n]
         if bad:
-            raise ValueError(f"FirePBT: {name} has keys {bad}; keys are parent sub-population numbers 2..{n}")
+            raise ValueError(f"FIRE: {name} has keys {bad}; keys are parent sub-population numbers 2..{n}")
         out = {i: 0 for i in range(2, n + 1)}
-        out.update({int(k): check_int(v, f"{name}[{k}]", "FirePBT", 0) for k, v in value.items()})
+        out.update({int(k): check_int(v, f"{name}[{k}]", "FIRE", 0) for k, v in value.items()})
         return out
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if len(value) == 1:
             value = list(value) * (n - 1)
         if len(value) != n - 1:
-            raise ValueError(f"FirePBT: {name} has {len(value)} values; give one per parent sub-population "
+            raise ValueError(f"FIRE: {name} has {len(value)} values; give one per parent sub-population "
                              f"P2..P{n} ({n - 1} values), or one for all")
-        return {i + 2: check_int(v, f"{name}[{i}]", "FirePBT", 0) for i, v in enumerate(value)}
-    raise ValueError(f"FirePBT: {name}={value!r} must be an int, a list for P2..Pn or a dict {{subpop: steps}}")
+        return {i + 2: check_int(v, f"{name}[{i}]", "FIRE", 0) for i, v in enumerate(value)}
+    raise ValueError(f"FIRE: {name}={value!r} must be an int, a list for P2..Pn or a dict {{subpop: steps}}")
 
 
-class FirePBT:
+class FIREStrategy:
     """FIRE PBT: see the module docstring for the exact procedure and choices.
 
     ``subpops`` sub-populations P1..Pn of ``subpop_size`` members each (the
-    paper's experiments: equal sizes, 18 for RL); ``subpop_sizes`` gives
-    unequal ones instead. ``evaluators`` defaults to the paper's rule, three
+    paper's experiments: equal sizes, 18 for RL); a list ``subpop_size`` gives
+    one size per sub-population. ``evaluators`` defaults to the paper's rule, three
     quarters of the parent members, rounded up (18+18 -> 14, 8x4 -> 18).
     ``min_steps_before_eval``: an int or one value for all parents, a list for
     P2..Pn, or a dict ``{i: steps}``.
     """
 
-    def __init__(self, space: HParamSpace, *, subpops: int | None = None, subpop_size: int | None = None,
+    def __init__(self, space: HParamSpace, *, subpops: int | None = None, subpop_size: int | Sequence[int] | None = None,
                  evaluators: int | None = None, ready_steps: int, max_eval_steps: int,
                  min_steps_before_eval: Mapping[int, int] | Sequence[int] | int | None = None,
                  p_stat: float = 0.01, quantile: float = 0.25, seed: int = 0,
-                 subpop_sizes: Sequence[int] | None = None,
                  synchronous: bool = True, min_curve_points: int = 2) -> None:
-        check_space(space, "FirePBT")
+        check_space(space, "FIRE")
         self.space = space
-        self.subpop_sizes = _sizes_from(subpop_sizes, subpops, subpop_size)
+        self.subpop_sizes = _sizes_from(subpops, subpop_size)
         n = len(self.subpop_sizes)
         if evaluators is None:
             evaluators = math.ceil(0.75 * sum(self.subpop_sizes[1:]))
-        self.evaluators = check_int(evaluators, "evaluators", "FirePBT", 1)
-        self.ready_steps = check_int(ready_steps, "ready_steps", "FirePBT", 1)
-        self.max_eval_steps = check_int(max_eval_steps, "max_eval_steps", "FirePBT", 1)
+        self.evaluators = check_int(evaluators, "evaluators", "FIRE", 1)
+        self.ready_steps = check_int(ready_steps, "ready_steps", "FIRE", 1)
+        self.max_eval_steps = check_int(max_eval_steps, "max_eval_steps", "FIRE", 1)
         self.min_steps_before_eval = _min_steps_from(min_steps_before_eval, n)
         if isinstance(p_stat, bool) or not isinstance(p_stat, (int, float)) or not 0.0 < p_stat < 1.0:
-            raise ValueError(f"FirePBT: p_stat={p_stat!r} must be in (0, 1) (the paper uses 0.01)")
+            raise ValueError(f"FIRE: p_stat={p_stat!r} must be in (0, 1) (the paper uses 0.01)")
         self.p_stat = float(p_stat)
-        self.quantile = check_quantile(quantile, "FirePBT")
-        self.seed = check_int(seed, "seed", "FirePBT", 0)
+        self.quantile = check_quantile(quantile, "FIRE")
+        self.seed = check_int(seed, "seed", "FIRE", 0)
         self.synchronous = bool(synchronous)
-        self.min_curve_points = check_int(min_curve_points, "min_curve_points", "FirePBT", 1)
+        self.min_curve_points = check_int(min_curve_points, "min_curve_points", "FIRE", 1)
 
         roles = [(MEMBER, i) for i, size in enumerate(self.subpop_sizes, start=1) for _ in range(size)]
         roles += [(EVALUATOR, None)] * self.evaluators
@@ -308,7 +309,7 @@ class FirePBT:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        check_state_kind(state, "fire_pbt", "FirePBT")
+        check_state_kind(state, "fire_pbt", "FIRE")
         self._rng = rng_from_state(state["rng"])
         self._clock.set_state(state["last_ready"])
         self._assign = {int(e): Assignment(**a) for e, a in state["assignments"].items()}

@@ -3,7 +3,7 @@ Online Hyperparameter Optimization with Population-Based Bandits").
 
 PB2 is PBT with a different *explore* step. Exploit is PBT's, unchanged: the
 same truncation selection (:func:`rlpop.strategies.pbt.truncation_pairs` on the
-latest Q, the same rng, drawn exactly as :class:`~rlpop.strategies.pbt.PBT`
+latest Q, the same rng, drawn exactly as :class:`~rlpop.strategies.pbt.PBTStrategy`
 draws it), so for the same seed and views PB2 copies the same members as PBT.
 Explore then picks the continuous hyperparameters (``LogUniform``/``Uniform``)
 of every exploited member with a GP bandit instead of multiplicative factors:
@@ -53,10 +53,10 @@ from rlpop.decisions import Decision, Exploit, Explore
 from rlpop.gp import single_threaded_blas
 from rlpop.hparams import Choice, HParamSpace, LogUniform, Uniform, describe_change, format_value
 from rlpop.strategies.common import check_int, check_state_kind, rng_from_state, rng_state
-from rlpop.strategies.pbt import PBT
+from rlpop.strategies.pbt import PBTStrategy
 from rlpop.view import PopulationView, WorkerView
 
-__all__ = ["PB2"]
+__all__ = ["PB2Strategy"]
 
 #: Ray's UCB schedule: beta_t = C1 + max(0, log(C2 * n)), kappa = sqrt(beta_t)
 _UCB_C1 = 0.2
@@ -236,7 +236,7 @@ def _fit(rows: np.ndarray, ready_steps: int) -> _Model:
     return _Model(latent, noise, X, alpha, t_ref)
 
 
-class PB2(PBT):
+class PB2Strategy(PBTStrategy):
     """PB2 over ``population`` members: PBT's exploit (truncation selection on
     the latest Q), GP-bandit explore of the ``LogUniform``/``Uniform`` hparams
     (see the module docstring). ``synchronous`` and ``ready_steps`` as in PBT.

@@ -85,7 +85,7 @@ def eligible_fitness(members: Iterable[WorkerView]) -> dict[int, float]:
     return out
 
 
-class PBT:
+class PBTStrategy:
     """PBT over ``population`` members with a greedy fitness (latest Q).
 
     Synchronous (default, the paper's setting): decide only once *every* live
@@ -96,7 +96,7 @@ class PBT:
 
     def __init__(self, space: HParamSpace, population: int, ready_steps: int, seed: int = 0,
                  quantile: float = 0.25, synchronous: bool = True) -> None:
-        owner = type(self).__name__
+        owner = type(self).__name__.removesuffix("Strategy")  # PBT or PB2, as in the spec
         check_space(space, owner)
         self.space = space
         if isinstance(population, int) and not isinstance(population, bool) and population < 2:

@@ -9,7 +9,7 @@ from rlpop.strategies.common import check_int, check_space, initial_draws
 from rlpop.view import MEMBER, PopulationView, WorkerSlot
 
 
-class RandomSearch:
+class RandomSearchStrategy:
     """RS (paper section 4): ``population`` members in one sub-population,
     hyperparameters sampled once from the space; ``decide`` never acts."""
 

@@ -6,16 +6,13 @@ The schedule is a list of ``(step, hparams)`` pairs, sorted by step, the first a
 where the schedule changes a value, so the change is logged in decisions.jsonl like any explore and shows in
 curves.csv from the next Q row on. Nothing is copied: one fresh agent trains the whole schedule.
 
-:class:`ReplaySpec` is the experiment-side spec. It subclasses :class:`rlpop.experiment.Single` (one agent, no
-population), so ``Experiment`` accepts it as it is; ``method`` is ``"replay"``.
+It is built from the spec :class:`rlpop.experiment.Replay` (``method`` ``"replay"``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rlpop.decisions import Decision, Explore, FollowCopy
-from rlpop.experiment import Single
 from rlpop.hparams import HParamSpace, format_value
 from rlpop.view import MEMBER, PopulationView, WorkerSlot
 
@@ -50,7 +47,7 @@ def normalise_schedule(schedule: Schedule) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-class Replay:
+class ReplayStrategy:
     """The strategy: worker ``worker`` (one member, sub-population 1) with the schedule's hparams."""
 
     def __init__(self, space: HParamSpace, schedule: Schedule, worker: int = 0,
@@ -103,20 +100,3 @@ class Replay:
             raise ValueError(f"Replay.set_state: state is for strategy {state.get('strategy')!r}, not 'replay'; "
                              "resume with the strategy the run was started with")
 
-
-@dataclass
-class ReplaySpec(Single):
-    """Experiment spec of a replay: ``schedule`` as ``[(step, {name: value}), ...]``, ``worker`` the id the
-    replayed agent takes (the traced lineage's first worker, so it gets that worker's seed)."""
-
-    schedule: list = field(default_factory=list)
-    worker: int = 0
-    #: ``[[step, worker, epoch], ...]``: where the lineage passed into a copy's destination (FollowCopy)
-    follow: list = field(default_factory=list)
-
-    def build(self, space: HParamSpace, seed: int, exp: Any) -> Replay:
-        return Replay(space, [(s, hp) for s, hp in self.schedule], worker=self.worker, follow=self.follow)
-
-    @property
-    def method(self) -> str:
-        return "replay"
