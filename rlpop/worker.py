@@ -109,6 +109,3 @@ class Worker:
 
     def close(self) -> None:
         self.learner.close()
-
-    def ping(self) -> int:
-        return self.id

@@ -111,10 +111,13 @@ def test_failures_are_heard_and_the_console_listener_can_be_replaced(tmp_path, c
         assert f"round 1: {failed[0].text}" in capsys.readouterr().err  # the default console listener
 
         ctl2 = Controller(exp, RunDir.create(tmp_path / "runs", "div2"), InlineBackend())
-        ctl2.subscribe(heard.append, replace_console=True)
+        heard2 = []
+        ctl2.subscribe(heard2.append, replace_console=True)
         ctl2.start()
         ctl2.step_round()
         ctl2.backend.close()
-        assert "FAILED" not in capsys.readouterr().err
+        failed2 = [e for e in heard2 if isinstance(e, WorkerFailed)]
+        assert failed2 and failed2[0].text == failed[0].text  # the same failure, heard by the listener ...
+        assert "FAILED" not in capsys.readouterr().err  # ... and not printed
     finally:
         sys.path.remove(str(tmp_path))
