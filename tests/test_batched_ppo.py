@@ -1,11 +1,17 @@
-"""The batched engine: a member inside a batch learns exactly as it would alone, idle members cost nothing,
-copies are slice copies, states are interchangeable with the per-member PPO, and the batch learns."""
+"""PPO (the batched learner): each member's update is the PPO update written with the pure loss functions of
+rlpop.agents.ppo_loss on one plain network, whatever members share its batch; idle members cost nothing,
+copies are slice copies, and the batch learns."""
+import copy
+
 import numpy as np
 import pytest
 import torch
 
+from rlpop import streams
 from rlpop.agents.batched_ppo import BatchedPPO
-from rlpop.agents.ppo import PPO
+from rlpop.agents.networks import ActorCritic
+from rlpop.agents.normalize import RewardScaler, normalize_obs
+from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss
 from rlpop.agents.stacked import adam_step, clip_grad_norm_per_member
 
 BASE = {"rollout_steps": 128, "envs_per_actor": 2, "env_backend": "gym"}
@@ -18,52 +24,90 @@ HPS = [
 ]
 
 
-def _stack(rollouts):
-    ro = {k: np.stack([getattr(r, k) for r in rollouts], 1)
-          for k in ("obs", "actions", "logprobs", "rewards", "terminated", "truncated", "next_obs")}
-    ro["valid"] = None
-    return ro
-
-
 def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def reference_update(learner: BatchedPPO, k: int, state: dict, ro: dict, i: int) -> tuple[ActorCritic, dict]:
+    """One PPO update of member ``k`` (its data at position ``i`` of the rollout) from its ``state`` before
+    it: a plain ``ActorCritic`` and ``torch.optim.Adam`` loaded from the state, the losses of
+    rlpop.agents.ppo_loss, the member's own reward scaler and minibatch stream."""
+    hp = state["hparams"]
+    net = ActorCritic(learner.observation_space, learner.action_space, hp["hidden"], hp["init_log_std"])
+    net.load_state_dict(state["net"])
+    opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], eps=1e-5)
+    opt.load_state_dict(state["opt"])
+    scaler = RewardScaler(learner.num_envs, hp["gamma"])
+    scaler.load(state["reward_scaler"])
+    rng = streams.minibatch_rng(0)
+    streams.set_rng_state(rng, state[streams.KEY]["minibatch"])
+    mean, var = ro["stats"][0][i], ro["stats"][1][i]
+    T, _, N = ro["rewards"].shape
+    norm = lambda o: torch.as_tensor(normalize_obs(o[:, i], mean, var)).reshape(T * N, -1)  # noqa: E731
+    obs, next_obs = norm(ro["obs"]), norm(ro["next_obs"])
+    rewards = scaler.scale(ro["rewards"][:, i], ro["terminated"][:, i] | ro["truncated"][:, i])
+    with torch.no_grad():
+        values = net.value(obs).numpy().reshape(T, N)
+        next_values = net.value(next_obs).numpy().reshape(T, N)
+    adv, ret = gae(rewards, values, next_values, ro["terminated"][:, i], ro["truncated"][:, i], hp["gamma"],
+                   hp["gae_lambda"])
+    b_adv, b_ret = torch.as_tensor(adv.reshape(-1)), torch.as_tensor(ret.reshape(-1))
+    b_val = torch.as_tensor(values.reshape(-1))
+    b_logp = torch.as_tensor(ro["logprobs"][:, i].reshape(-1))
+    b_act = torch.as_tensor(ro["actions"][:, i].reshape(T * N, *ro["actions"].shape[3:]))
+    batch = T * N
+    mb = min(hp["minibatch_size"], batch)
+    kls = []
+    for _ in range(hp["epochs"]):
+        perm = torch.as_tensor(rng.permutation(batch))
+        for start in range(0, batch, mb):
+            idx = perm[start:start + mb]
+            logp, entropy = net.log_prob_entropy(obs[idx], b_act[idx])
+            pg, kl, _ = clipped_surrogate_loss(logp, b_logp[idx], normalize_advantages(b_adv[idx]), hp["clip"])
+            v = value_loss(net.value(obs[idx]), b_val[idx], b_ret[idx], hp["vf_clip"] or None)
+            loss = pg - hp["ent_coef"] * entropy.mean() + hp["vf_coef"] * v
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), hp["max_grad_norm"])
+            opt.step()
+            kls.append(float(kl))
+    return net, {"opt": opt.state_dict(), "approx_kl": float(np.mean(kls))}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_member_in_a_batch_updates_exactly_as_alone(threads, monkeypatch):
+def test_each_members_update_is_the_reference_ppo_update(threads, monkeypatch):
     """threads=2: the members are split over two parallel update threads (as large batches are)."""
     monkeypatch.setattr(BatchedPPO, "MIN_CHUNK", 1)
-    env = "Pendulum-v1"
-    singles = [PPO(env, h, seed=10 + i) for i, h in enumerate(HPS)]
-    batch = BatchedPPO(env, HPS, [10 + i for i in range(len(HPS))], update_threads=threads)
+    batch = BatchedPPO("Pendulum-v1", HPS, [10 + i for i in range(len(HPS))], update_threads=threads)
     try:
-        for i, s in enumerate(singles):
-            assert _max_diff(s.net.state_dict(), batch.net.member_state_dict(i)) == 0.0  # same init
-            s.train(128)  # some optimiser and normaliser state first
-            batch.set_state(i, s.get_state())
-            s.set_state(s.get_state())  # both restart their episodes (and reward scalers' running returns)
-        rollouts = [s._ensure_pool().collect(s.actor_weights(), s._obs_norm(), 64) for s in singles]
-        ro = _stack(rollouts)
-        ro["stats"] = batch.obs_stats([0, 1, 2])
-        single_metrics = [s.learn(r) for s, r in zip(singles, rollouts)]
-        batch_metrics = batch.learn([0, 1, 2], ro)
-        for i, s in enumerate(singles):
-            assert _max_diff(s.net.state_dict(), batch.net.member_state_dict(i)) < 1e-5, f"member {i} weights"
-            so, bo = s.opt.state_dict()["state"], batch.get_state(i)["opt"]["state"]
-            assert float(so[0]["step"]) == float(bo[0]["step"])
-            for j in so:
-                assert torch.allclose(so[j]["exp_avg_sq"], bo[j]["exp_avg_sq"], atol=1e-8, rtol=1e-4)
-            np.testing.assert_allclose(s.obs_rms.mean, batch.obs_rms[i].mean)
-            assert single_metrics[i]["approx_kl"] == pytest.approx(batch_metrics[i]["approx_kl"], rel=1e-3, abs=1e-7)
-        # a member's state is a PPO state: it loads into the per-member learner and back
-        solo = PPO(env, HPS[0], seed=99)
-        solo.set_state(batch.get_state(0))
-        assert _max_diff(solo.net.state_dict(), batch.net.member_state_dict(0)) == 0.0
-        solo.close()
+        batch.train([0, 1, 2], 128)  # some optimiser and normaliser state first
+        ro = batch.collect([0, 1, 2], 64)
+        before = [copy.deepcopy(batch.get_state(k)) for k in range(3)]
+        metrics = batch.learn([0, 1, 2], ro)
+        for k in range(3):
+            net, ref = reference_update(batch, k, before[k], ro, k)
+            after = batch.get_state(k)
+            assert _max_diff(net.state_dict(), after["net"]) < 1e-5, f"member {k} weights"
+            assert float(ref["opt"]["state"][0]["step"]) == float(after["opt"]["state"][0]["step"])
+            for j, s in ref["opt"]["state"].items():
+                assert torch.allclose(s["exp_avg_sq"], after["opt"]["state"][j]["exp_avg_sq"], atol=1e-8, rtol=1e-4)
+            assert metrics[k]["approx_kl"] == pytest.approx(ref["approx_kl"], rel=1e-3, abs=1e-7)
     finally:
         batch.close()
-        for s in singles:
-            s.close()
+
+
+def test_a_member_updates_exactly_as_in_a_batch_of_one():
+    """What a member learns does not depend on the members beside it (a single run is a population of one)."""
+    batch = BatchedPPO("Pendulum-v1", HPS, [10, 11, 12])
+    alone = BatchedPPO("Pendulum-v1", [HPS[1]], [11])
+    try:
+        r_batch = batch.train([0, 1, 2], 256)[1]
+        r_alone = alone.train([0], 256)[0]
+        assert _max_diff(batch.net.member_state_dict(1), alone.net.member_state_dict(0)) == 0.0
+        assert r_batch.episode_returns == r_alone.episode_returns and r_batch.metrics == r_alone.metrics
+    finally:
+        batch.close()
+        alone.close()
 
 
 def test_idle_members_step_no_env_and_take_no_update():
