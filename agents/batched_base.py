@@ -8,6 +8,7 @@ its member state format (what checkpoints, copies and exported policies read).
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, ClassVar, Sequence
 
 import gymnasium as gym
@@ -117,6 +118,11 @@ class BatchedLearner:
         self._ep_ret = np.zeros((self.k, self.num_envs))
         self._ep_len = np.zeros((self.k, self.num_envs), np.int64)
         self._threads = None  # update threads (CPU), started at the first update
+        self._overlap = None  # the thread an update runs in while another group collects
+        #: collect one half of the members while the other half updates (see :meth:`train`): on the CPU with
+        #: one torch thread for collection (updates always run on one per chunk), so the two never change each
+        #: other's thread settings. Not on a GPU: both would queue on one CUDA stream (not measured there)
+        self.overlap = self.device.type == "cpu" and self.collect_threads == 1
         self._on_collect = None  # progress callback while collecting (set by train)
 
     # ---------------------------------------------------------------- per-member protocol
@@ -201,43 +207,95 @@ class BatchedLearner:
         """The ``[K, P]`` parameters the envs are acted with (the online network; V-MPO: its target)."""
         return self.net.flat
 
+    def overlap_groups(self, members: Sequence[int]) -> list[list[int]]:
+        """How ``members`` are split for :meth:`train`'s overlap: two halves -- one collects while the other
+        updates in a background thread -- where there are two or more members and :attr:`overlap` is on; else
+        one group (collect, then update)."""
+        members = list(members)
+        if len(members) < 2 or not self.overlap:
+            return [members]
+        return [members[: len(members) // 2], members[len(members) // 2:]]
+
     def train(self, members: Sequence[int], steps: int,
               on_update: Callable[[int], None] | None = None) -> dict[int, TrainResult]:
         """Collect and learn, whole rollouts at a time, until each of ``members`` consumed at least ``steps``.
         ``on_update(steps_so_far)`` (steps per member) is called after every update, and every
-        :attr:`PROGRESS_EVERY` env steps of every env while collecting (rollouts can take minutes)."""
+        :attr:`PROGRESS_EVERY` env steps of every env while collecting (rollouts can take minutes).
+
+        The members are split by :meth:`overlap_groups`; with two groups, group A's update runs in a
+        background thread while group B collects, then B's update while A collects with its new weights. Every
+        member still alternates collect -> update on its own policy (on-policy, as PPO and V-MPO require), and
+        a member's numbers do not depend on the grouping (its noise, envs, minibatches and update are its own)."""
         members = list(members)
         out = {m: TrainResult(0) for m in members}
         if not members:
             return out
         per_env = self.hps[members[0]]["rollout_steps"] // self.num_envs
-        done = 0
-        while done < steps and members:
-            self._on_collect = None if on_update is None else (lambda part, d=done: on_update(d + part))
-            ro = self.collect(members, per_env)
-            self._on_collect = None
-            members = self._drop_failed(members, out, ro)  # an env's NaN/inf fails its member, not the batch
-            if not members:
-                break
-            metrics = self.learn(members, ro)
-            n = per_env * self.num_envs
-            for i, m in enumerate(members):
+        n = per_env * self.num_envs
+        groups = self.overlap_groups(members)
+        done = [0] * len(groups)
+        pending: tuple | None = None  # (group index, its members, its rollout, the future of its update)
+
+        def finish() -> None:
+            nonlocal pending
+            gi, mem, ro, fut = pending
+            pending = None
+            metrics = fut.result()
+            for i, m in enumerate(mem):
                 r = out[m]
                 r.steps += n
                 r.episode_returns += ro["episode_returns"][i]
                 r.metrics = metrics[i]
                 r.updates.append({**metrics[i], "steps": n, "update": self.updates[m]})
-            done += n
-            diverged = {m: why for i, m in enumerate(members)
-                        if (why := nonfinite_training(metrics[i], self.net.flat[m]))}
+            done[gi] += n
+            diverged = {m: why for i, m in enumerate(mem) if (why := nonfinite_training(metrics[i], self.net.flat[m]))}
             for m, why in diverged.items():
                 out[m].failed = why
-            members = [m for m in members if m not in diverged]
+            groups[gi] = [m for m in groups[gi] if m not in diverged]
             if on_update is not None:
-                on_update(done)
+                on_update(min(done))
+
+        try:
+            while True:
+                collected = False
+                for gi in range(len(groups)):
+                    if pending is not None and pending[0] == gi:
+                        finish()  # a group collects again only after its own update
+                    if done[gi] >= steps or not groups[gi]:
+                        continue
+                    self._on_collect = None if on_update is None else (lambda part, d=min(done): on_update(d + part))
+                    ro = self.collect(groups[gi], per_env)
+                    self._on_collect = None
+                    mem = groups[gi] = self._drop_failed(groups[gi], out, ro)  # an env's NaN/inf fails its member
+                    if pending is not None:
+                        finish()
+                    if mem:
+                        pending = (gi, mem, ro, self._start_learn(mem, ro, background=len(groups) > 1))
+                        collected = True
+                if not collected:
+                    break
+            if pending is not None:
+                finish()
+        finally:
+            if pending is not None:  # an error: no update still writes when it propagates
+                wait([pending[3]])
+                self._on_collect = None
         for m, r in out.items():
             self.env_steps[m] += r.steps
         return out
+
+    def _start_learn(self, members: list[int], ro: dict[str, Any], background: bool) -> Future:
+        """:meth:`learn` in the overlap thread (``background``), or here; a future either way."""
+        if background:
+            if self._overlap is None:
+                self._overlap = ThreadPoolExecutor(1, thread_name_prefix="rlpop-overlap")
+            return self._overlap.submit(self.learn, members, ro)
+        fut: Future = Future()
+        try:
+            fut.set_result(self.learn(members, ro))
+        except BaseException as exc:  # noqa: BLE001 -- re-raised by finish()
+            fut.set_exception(exc)
+        return fut
 
     def _drop_failed(self, members: list[int], out: dict[int, TrainResult], ro: dict[str, Any]) -> list[int]:
         """Members whose envs gave a non-finite observation or reward fail; the rollout keeps the others."""
@@ -355,13 +413,9 @@ class BatchedLearner:
             chunks = [list(c) for c in np.array_split(np.arange(len(members)), n_chunks)]
             torch.set_num_threads(1)
             if self._threads is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._threads = ThreadPoolExecutor(self.update_threads, thread_name_prefix="rlpop-update")
-            from concurrent.futures import ALL_COMPLETED, wait
-
             futures = [self._threads.submit(self._learn, [members[i] for i in c], c, ro) for c in chunks]
-            wait(futures, return_when=ALL_COMPLETED)  # no chunk still writes when an error propagates
+            wait(futures)  # no chunk still writes when an error propagates
             torch.set_num_threads(self.collect_threads)
             out = [row for f in futures for row in f.result()]
         if self.hps[members[0]]["norm_obs"]:
@@ -396,9 +450,10 @@ class BatchedLearner:
         return torch.as_tensor(x, device=self.device)
 
     def close(self) -> None:
-        if getattr(self, "_threads", None) is not None:
-            self._threads.shutdown(wait=True)
-            self._threads = None
+        for name in ("_overlap", "_threads"):
+            if getattr(self, name, None) is not None:
+                getattr(self, name).shutdown(wait=True)
+                setattr(self, name, None)
         if getattr(self, "bank", None) is not None:
             self.bank.close()
             self.bank = None

@@ -161,6 +161,9 @@ class BatchedPPO(BatchedLearner):
             self.exp_avg[idx] = m_sub
             self.exp_avg_sq[idx] = v_sub
             self.adam_steps[idx] = steps_sub
+        n_safe = n_it.clamp(min=1)
+        host = torch.stack([last["pg"], last["v"], last["ent"], torch.where(n_it > 0, kl_sum / n_safe, 0.0),
+                            torch.where(n_it > 0, cf_sum / n_safe, 0.0)]).double().cpu().numpy()  # one copy
         out = []
         for i in range(kk):
             r_i, v_i = ret[:, i].reshape(-1), v_tkn[:, i].reshape(-1)
@@ -168,11 +171,9 @@ class BatchedPPO(BatchedLearner):
                 keep = ro["valid"][:, sel[i]].reshape(-1)
                 r_i, v_i = r_i[keep], v_i[keep]
             var_y = np.var(r_i)
+            pg, vl, ent, kl, cf = (float(x) for x in host[:, i])
             out.append({
-                "policy_loss": float(last["pg"][i]), "value_loss": float(last["v"][i]),
-                "entropy": float(last["ent"][i]),
-                "approx_kl": float(kl_sum[i] / n_it[i]) if n_it[i] > 0 else 0.0,
-                "clip_frac": float(cf_sum[i] / n_it[i]) if n_it[i] > 0 else 0.0,
+                "policy_loss": pg, "value_loss": vl, "entropy": ent, "approx_kl": kl, "clip_frac": cf,
                 "explained_variance": float(1 - np.var(r_i - v_i) / var_y) if var_y > 0 else float("nan"),
                 "lr": float(hps[i]["lr"]),
             })

@@ -242,10 +242,12 @@ class BatchedVMPO(BatchedLearner):
             self.exp_avg[idx], self.exp_avg_sq[idx], self.adam_steps[idx] = m_sub, v_sub, st_sub
             self.duals[idx], self.dual_m[idx], self.dual_v[idx], self.dual_steps[idx] = duals, dm, dv, dst
             ev = self._explained_variance(obs, targets, flat, members, valid)
+        names = list(last)
+        host = torch.stack([last[k].detach().reshape(kk) for k in names]).double().cpu().numpy()  # one copy
         out = []
         for i, m in enumerate(members):
             self.updates[m], self.target_updates[m] = int(updates[i]), int(t_updates[i])
-            row = {k: float(v[i]) for k, v in last.items()}
+            row = {k: float(v) for k, v in zip(names, host[:, i])}
             row["explained_variance"] = ev[i]
             row["lr"] = float(hps[i]["lr"])
             out.append(row)
@@ -297,7 +299,5 @@ class BatchedVMPO(BatchedLearner):
         def variance(x: torch.Tensor) -> torch.Tensor:
             return valid_mean((x - valid_mean(x, valid).unsqueeze(-1)).pow(2), valid)
 
-        var = variance(targets)
-        resid = variance(targets - v)
-        return [float("nan") if float(var[i]) <= 0 else 1.0 - float(resid[i]) / float(var[i])
-                for i in range(len(members))]
+        var, resid = torch.stack([variance(targets), variance(targets - v)]).double().cpu().numpy()  # one copy
+        return [float("nan") if var[i] <= 0 else 1.0 - float(resid[i]) / float(var[i]) for i in range(len(members))]
