@@ -230,11 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from rlpop.store import _replace_with
+    from rlpop.store.files import replace_with
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _replace_with(path, path.with_name(path.name + ".tmp"), (json.dumps(data, indent=1) + "\n").encode())
+        replace_with(path, path.with_name(path.name + ".tmp"), (json.dumps(data, indent=1) + "\n").encode())
     except OSError as exc:
         raise PolicyError(f"cannot write {path}: {exc.strerror or exc}; give another --out") from None
 

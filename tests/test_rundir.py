@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from rlpop import store
+from rlpop.store import files, lock
 from rlpop.store import CURVE_FIELDS, NotARunDirError, RunDir, RunDirError, UnsafeCheckpointError
 
 
@@ -43,7 +43,7 @@ def _sleeper():
 
 def _write_lock(run, pid, host=None, start="auto"):
     rec = {"pid": pid, "host": host or socket.gethostname(), "started": "2026-01-01 00:00:00 UTC",
-           "process_start": store._process_start(pid) if start == "auto" else start, "token": "x"}
+           "process_start": lock._process_start(pid) if start == "auto" else start, "token": "x"}
     run.lock_path.write_text(json.dumps(rec))
 
 
@@ -78,7 +78,7 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
 
 def test_lock_of_a_reused_pid_is_stale_and_another_hosts_lock_is_refused(tmp_path):
     run = _run(tmp_path)
-    _write_lock(run, os.getpid(), start=store._process_start(os.getpid()) - 1000)  # pid now someone else
+    _write_lock(run, os.getpid(), start=lock._process_start(os.getpid()) - 1000)  # pid now someone else
     note = run.acquire_lock()
     assert "no longer running" in note and "another process" in note
     run.release_lock()
@@ -169,7 +169,7 @@ def test_disk_full_raises_and_leaves_no_tmp(tmp_path, monkeypatch):
     assert resume in str(exc.value)
     monkeypatch.undo()
 
-    monkeypatch.setattr(store.os, "fsync", _enospc)  # the data reached the tmp file, the flush did not
+    monkeypatch.setattr(files.os, "fsync", _enospc)  # the data reached the tmp file, the flush did not
     for write in (lambda: run.save_checkpoint(3, _payload(3)), lambda: run.write_status(round=3),
                   lambda: run.write_config({"name": "r2"})):
         with pytest.raises(RunDirError, match="no space left on device") as exc:
@@ -192,7 +192,7 @@ def test_disk_full_raises_and_leaves_no_tmp(tmp_path, monkeypatch):
             self.f.flush()
             _enospc()
 
-    monkeypatch.setattr(store, "open", lambda *a, **k: _HalfWrite(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(files, "open", lambda *a, **k: _HalfWrite(real_open(*a, **k)), raising=False)
     with pytest.raises(RunDirError, match="no space left on device writing .*curves.csv"):
         run.append_rows("curves.csv", CURVE_FIELDS, [{"round": 2, "worker": 0, "q": 2.0}] * 5)
     with pytest.raises(RunDirError, match="decisions.jsonl"):
