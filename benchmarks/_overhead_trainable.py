@@ -37,7 +37,7 @@ _BOOT_FLAG = "RLPOP_BENCH_TRAINABLE_BOOTED"  # set in a process once its boot ti
 def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: int, ready_steps: int,
                        total_steps: int, log_dir: str, checkpoint_every: str = "ready",
                        q_window: int = 10) -> Callable[[dict[str, Any]], None]:
-    """A Tune function trainable running ``rlpop.agents.ppo.PPO`` on ``env_id``.
+    """A Tune function trainable running rlpop's PPO (``BatchedPPO``, one member) on ``env_id``.
 
     ``config`` keys: ``lr`` (mutated by PBT) and ``seed``. Raises ValueError for
     a bad ``checkpoint_every`` or non-positive step counts.
@@ -61,7 +61,7 @@ def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: i
         import torch
         from ray import tune
 
-        from rlpop.agents.ppo import PPO
+        from rlpop.agents.batched_ppo import BatchedPPO
 
         t_import = time.perf_counter() - t0
 
@@ -74,7 +74,8 @@ def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: i
 
         if boot is not None:
             log("boot", boot)
-        learner = PPO(env_id, {**fixed, "lr": float(config["lr"])}, seed=int(config["seed"]))
+        # rlpop's PPO as a population of one (its only engine), one trial = one member
+        learner = BatchedPPO(env_id, [{**fixed, "lr": float(config["lr"])}], [int(config["seed"])])
         ckpt = tune.get_checkpoint()
         log("setup", time.perf_counter() - t0, first=ckpt is None, fresh=boot is not None, imports=t_import)
         steps, recent = 0, deque(maxlen=q_window)
@@ -82,14 +83,14 @@ def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: i
             t = time.perf_counter()
             with ckpt.as_directory() as d:
                 state = torch.load(Path(d) / STATE_FILE, weights_only=False)
-            learner.set_state(state["learner"])
-            learner.set_hparams({"lr": float(config["lr"])})  # the exploit's explored lr, not the donor's
+            learner.set_state(0, state["learner"])
+            learner.set_hparams(0, {"lr": float(config["lr"])})  # the exploit's explored lr, not the donor's
             steps = int(state["steps"])
             log("restore", time.perf_counter() - t)
         try:
             while steps < total_steps:
                 t = time.perf_counter()
-                res = learner.train(eval_steps)
+                res = learner.train([0], eval_steps)[0]
                 dt = time.perf_counter() - t
                 steps += res.steps
                 log("train", dt, steps=res.steps)
@@ -105,7 +106,7 @@ def make_ppo_trainable(env_id: str, fixed_hparams: dict[str, Any], eval_steps: i
                 if checkpoint_every == "report" or at_ready:
                     t = time.perf_counter()
                     with tempfile.TemporaryDirectory() as d:
-                        torch.save({"learner": learner.get_state(), "steps": steps}, Path(d) / STATE_FILE)
+                        torch.save({"learner": learner.get_state(0), "steps": steps}, Path(d) / STATE_FILE)
                         saved = time.perf_counter()
                         log("save", saved - t)
                         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
