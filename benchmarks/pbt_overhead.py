@@ -50,9 +50,8 @@ Definition of the overhead share (the same for every run)::
 
 The outside-training time of rlpop is broken down from the controller's own
 events (``rlpop.events``: start-up, per-round record/decide/apply timings,
-checkpoints), and more finely by wrapping, in this script only,
-``RunDir.append_decision/save_checkpoint/write_status``, the TensorBoard
-listener and the backend's ``get_states/copy_state/set_hparams``.
+checkpoints) and Python's gc pauses; the rest (the TensorBoard listener among
+it) is reported as untimed controller bookkeeping.
 Tune's is broken down from the trainable's own timers (setup, restore, save,
 report); the rest of Tune's slot time is actor start-up, scheduling and
 trials waiting paused for the synchronous perturbation.
@@ -66,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import io
 import json
@@ -76,7 +74,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
@@ -152,54 +150,27 @@ def outside_training_share(train_s: float, wall_s: float, slots: int) -> float:
 
 # ---------------------------------------------------------------------------- timers
 class Timers:
-    """Inclusive wall time and call counts per name, collected by wrapping callables."""
+    """Inclusive wall time and call counts per name."""
 
     def __init__(self) -> None:
         self.total: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self.longest: dict[str, float] = {}
-        self._undo: list[Callable[[], None]] = []
 
     def add(self, name: str, seconds: float, calls: int = 1) -> None:
         self.total[name] = self.total.get(name, 0.0) + seconds
         self.calls[name] = self.calls.get(name, 0) + calls
         self.longest[name] = max(self.longest.get(name, 0.0), seconds)
 
-    def timed(self, name: str, fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.add(name, time.perf_counter() - t0)
-        return wrapper
-
-    def patch(self, owner: Any, attr: str, name: str) -> None:
-        """Replace ``owner.attr`` by a timed wrapper until :meth:`restore`."""
-        had_own = attr in vars(owner)
-        original = vars(owner)[attr] if had_own else getattr(owner, attr)
-        setattr(owner, attr, self.timed(name, getattr(owner, attr)))
-
-        def undo() -> None:
-            if had_own:
-                setattr(owner, attr, original)
-            else:
-                delattr(owner, attr)
-        self._undo.append(undo)
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
 
 class RunListener:
-    """Hears an rlpop run's events (``rlpop.events``): the controller's own phase timings per round, the
-    checkpoints, the workers' start-up, and the last round's record (wall, train time, counts)."""
+    """Hears an rlpop run's events (``rlpop.events``): the workers' start-up, the controller's own phase timings per
+    round, the checkpoints, the workers' train times and the last round's record (wall, train time, counts)."""
 
     def __init__(self, timers: Timers) -> None:
         self.timers = timers
         self.start_s = 0.0
+        self.worker_train_s = 0.0  # the sum of per-worker train times
         self.last = None  # the last RoundFinished
 
     def __call__(self, event: Any) -> None:
@@ -213,43 +184,15 @@ class RunListener:
         elif isinstance(event, RoundFinished):
             self.last = event
             for phase, name in (("record", "curves/metrics CSV"), ("decide", "strategy.decide (view included)"),
-                                ("apply", "apply decisions")):
+                                ("apply", "apply decisions (copies, hparams, decision log)")):
                 self.timers.add(name, event.timings.get(phase, 0.0))
+            # the members of a batched shard train together and each reports the shard's time: count it once
+            self.worker_train_s += sum({r.train_s for r in event.reports.values()})
 
 
 @contextlib.contextmanager
-def instrument_rlpop(timers: Timers, holder: dict[str, Any]) -> Iterator[None]:
-    """Finer timings than the controller's events give: the run directory's writes, the backend's
-    copies and state transfers, the TensorBoard listener and Python's gc pauses (wrapping these for the
-    duration; rlpop itself is unchanged). ``holder["worker_train_s"]``: the sum of per-worker train times."""
-    import rlpop.backends as backends
-    from rlpop.backends.base import WorkerFailure
-    from rlpop.store import RunDir
-    from rlpop.tblog import TensorBoardLogger
-
-    for owner, attr, name in [(RunDir, "append_decision", "apply decisions/decision log"),
-                              (RunDir, "save_checkpoint", "checkpoint/torch.save"),
-                              (RunDir, "write_status", "checkpoint/status.json"),
-                              (TensorBoardLogger, "round", "TensorBoard")]:
-        timers.patch(owner, attr, name)
-    original_make = backends.make_backend
-    holder["worker_train_s"] = 0.0
-
-    def make_backend(name: str, address: str | None = None, **kw):
-        b = original_make(name, address, **kw)
-        for attr, label in [("get_states", "checkpoint/get_states"), ("copy_state", "apply decisions/copy_state"),
-                            ("set_hparams", "apply decisions/set_hparams")]:
-            setattr(b, attr, timers.timed(label, getattr(b, attr)))
-        train = b.train
-
-        def timed_train(ids, steps, timeout_s):
-            out = train(ids, steps, timeout_s)
-            # the members of a batched shard train together and each reports the shard's time: count it once
-            holder["worker_train_s"] += sum({r.train_s for r in out.values() if not isinstance(r, WorkerFailure)})
-            return out
-        b.train = timed_train
-        return b
-
+def gc_pauses(timers: Timers) -> Iterator[None]:
+    """Python's gc pauses during the run (``gc.callbacks``), wherever they fall: they overlap the other rows."""
     gc_start: list[float] = []
 
     def gc_timer(phase: str, info: dict[str, int]) -> None:
@@ -259,14 +202,11 @@ def instrument_rlpop(timers: Timers, holder: dict[str, Any]) -> Iterator[None]:
             timers.add(f"python gc pauses, gen {info.get('generation')} (anywhere: overlaps the rows above)",
                        time.perf_counter() - gc_start.pop())
 
-    backends.make_backend = make_backend
     gc.callbacks.append(gc_timer)
     try:
         yield
     finally:
         gc.callbacks.remove(gc_timer)
-        backends.make_backend = original_make
-        timers.restore()
 
 
 # ---------------------------------------------------------------------------- rlpop
@@ -299,18 +239,18 @@ def run_rlpop(cfg: BenchConfig, backend: str, workdir: Path) -> dict[str, Any]:
     exp = build_experiment(cfg, backend)
     run = RunDir.create(workdir, f"{cfg.name}-{backend}")
     run.write_config({**exp.to_dict(), "backend": backend})
-    timers, holder = Timers(), {}
+    timers = Timers()
     listener = RunListener(timers)
     load_before = load_average()
     t0 = time.perf_counter()
-    with instrument_rlpop(timers, holder), contextlib.redirect_stdout(io.StringIO()):
+    with gc_pauses(timers), contextlib.redirect_stdout(io.StringIO()):
         execute(exp, run, backend, quiet=True, listeners=[listener])
     execute_s = time.perf_counter() - t0
     last = listener.last
     wall, train_s = last.wall_s, last.train_s
     slots = 1 if backend == "inline" else cfg.population
     env_steps = sum(w.steps for w in last.members)
-    train_workers = holder["worker_train_s"]
+    train_workers = listener.worker_train_s
     top = {n: t for n, t in timers.total.items() if "/" not in n and not n.startswith("python gc")}
     outside = wall - train_s
     items = breakdown(timers, wall)
