@@ -119,10 +119,10 @@ class BatchedLearner:
         self._ep_len = np.zeros((self.k, self.num_envs), np.int64)
         self._threads = None  # update threads (CPU), started at the first update
         self._overlap = None  # the thread an update runs in while another group collects
-        #: collect one half of the members while the other half updates (see :meth:`train`): on the CPU with
-        #: one torch thread for collection (updates always run on one per chunk), so the two never change each
-        #: other's thread settings. Not on a GPU: both would queue on one CUDA stream (not measured there)
-        self.overlap = self.device.type == "cpu" and self.collect_threads == 1
+        #: collect one half of the members while the other half updates (:meth:`train`; hparam ``overlap``): on
+        #: the CPU with one torch thread for collection (updates run on one per chunk), so the two never change
+        #: each other's thread settings. Not on a GPU: both would queue on one CUDA stream (not measured there)
+        self.overlap = bool(hp0.get("overlap", True)) and self.device.type == "cpu" and self.collect_threads == 1
         self._on_collect = None  # progress callback while collecting (set by train)
 
     # ---------------------------------------------------------------- per-member protocol

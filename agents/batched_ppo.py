@@ -44,7 +44,7 @@ class BatchedPPO(BatchedLearner):
     MUTABLE: ClassVar[frozenset[str]] = MUTABLE
     mutable_hparams: ClassVar[frozenset[str]] = MUTABLE
     SHARED: ClassVar[tuple[str, ...]] = ("rollout_steps", "num_actors", "envs_per_actor", "hidden", "init_log_std",
-                                         "norm_obs", "norm_reward", "device", "torch_threads", "env_backend")
+                                         "norm_obs", "norm_reward", "device", "torch_threads", "env_backend", "overlap")
 
     def __init__(self, env_id, hparams, seeds, env_kwargs=None, update_threads=None):
         super().__init__(env_id, hparams, seeds, env_kwargs, update_threads)

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     # how a shard steps its members' envs (rlpop.agents.envbank): "auto" (EnvPool where it provides the env,
     # else gymnasium), "envpool" or "gym"
     "env_backend": "auto",
+    # a shard's members in two halves: one collects while the other updates (CPU; see BatchedLearner.train)
+    "overlap": True,
 }
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
                      "minibatch_size", "max_grad_norm", "vf_clip"})

@@ -26,7 +26,7 @@ def shared_rules(hp: dict[str, Any]) -> dict[str, Any]:
         "rollout_steps": R.integer(1, example=2048), "num_actors": R.integer(0, example=2),
         "envs_per_actor": R.integer(1, example=4), "hidden": R.Rule("layers"), "init_log_std": R.Rule("real"),
         "norm_obs": R.flag(), "norm_reward": R.flag(), "device": R.device_rule(), "torch_threads": R.integer(0),
-        "env_backend": R.one_of("auto", "envpool", "gym"),
+        "env_backend": R.one_of("auto", "envpool", "gym"), "overlap": R.flag(),
     }
 
 

@@ -11,9 +11,8 @@ LRS = [1e-3, 3e-4, 5e-4, 2e-3]
 
 
 def _learner(overlap: bool) -> BatchedPPO:
-    L = BatchedPPO("Pendulum-v1", [{**HP, "lr": lr} for lr in LRS], [11, 12, 13, 14], update_threads=2)
-    L.overlap = overlap
-    return L
+    return BatchedPPO("Pendulum-v1", [{**HP, "lr": lr, "overlap": overlap} for lr in LRS], [11, 12, 13, 14],
+                      update_threads=2)
 
 
 def test_overlap_changes_no_members_numbers():
