@@ -4,7 +4,7 @@
 
 Writes ``benchmarks/results/fire_toy.json`` (with :func:`_common.machine_info`).
 
-1. **Decision cost** (``decision_cost``). ``FirePBT.decide`` timed inside a
+1. **Decision cost** (``decision_cost``). ``FIREStrategy.decide`` timed inside a
    real run (``rlpop.controller.Controller``, inline backend, run directory in
    a temp folder) of the paper's RL layout: 50 workers = 2 sub-populations of
    18 members + 14 evaluators, on the toy learner (``rlpop.toy.NoisyQuadratic``,
@@ -17,10 +17,11 @@ Writes ``benchmarks/results/fire_toy.json`` (with :func:`_common.machine_info`).
    ``best_score_diff`` per ordered pair), evaluator checks -- the expensive
    call. Per ready step: wall time and the calling thread's CPU time
    (``time.thread_time``: on a shared, loaded machine the wall time also
-   counts time spent waiting for a core), live and as the fastest of
-   ``--replays`` replays of the same call from a copy of the strategy's state;
-   and the sum of its fastest parts (each GP fit alone, then the call with the
-   fits served from memory: short pieces escape preemption on a loaded box);
+   counts time spent waiting for a core), live (the strategy behind a timing
+   wrapper of the strategy protocol) and as the fastest of ``--replays``
+   replays of the same call by a strategy restored from its state; the GP
+   fits the call makes (heard with Python's profiling hook during a replay),
+   each timed alone (short pieces escape preemption on a loaded box);
    median and p95 over the ready steps; GP fits and their curve lengths; the
    other ``decide`` calls too.
 
@@ -107,115 +108,127 @@ def _summary(values: list[float], scale: float = 1e3) -> dict[str, float] | None
             "mean": round(float(np.mean(v)), 2), "max": round(float(np.max(v)), 2), "n": int(v.size)}
 
 
-def _replay(cls: type, state: dict[str, Any], view) -> tuple[float, float, list]:
-    """One ``decide`` of class ``cls`` from a copy of ``state`` on ``view``: (wall s, thread CPU s, decisions)."""
-    strategy = object.__new__(cls)
-    strategy.__dict__.update(copy.deepcopy(state))
+class TimedDecide:
+    """A strategy behind the strategy protocol (:class:`rlpop.strategies.base.Strategy`) whose ``decide`` is timed,
+    each ready step's input kept (the strategy's state, the view): what the controller calls, nothing replaced."""
+
+    def __init__(self, inner: Any, every: int) -> None:
+        self.inner, self.every, self.calls = inner, every, 0
+        self.live: list[dict[str, Any]] = []
+        self.snapshots: list[tuple[dict[str, Any], Any, list]] = []  # (state before, view, decisions)
+
+    def layout(self):
+        return self.inner.layout()
+
+    def initial_hparams(self, worker):
+        return self.inner.initial_hparams(worker)
+
+    def get_state(self) -> dict[str, Any]:
+        return self.inner.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.inner.set_state(state)
+
+    def decide(self, view) -> list:
+        self.calls += 1  # the controller decides once per round
+        ready = self.calls % self.every == 0
+        state = copy.deepcopy(self.inner.get_state()) if ready else None
+        w0, c0 = time.perf_counter(), time.thread_time()
+        out = self.inner.decide(view)
+        self.live.append({"ready": ready, "wall": time.perf_counter() - w0, "cpu": time.thread_time() - c0,
+                          "kinds": [d.kind for d in out]})
+        if ready:
+            self.snapshots.append((state, view, out))
+        return out
+
+
+@dataclasses.dataclass
+class TimedFIRE(FIRE):
+    """The FIRE spec, building its strategy behind :class:`TimedDecide`."""
+
+    def build(self, space, seed: int) -> TimedDecide:
+        return TimedDecide(super().build(space, seed), self.ready_steps // COST_EVAL_STEPS)
+
+
+def _replay(exp: Experiment, state: dict[str, Any], view) -> tuple[float, float, list]:
+    """One ``decide`` of a strategy built afresh and restored from ``state`` (as a resume does) on ``view``:
+    (wall s, thread CPU s, decisions)."""
+    strategy = FIRE(**dataclasses.asdict(exp.strategy)).build(exp.hparam_space(), exp.seed)
+    strategy.set_state(copy.deepcopy(state))
     w0, c0 = time.perf_counter(), time.thread_time()
-    out = cls.decide(strategy, view)
+    out = strategy.decide(view)
     return time.perf_counter() - w0, time.thread_time() - c0, out
 
 
-def _fastest_parts(cls: type, state: dict[str, Any], view, repeats: int) -> tuple[float, float]:
-    """A ready step's cost with the least interference: ``(GP fits, the rest)`` in seconds.
+def _fitted_curves(exp: Experiment, state: dict[str, Any], view) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The curves a ready step's ``decide`` GP-smooths (``rlpop.curves.smooth``'s arguments), heard with Python's
+    profiling hook during one replay (nothing is replaced)."""
+    fitted: list[tuple[np.ndarray, np.ndarray]] = []
+    code = curves.smooth.__code__
 
-    Each GP fit the step makes is timed on its own (fastest of ``repeats``),
-    and the ``decide`` call again with those fits served from memory (fastest
-    of ``repeats``). On a loaded machine a ~50 ms call is nearly always
-    preempted, a ~1 ms fit often is not, so the sum of the parts is the better
-    estimate of the unloaded cost.
-    """
-    real = curves.smooth
-    fits: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    def hear(frame, event, arg):
+        if event == "call" and frame.f_code is code:
+            fitted.append((np.array(frame.f_locals["x"], float), np.array(frame.f_locals["y"], float)))
 
-    def recorded(x, y):
-        key = (np.asarray(x, float).tobytes(), np.asarray(y, float).tobytes())
-        if key not in fits:
-            fits[key] = (np.array(x, float), np.array(y, float), real(x, y))
-        return fits[key][2]
-
+    sys.setprofile(hear)
     try:
-        curves.smooth = recorded
-        _replay(cls, state, view)
-        rest = min(_replay(cls, state, view)[0] for _ in range(repeats))
+        _replay(exp, state, view)
     finally:
-        curves.smooth = real
-    fit_time = 0.0
-    for x, y, _ in fits.values():
+        sys.setprofile(None)
+    return fitted
+
+
+def _fastest_fits(fitted: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
+    """The GP fits of a ready step, each timed on its own (fastest of ``repeats``: on a loaded machine a ~1 ms fit
+    often escapes preemption where a ~50 ms call does not), summed, in seconds."""
+    total = 0.0
+    for x, y in fitted:
         fastest = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()
-            real(x, y)
+            curves.smooth(x, y)
             fastest = min(fastest, time.perf_counter() - t0)
-        fit_time += fastest
-    return fit_time, rest
+        total += fastest
+    return total
 
 
 def decision_cost(ready_intervals: int, seed: int = 0, replays: int = 5) -> dict[str, Any]:
-    """Time ``FirePBT.decide`` at every ready step of one toy run, live and replayed.
+    """Time ``FIREStrategy.decide`` at every ready step of one toy run, live and replayed.
 
     Live: the call as the controller makes it (wall and thread CPU time).
     Replayed: after the run, each ready step's ``decide`` again, ``replays``
-    times, from a deep copy of the strategy as it was before the call and the
+    times, by a strategy restored from its state before the call, on the
     same view -- the fastest replay is the step's cost with the least
     interference from other processes; a replay must return the same
     decisions (``decide`` is deterministic).
     """
     exp = cost_experiment(ready_intervals, seed)
-    fits: list[int] = []
-    real_smooth = curves.smooth
-
-    def counted_smooth(x, y):
-        fits.append(len(y))
-        return real_smooth(x, y)
-
-    live: list[dict[str, Any]] = []
-    snapshots: list[tuple[dict[str, Any], Any, list]] = []
+    exp = dataclasses.replace(exp, strategy=TimedFIRE(**dataclasses.asdict(exp.strategy)))
     with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir.create(tmp, exp.name)
         backend = make_backend("inline", None)
         try:
-            ctl = Controller(exp, run, backend)
+            ctl = Controller(exp, RunDir.create(tmp, exp.name), backend)
             ctl.start()
-            strategy = ctl.strategy
-            decide = strategy.decide
-            every = exp.strategy.ready_steps // exp.eval_steps
-
-            def timed(view):
-                ready = ctl.round % every == 0
-                state = copy.deepcopy(strategy.__dict__) if ready else None
-                fits.clear()
-                w0, c0 = time.perf_counter(), time.thread_time()
-                out = decide(view)
-                wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
-                live.append({"ready": ready, "wall": wall, "cpu": cpu, "fits": list(fits),
-                             "kinds": [d.kind for d in out]})
-                if ready:
-                    state.pop("decide", None)
-                    snapshots.append((state, view, out))
-                return out
-
-            strategy.decide = timed
-            curves.smooth = counted_smooth
             t0 = time.perf_counter()
             ctl.run()
             total = time.perf_counter() - t0
         finally:
-            curves.smooth = real_smooth
             backend.close()
-    cls = type(strategy)
-    parts = [_fastest_parts(cls, state, view, replays) for state, view, _ in snapshots]
+    timed: TimedDecide = ctl.strategy
+    fitted = [_fitted_curves(exp, state, view) for state, view, _ in timed.snapshots]
+    fits_s = [_fastest_fits(f, replays) for f in fitted]
     best: dict[str, list[float]] = {"wall": [], "cpu": []}
-    for state, view, out in snapshots:
+    for state, view, out in timed.snapshots:
         times = {k: math.inf for k in best}
         for _ in range(replays):
-            wall, cpu, again = _replay(cls, state, view)
+            wall, cpu, again = _replay(exp, state, view)
             if again != out:
                 raise RuntimeError("a replayed decide returned other decisions: decide is not deterministic")
             times["wall"], times["cpu"] = min(times["wall"], wall), min(times["cpu"], cpu)
         for k, v in times.items():
             if math.isfinite(v):
                 best[k].append(v)
+    live = timed.live
     ready = [r for r in live if r["ready"]]
     other = [r for r in live if not r["ready"]]
     return {
@@ -228,13 +241,12 @@ def decision_cost(ready_intervals: int, seed: int = 0, replays: int = 5) -> dict
             "live_cpu": _summary([r["cpu"] for r in ready]),
             f"fastest_of_{replays}_replays_wall": _summary(best["wall"]),
             f"fastest_of_{replays}_replays_cpu": _summary(best["cpu"]),
-            "sum_of_fastest_parts_wall": _summary([f + r for f, r in parts]),
-            "of_which_gp_fits": _summary([f for f, _ in parts]),
+            "of_which_gp_fits_fastest": _summary(fits_s),
         },
         "other_decide_ms": {"live_wall": _summary([r["wall"] for r in other]),
                             "live_cpu": _summary([r["cpu"] for r in other])},
-        "gp_fits_per_ready_step": _summary([len(r["fits"]) for r in ready], scale=1.0),
-        "fitted_curve_length": _summary([n for r in ready for n in r["fits"]], scale=1.0),
+        "gp_fits_per_ready_step": _summary([len(f) for f in fitted], scale=1.0),
+        "fitted_curve_length": _summary([len(y) for f in fitted for _, y in f], scale=1.0),
         "decisions": {k: sum(r["kinds"].count(k) for r in live) for k in ("exploit", "assign", "success", "stop")},
         "load_average_after": load_average(),
     }
