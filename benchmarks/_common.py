@@ -213,15 +213,34 @@ def mean_or_none(xs: list[float]) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
-def make_learner(algo: str, env_id: str, hparams: dict[str, Any], seed: int):
-    """An rlpop ``PPO`` or ``VMPO`` learner (``algo``: ``"ppo"`` or ``"vmpo"``)."""
-    if algo == "ppo":
-        from rlpop.agents.ppo import PPO
-        return PPO(env_id, hparams, seed=seed)
-    if algo == "vmpo":
-        from rlpop.agents.vmpo import VMPO
-        return VMPO(env_id, hparams, seed=seed)
-    raise ValueError(f"algo must be 'ppo' or 'vmpo', got {algo!r}")
+class OneMember:
+    """rlpop's PPO or V-MPO as a single run: a population of one (the batched learner with K = 1), with the
+    single-learner calls the benchmarks make (``train(steps)``, ``get_hparams()``, ``multipliers()``)."""
+
+    def __init__(self, cls: type, env_id: str, hparams: dict[str, Any], seed: int):
+        self.learner = cls(env_id, [hparams], [seed])
+        self.device = self.learner.device
+
+    def train(self, steps: int):
+        return self.learner.train([0], steps)[0]
+
+    def get_hparams(self) -> dict[str, Any]:
+        return self.learner.get_hparams(0)
+
+    def multipliers(self) -> dict[str, float]:
+        return self.learner.multipliers(0)
+
+    def close(self) -> None:
+        self.learner.close()
+
+
+def make_learner(algo: str, env_id: str, hparams: dict[str, Any], seed: int) -> OneMember:
+    """rlpop's ``PPO`` or ``VMPO`` (``algo``: ``"ppo"`` or ``"vmpo"``) as a population of one."""
+    from rlpop.agents import BATCHED, batched_learner_class
+
+    if algo not in BATCHED:
+        raise ValueError(f"algo must be 'ppo' or 'vmpo', got {algo!r}")
+    return OneMember(batched_learner_class(algo), env_id, hparams, seed)
 
 
 def train_returns(key: str, algo: str, env_id: str, hparams: dict[str, Any], seed: int, steps: int, every: int,

@@ -291,13 +291,13 @@ def warm_up(cfgs: Sequence[BenchConfig]) -> float:
     process's one-off imports (torch, gymnasium, mujoco, rlpop.agents), then a full
     ``gc.collect()`` (else the first full collection of the import heap, ~0.6 s, lands in
     whichever run comes first). Returns seconds."""
-    from rlpop.agents.ppo import PPO
+    from rlpop.agents.batched_ppo import BatchedPPO
 
     t0 = time.perf_counter()
     for env in sorted({c.env for c in cfgs}):
         hp = next(c.hparams for c in cfgs if c.env == env)
-        learner = PPO(env, dict(hp), seed=0)
-        learner.train(1)
+        learner = BatchedPPO(env, [dict(hp)], [0])  # a population of one
+        learner.train([0], 1)
         learner.close()
     gc.collect()
     return time.perf_counter() - t0

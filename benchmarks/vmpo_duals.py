@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_info, write_json  # noqa: E402
+from _common import RESULTS_DIR, machine_info, make_learner, write_json  # noqa: E402
 
 #: tests/test_vmpo.py's FAST settings
 FAST = {"lr": 1e-3, "eps_eta": 0.02, "target_period": 10, "epochs": 2, "rollout_steps": 1024, "minibatch_size": 128}
@@ -35,9 +35,7 @@ TASKS = [("CartPole-v1", 195.0, 60_000), ("InvertedPendulum-v5", 800.0, 120_000)
 
 
 def run_one(env_id: str, threshold: float, budget: int, seed: int, duals: str, std: str) -> dict:
-    from rlpop.agents.vmpo import VMPO
-
-    learner = VMPO(env_id, {**FAST, "duals": duals, "std": std}, seed=seed)
+    learner = make_learner("vmpo", env_id, {**FAST, "duals": duals, "std": std}, seed=seed)
     returns: list[float] = []
     curve: list[tuple[int, float]] = []
     steps, start, score, reached = 0, time.perf_counter(), float("-inf"), None
