@@ -375,9 +375,13 @@ class Controller:
             text = (f"w{r.id} FAILED again ({first_line}) within {self.exp.checkpoint_steps:,} steps of its "
                     f"replacement by a copy; dropped from the population (its sub-population's hparams diverge: "
                     f"narrow the search space, e.g. a lower lr range)")
+        elif r.failures <= 1 and (unbuilt := self._rebuild(r, state)) is not None:
+            r.alive = False
+            r.assigned = False
+            action = "dropped"
+            text = (f"w{r.id} FAILED ({first_line}); its rebuild from the last checkpoint failed too "
+                    f"({unbuilt}); dropped from the population")
         elif r.failures <= 1:
-            self.backend.rebuild(self.spec(r), state)  # state None: it had not trained yet
-            self.backend.set_hparams(r.id, r.hparams)
             r.steps = int(state["steps"]) if state is not None else 0
             r.has_state = state is not None
             r.reset_curve()
@@ -391,6 +395,18 @@ class Controller:
         self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps,
                    "reason": f.reason}, text)
         self.emit(WorkerFailed(self.round, r.id, first_line, action, text))
+
+    def _rebuild(self, r: WorkerRecord, state: dict[str, Any] | None) -> str | None:
+        """Rebuild ``r``'s worker from ``state`` (None: it had not trained yet); None when that worked, else the
+        one-line reason it did not (an env whose reset raises, a learner that cannot load the state)."""
+        try:
+            self.backend.rebuild(self.spec(r), state)
+            self.backend.set_hparams(r.id, r.hparams)
+        except Exception:  # noqa: BLE001 -- the member is dropped; the run goes on with the others
+            import traceback
+
+            return failure_line(traceback.format_exc())
+        return None
 
     def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
         """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE), among

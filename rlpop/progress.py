@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -67,11 +68,14 @@ def end_summary(ev: RoundFinished) -> str:
                  f"successes, {n['stop']} evaluator stops; {n['failure']} failures"
                  + (f" ({dead} workers dropped)" if dead else ""))
     lines.append(f"run directory: {run}")
-    lines.append(f"next: rlpop evaluate {run}   (play the best agent on fresh episodes; --video DIR records them)")
-    lines.append(f"      rlpop export {run}   (the best agent as a policy file that runs with torch alone)")
-    lines.append(f"      rlpop plot {run}   (figures: top return, hparam schedules, population)")
-    lines.append(f"      rlpop lineage {run}   (the best member's hparam schedule); "
-                 f"rlpop replay {run} (retrains it); tensorboard --logdir {run / 'tb'}")
+    if not members:  # nothing to evaluate, export or replay
+        return "\n".join(lines)
+    q, tb = shlex.quote(str(run)), shlex.quote(str(run / "tb"))  # commands to paste: a path with spaces stays one
+    lines.append(f"next: rlpop evaluate {q}   (play the best agent on fresh episodes; --video DIR records them)")
+    lines.append(f"      rlpop export {q}   (the best agent as a policy file that runs with torch alone)")
+    lines.append(f"      rlpop plot {q}   (figures: top return, hparam schedules, population)")
+    lines.append(f"      rlpop lineage {q}   (the best member's hparam schedule); "
+                 f"rlpop replay {q} (retrains it); tensorboard --logdir {tb}")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         where = _CURRENT_RUN[0] if _CURRENT_RUN else None
-        tail = f"resume with `rlpop run --resume {where}`" if where else "no run directory was made"
+        tail = f"resume with `rlpop run --resume {shlex.quote(where)}`" if where else "no run directory was made"
         print(f"\ninterrupted: workers and actor processes stopped; {tail}", file=sys.stderr)
         return 130
 
@@ -169,7 +170,7 @@ def _main(args: argparse.Namespace) -> int:
         if run.read_status().get("finished"):
             print(f"{run.path}: this run already finished (round {run.read_status().get('round')}); nothing to do.")
             return 0
-        exp = load_experiment(run.path / "experiment.py")
+        exp = load_experiment(recorded_experiment(run.path, cfg))
         try:
             exp = exp.with_overrides(cfg.get("overrides", {}))
         except ValueError as exc:
@@ -188,12 +189,17 @@ def _main(args: argparse.Namespace) -> int:
             print(plan(exp))
             print(estimate(exp, backend=backend_name))
             print(f"{run.path}: at round {status.get('round', 0)} of {-(-exp.total_steps // exp.eval_steps)}; "
-                  f"`rlpop run --resume {run.path}` continues it")
+                  f"`rlpop run --resume {shlex.quote(str(run.path))}` continues it")
             return 0
         log = list(dict.fromkeys([*cfg.get("log", []), *args.log]))
         check_loggers(log)
         if address:
             check_address(address)
+        check_writable(run.path, f"--resume {run.path}")
+        for sub in ("checkpoints", "tb"):  # folders the run writes into
+            if (run.path / sub).exists() and not (run.path / sub).is_dir():
+                raise UsageError(f"--resume {run.path}: {sub} is a file where the run keeps a folder; move it away "
+                                 "(a damaged copy?), then resume")
     else:
         if not args.experiment:
             raise UsageError("give an experiment file (rlpop run experiments/quick_fire.py) or --resume RUN_DIR")
@@ -214,8 +220,10 @@ def _main(args: argparse.Namespace) -> int:
             check_address(address)
         log = list(dict.fromkeys(args.log))
         check_loggers(log)
+        check_learner(exp)
+        check_env(exp)  # a dry run too: its plan would be of a run that cannot start
         if not args.dry_run:
-            check_env(exp)
+            check_runs_dir(args.runs_dir)
         if not args.dry_run and not args.no_fit_check and not address:
             from rlpop.fit import check
 
@@ -229,14 +237,22 @@ def _main(args: argparse.Namespace) -> int:
 
             print(estimate(exp, backend=backend_name))
             return 0
-        run = RunDir.create(args.runs_dir, exp.name)
+        try:
+            run = RunDir.create(args.runs_dir, exp.name)
+        except OSError as exc:
+            raise UsageError(f"--runs-dir {args.runs_dir}: cannot make a run directory there ({exc.strerror or exc}); "
+                             "give a --runs-dir you can write") from exc
         run.acquire_lock()
         try:
             shutil.copy(args.experiment, run.path / "experiment.py")
+            run.write_config(run_config(exp, backend_name, address, overrides, args.experiment, log=log))
         except OSError as exc:
-            raise UsageError(f"cannot write {run.path / 'experiment.py'}: {exc.strerror or exc}") from exc
-        run.write_config(run_config(exp, backend_name, address, overrides, args.experiment, log=log))
-    return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume), log=log)
+            run.release_lock()
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise UsageError(f"--runs-dir {args.runs_dir}: cannot write {exc.filename or run.path} "
+                             f"({exc.strerror or exc}); give a --runs-dir you can write") from exc
+    return execute(exp, run, backend_name, address, quiet=args.quiet, resume=bool(args.resume), log=log,
+                   keep_if_unstarted=bool(args.resume))
 
 
 def run_config(exp: Experiment, backend_name: str, address: str | None, overrides: dict[str, str],
@@ -263,6 +279,57 @@ def experiment_dir_of(run_dir: Path) -> str | None:
     if folder is None and c.get("experiment_file") and Path(c["experiment_file"]).is_absolute():
         folder = str(Path(c["experiment_file"]).parent)
     return folder if folder and Path(folder).is_dir() else None
+
+
+def recorded_experiment(run_dir: Path, cfg: dict[str, Any]) -> Path:
+    """The run directory's copy of its experiment file, or one line saying where to put it back."""
+    path = run_dir / "experiment.py"
+    if not path.is_file():
+        started = cfg.get("experiment_file")
+        src = f"the file it was started from ({started})" if started else "the experiment file it was started from"
+        raise UsageError(f"{run_dir}: experiment.py is missing, so the run cannot be rebuilt; copy {src} to "
+                         f"{shlex.quote(str(path))}")
+    return path
+
+
+def _first_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_runs_dir(root: str | Path) -> None:
+    """``--runs-dir`` can hold a new run directory: its nearest existing folder is a folder this process may
+    write (a file in its place, a read-only file system, no permission: one line before anything is made)."""
+    given = Path(root)
+    at = _first_existing(given)
+    if not at.is_dir():
+        raise UsageError(f"--runs-dir {root}: {at} is a file, not a folder; give another --runs-dir (or move the file)")
+    check_writable(at, f"--runs-dir {root}")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """One line unless this process may create files in ``folder``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        ro = False
+        try:
+            ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            pass
+        why = "on a read-only file system" if ro else "not writable by this user"
+        raise UsageError(f"{what}: {folder} is {why}; give a folder you can write"
+                         + ("" if what.startswith("--runs-dir") else " (copy the run directory there and resume the copy)"))
+
+
+def check_learner(exp: Experiment) -> None:
+    """A learner of the user's own has the whole learner protocol (rlpop.preflight)."""
+    from rlpop.preflight import check_learner_protocol
+
+    try:
+        check_learner_protocol(exp.agent.learner)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def check_loggers(specs: Sequence[str]) -> None:
@@ -348,6 +415,12 @@ def check_env(exp: Experiment) -> None:
                          "or env_wrappers (or the env)") from exc
     try:
         check_spaces(exp, env)
+        from rlpop.preflight import check_env_returns
+
+        try:
+            check_env_returns(f"env={exp.env!r}", env)  # what it returns is what it declares
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     finally:
         env.close()
     from rlpop.agents import learner_defaults
@@ -361,15 +434,31 @@ def check_env(exp: Experiment) -> None:
             raise UsageError(f"{why}; {where} build their own envs")
 
 
+def local_ray_address() -> str:
+    """The address of the Ray cluster ``ray start`` left on this machine (what ``ray.init(address="auto")``
+    finds), or one line saying there is none."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except ImportError:
+        return "auto"  # another Ray: let ray.init say
+    except Exception:  # noqa: BLE001 -- ConnectionError: no cluster recorded here
+        found = None
+    if not found:
+        raise UsageError("--address auto: no Ray cluster runs on this machine; start one with `ray start --head`, "
+                         "give its HOST:PORT, or drop --address to run on an embedded one")
+    return found
+
+
 def check_address(address: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds, not minutes, when nothing listens at ``--address HOST:PORT``."""
     import socket
 
     if address == "auto":
-        if os.environ.get("RAY_ADDRESS"):
-            address = os.environ["RAY_ADDRESS"]
-        else:
-            return  # ray.init(address="auto") finds a local cluster or says there is none
+        address = os.environ.get("RAY_ADDRESS") or local_ray_address()
+        if address == "auto":
+            return
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -382,9 +471,13 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
                          "with `ray start --head --port PORT`, or drop --address to run on an embedded one") from exc
 
 
+class WorkersDidNotStart(Exception):
+    """The backend or its workers could not start: nothing trained (one line)."""
+
+
 def execute(exp: Experiment, run, backend_name: str, address: str | None = None, quiet: bool = False,
             resume: bool = False, listeners: Sequence = (), log: Sequence[str] = (),
-            experiment_file: str | Path | None = None) -> int:
+            experiment_file: str | Path | None = None, keep_if_unstarted: bool = True) -> int:
     """Run (or resume) ``exp`` in ``run`` as its one writer. A :class:`rlpop.store.RunDirError` (a live lock, a
     damaged run directory, a full disk) reaches the caller, which prints it in one line. ``listeners`` hear the
     run's events (:mod:`rlpop.events`) beside the display and TensorBoard; ``log``: the CLI's ``--log`` specs
@@ -392,7 +485,8 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
 
     A new run directory without config.json gets what the CLI writes (config.json, experiment.py: a copy of
     ``experiment_file``, else rebuilt from the experiment's repr), so plot, replay, summary and ``--resume``
-    work on it as on a CLI run."""
+    work on it as on a CLI run. ``keep_if_unstarted=False`` (the CLI's new runs): a run directory whose workers
+    could not start is removed (nothing was trained; the error says why)."""
     from rlpop.agents import learner_class
 
     note = run.acquire_lock()
@@ -415,9 +509,20 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
                 finally:
                     env.close()
             write_run_files(exp, run, backend_name, address, experiment_file, log)
-        return _execute(exp, run, backend_name, address, quiet, resume, listeners, log)
+        try:
+            return _execute(exp, run, backend_name, address, quiet, resume, listeners, log)
+        except WorkersDidNotStart as exc:
+            gone = ""
+            if not keep_if_unstarted:
+                run.release_lock()
+                shutil.rmtree(run.path, ignore_errors=True)
+                _CURRENT_RUN.clear()
+                gone = " (nothing trained; no run directory kept)"
+            print(f"error: the workers could not start: {exc}{gone}", file=sys.stderr)
+            return 1
     finally:
-        run.release_lock()
+        if run.path.exists():
+            run.release_lock()
 
 
 def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet: bool, resume: bool,
@@ -428,6 +533,7 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
     from rlpop.tblog import TensorBoardLogger
 
     from rlpop.loggers import make_all
+    from rlpop.store import RunDirError
 
     progress = Progress(enabled=not quiet)
     tb = TensorBoardLogger(str(run.path / "tb"))
@@ -437,43 +543,84 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
         ckpt, payload, skipped = run.load_latest_checkpoint()
         for line in skipped:
             print(line, file=sys.stderr)
-    backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
-    if hasattr(backend, "run_dir"):  # the inline watchdog's message names it
-        backend.run_dir = str(run.path)
+    from rlpop.controller import failure_line
+
+    backend = None
+    stopped: tuple[BaseException, str] | None = None  # an error that ended the run: the exception, its traceback
     try:
-        ctl = Controller(exp, run, backend)
-        for listener in (tb, progress, *logged, *listeners):
-            ctl.subscribe(listener)
-        if hasattr(backend, "on_progress"):
-            backend.on_progress = progress.heartbeat
-        try:
+        try:  # one line, not one traceback per worker
+            backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
+            if hasattr(backend, "run_dir"):  # the inline watchdog's message names it
+                backend.run_dir = str(run.path)
+            ctl = Controller(exp, run, backend)
+            for listener in (tb, progress, *logged, *listeners):
+                ctl.subscribe(listener)
+            if hasattr(backend, "on_progress"):
+                backend.on_progress = progress.heartbeat
             ctl.start()
-        except Exception:  # noqa: BLE001 -- one line, not one traceback per worker
+        except Exception as exc:  # noqa: BLE001
             import traceback
 
-            from rlpop.controller import failure_line
-
-            print(f"error: the workers could not start: {failure_line(traceback.format_exc())}", file=sys.stderr)
-            return 1
+            raise WorkersDidNotStart(failure_line(traceback.format_exc())) from exc
         if resume:
             ctl.resume(payload)
             print(f"resuming {run.path} from round {ctl.round} (checkpoint {ckpt.name})" if payload is not None
                   else f"{run.path}: no checkpoint yet; starting from the beginning")
         print(f"run directory: {run.path}", flush=True)
-        ctl.run()
+        try:
+            ctl.run()
+        except RunDirError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- whatever stopped the loop: one line (the traceback to a file)
+            import traceback
+
+            stopped = (exc, traceback.format_exc())
     finally:
         progress.close()
         tb.close()
         for listener in logged:
             if hasattr(listener, "close"):
                 listener.close()
-        backend.close()
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # noqa: BLE001 -- the run's outcome is said below; this is one more line
+                import traceback
+
+                print(f"note: closing the workers failed: {failure_line(traceback.format_exc())}", file=sys.stderr)
+    if stopped is not None:
+        return run_stopped(run, ctl.round, *stopped)
     print(end_summary(ctl.round_finished()))
     failed = ctl.failed_reason()
     if failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_stopped(run, rounds_done: int, exc: BaseException, tb: str) -> int:
+    """A run whose loop raised: one line; exit 2 for a run directory that refuses writes (fix it and resume),
+    else 1 with the traceback kept in the run directory's error.log."""
+    from rlpop.controller import failure_line
+
+    where = shlex.quote(str(run.path))
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        print(f"error: {exc.filename}: a file is where the run keeps a folder ({exc.strerror}); move it away, then "
+              f"resume with `rlpop run --resume {where}`", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError) and exc.filename:
+        print(f"error: cannot write {exc.filename} ({exc.strerror or exc}): the run directory or its file system "
+              f"refuses writes; fix that, then resume with `rlpop run --resume {where}`", file=sys.stderr)
+        return 2
+    kept = ""
+    try:
+        (run.path / "error.log").write_text(tb)
+        kept = f" (traceback in {shlex.quote(str(run.path / 'error.log'))})"
+    except OSError:
+        pass
+    print(f"error: the run stopped in round {rounds_done + 1}: {failure_line(tb)}{kept}; resume with "
+          f"`rlpop run --resume {where}` once that is fixed", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,10 +80,14 @@ def read_curves(run_dir: str | Path) -> pd.DataFrame:
     missing = [c for c in ("round", "worker", "role", "step", "q") if c not in curves.columns]
     if missing:
         raise RunDirError(f"{path} is not an rlpop curve table (no column {', '.join(missing)})")
+    n = len(curves)
+    for c in ("round", "worker", "step"):  # a garbled row: not a number where one must be
+        curves[c] = pd.to_numeric(curves[c], errors="coerce")
     curves = curves.dropna(subset=["round", "worker", "step"])
     curves["q"] = pd.to_numeric(curves["q"], errors="coerce")
     for c in ("round", "worker", "step"):
         curves[c] = curves[c].astype(int)
+    curves.attrs["unreadable_rows"] = n - len(curves)
     return curves
 
 
@@ -93,6 +98,36 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if text and not text.endswith("\n"):  # its last row may be half written
         text = text[:text.rfind("\n") + 1]
     return pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+
+
+def curves_gap(run_dir: str | Path, curves: pd.DataFrame, status: dict[str, Any], decisions: list[dict]
+               ) -> str | None:
+    """Why curves.csv holds less than the run recorded, in one line, or None: rows that do not parse, a last row
+    cut in a finished run (its writer ended), or rows that stop before the round that status.json or
+    decisions.jsonl reached (a file cut, or rows deleted). A round whose every worker failed writes no row: the
+    failures of decisions.jsonl count as its rows."""
+    path = Path(run_dir) / "curves.csv"
+    problems = []
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return None
+    if status.get("finished") and text and not text.endswith(b"\n"):
+        problems.append("its last row is cut")
+    bad = int(curves.attrs.get("unreadable_rows", 0))
+    if bad:
+        problems.append(f"{bad} row{'s' if bad > 1 else ''} do not parse")
+    made = [int(d["round"]) for d in decisions if isinstance(d.get("round"), int) and d.get("kind") != "failure"]
+    recorded = max([int(status.get("round") or 0), *made])
+    failed = [int(d["round"]) for d in decisions if isinstance(d.get("round"), int) and d.get("kind") == "failure"]
+    last = max([int(curves["round"].max()) if len(curves) else 0, *failed])
+    if last < recorded:
+        problems.append(f"its rows stop at round {last}, but the run recorded round {recorded} (status.json, "
+                        "decisions.jsonl)")
+    if not problems:
+        return None
+    return (f"{path} is partial ({'; '.join(problems)}): what follows uses partial data, and the run does not "
+            "count as finished")
 
 
 def read_decisions(run_dir: str | Path) -> list[dict]:
@@ -166,7 +201,26 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return bool(self.status.get("finished", False))
+        """status.json says the run finished, and its curves are whole (:attr:`partial`)."""
+        if not self.status.get("finished", False):
+            return False
+        try:
+            return self.partial is None
+        except RunDirError:
+            return False
+
+    @property
+    def partial(self) -> str | None:
+        """Why curves.csv holds less than the run recorded (one line), or None (:func:`curves_gap`)."""
+        def gap():
+            try:
+                status = self.status
+            except RunDirError:
+                status = {}
+            return curves_gap(self.path, self._cache["curves"] if "curves" in self._cache else self.curves, status,
+                              self.decision_records)
+
+        return self._cached("partial", gap)
 
     @property
     def method(self) -> str:
@@ -175,7 +229,12 @@ class Run:
     @property
     def curves(self) -> pd.DataFrame:
         """One row per Q evaluation (curves.csv). Raises :class:`RunDirError` before the first row."""
-        return self._cached("curves", lambda: read_curves(self.path))
+        if "curves" not in self._cache:
+            self._cache["curves"] = read_curves(self.path)
+            gap = self.partial
+            if gap:  # every reader (plot, summary, lineage, replay) says it, once
+                print(f"warning: {gap}", file=sys.stderr)
+        return self._cache["curves"]
 
     @property
     def metrics(self) -> pd.DataFrame:

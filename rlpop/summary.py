@@ -14,7 +14,8 @@ Reads only the run directories (a run in progress too). One row per run:
 - ``wall_s``: status.json's wall time (else the last wall_time of curves.csv);
 - ``env_steps``: actor steps trained by all workers (members and evaluators), summed over the curve rows'
   per-worker step increments; ``env_steps_per_s`` = env_steps / wall_s;
-- ``finished``: status.json says the run finished.
+- ``finished``: status.json says the run finished and curves.csv holds every round it recorded (a cut or
+  partial curves.csv is said in one line, and the run does not count as finished).
 
 The table is printed (rich when installed, else plain); ``--out FILE.csv`` writes it as CSV and as markdown
 (``FILE.md`` beside it).
@@ -160,7 +161,7 @@ def summarise(run_dir: str | Path, threshold: float | None = None) -> dict[str, 
     row["env_steps"] = env_steps(curves, decisions)
     row["env_steps_per_s"] = round(row["env_steps"] / row["wall_s"], 1) if row["wall_s"] and row["wall_s"] > 0 \
         else math.nan
-    row["finished"] = bool(status.get("finished", False))
+    row["finished"] = run.finished  # not for a run whose curves.csv is partial (rlpop.runs.curves_gap)
     return row
 
 

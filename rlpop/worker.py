@@ -73,6 +73,9 @@ class Worker:
     def train(self, steps: int) -> TrainReport:
         t0 = time.perf_counter()
         res = self.learner.train(int(steps))
+        if not (hasattr(res, "steps") and hasattr(res, "episode_returns")):
+            raise TypeError(f"{type(self.learner).__name__}.train() returned {type(res).__name__}, not a TrainResult; return "
+                            "rlpop.agents.base.TrainResult(steps, episode_returns=[...]) (docs/learners.md)")
         if getattr(res, "failed", None):
             from rlpop.agents.base import NonFiniteError
 
