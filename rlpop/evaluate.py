@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def evaluate_policy(policy: Policy, episodes: int = 10, seed: int = 0, stochasti
         raise PolicyError(f"--episodes {episodes}: give at least 1")
     if stochastic and policy._sampler is None:
         raise PolicyError("--stochastic needs the run directory (an exported file holds the deterministic policy): "
-                          f"rlpop evaluate {policy.meta.get('run_dir', 'RUN_DIR')} --stochastic")
+                          f"rlpop evaluate {shlex.quote(str(policy.meta.get('run_dir', 'RUN_DIR')))} --stochastic")
     if video is not None:
         check_video(policy)
     stage = None

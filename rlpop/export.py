@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import io
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -245,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  {out}  ({meta['format']})\n  {side}  (env, spaces, member, hparams)")
     print(f"  load: {meta['load']}")
     if meta.get("env"):
-        print(f"  next: rlpop evaluate {out} --episodes 10")
+        print(f"  next: rlpop evaluate {shlex.quote(str(out))} --episodes 10")
     return 0
 
 

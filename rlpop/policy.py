@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -202,7 +203,7 @@ def check_native(run: Run, what: str) -> None:
     if run.learner not in NATIVE:
         raise PolicyError(f"{run.path}: rlpop builds {what} for {' and '.join(NATIVE)} members only, and this run's "
                           f"learner is {run.learner!r}; export the member in its library's own format "
-                          f"(rlpop export {run.path}) and play it with that library")
+                          f"(rlpop export {shlex.quote(str(run.path))}) and play it with that library")
 
 
 # --------------------------------------------------------------------------- meta (the sidecar's fields)

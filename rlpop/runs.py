@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,7 +307,7 @@ class Run:
     def _no_state(self) -> RunDirError:
         return RunDirError(
             f"{self.path} has no checkpoint with a trained member yet (the run stopped before its first "
-            f"checkpoint interval ended): resume it with `rlpop run --resume {self.path}` and let it train, or "
+            f"checkpoint interval ended): resume it with `rlpop run --resume {shlex.quote(str(self.path))}` and let it train, or "
             "pick a run that trained longer")
 
     def _pick_kept(self, member, kept, load):

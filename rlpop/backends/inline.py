@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 import threading
 import time
@@ -82,7 +83,7 @@ class StallWatchdog:
 
     def message(self, ids: list[int], t: float, in_env_step: bool) -> str:
         who = ", ".join(f"w{i}" for i in ids)
-        resume = f"resume with rlpop run --resume {self._run_dir() or 'RUN_DIR'}"
+        resume = f"resume with rlpop run --resume {shlex.quote(self._run_dir() or 'RUN_DIR')}"
         if in_env_step:
             return (f"{who} stalled in an in-process env step for {t:g} s (worker_timeout_s); the run stops "
                     f"— use agent.hparams.num_actors>=1 so a stalled env can be killed and rebuilt; {resume}")

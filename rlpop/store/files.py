@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -65,7 +66,7 @@ def _write_error(path: Path, exc: OSError) -> Exception:
     """RunDirError for a full disk; other OSErrors stay as they are."""
     if exc.errno in _NO_SPACE:
         return RunDirError(f"no space left on device writing {path}: free space, then resume with "
-                           f"rlpop run --resume {_run_dir_of(path)}")
+                           f"rlpop run --resume {shlex.quote(str(_run_dir_of(path)))}")
     return exc
 
 
