@@ -4,11 +4,12 @@ Measures, for each env (default Hopper-v5 and Humanoid-v5):
 
 1. raw gymnasium steps/s -- one process, one env, uniformly random actions,
    reset on episode end (the physical limit of the box), and the same through a
-   ``SyncVectorEnv`` of 8 (the container rlpop's actors step);
+   ``SyncVectorEnv`` of 8 (the container rlpop's gymnasium env bank steps);
 2. rlpop PPO steps/s in its full learning loop (collect + update) at matched
    settings: 2048 env steps per update, 10 epochs, minibatch 64, 64x64 tanh,
-   obs + reward normalisation, CPU -- for several actor layouts
-   (``num_actors x envs_per_actor``; 0 = collection in the learner's process);
+   obs + reward normalisation, CPU -- a single run (a population of one, the
+   batched learner with K = 1) for several env layouts
+   (``num_actors x envs_per_actor``; 0 = envs in the learner's process);
 3. stable-baselines3 PPO steps/s at the same settings (MlpPolicy = 64x64 tanh,
    ``VecNormalize`` for obs + reward normalisation, device cpu): 1 env with
    n_steps=2048, and 8 envs with n_steps=256 (2048 per update);
@@ -17,12 +18,12 @@ Measures, for each env (default Hopper-v5 and Humanoid-v5):
 Each learner does one warm-up update (excluded: process start, first-call
 overheads), then ``--updates`` timed updates. ``torch.set_num_threads(1)`` for
 both libraries. The collect / update split comes from timers around rlpop's
-``ActorPool.collect`` and ``PPO._update`` and from SB3's rollout callbacks (SB3
+``BatchedPPO.collect`` and ``BatchedPPO.learn`` and from SB3's rollout callbacks (SB3
 computes GAE inside its collection phase, rlpop inside its update). With
 ``--repeats R`` the learners are measured R times in interleaved order and the
 best round is used for the ratios (least disturbed by other load on the box).
 Besides wall-clock steps/s, every learner reports CPU seconds (its process plus
-its actor processes) and steps per CPU-second: on a shared box the wall clock
+its env processes) and steps per CPU-second: on a shared box the wall clock
 moves with other people's load, the CPU cost much less. ``--profile`` adds a
 cProfile summary of a few in-process rlpop updates.
 
@@ -163,26 +164,25 @@ def rlpop_ppo_hparams(num_actors: int, envs_per_actor: int) -> dict[str, Any]:
 
 def bench_rlpop(env_id: str, num_actors: int, envs_per_actor: int, updates: int, seed: int = 0) -> dict[str, Any]:
     """rlpop PPO steps/s over ``updates`` updates after one warm-up update."""
-    from rlpop.agents.ppo import PPO
+    from rlpop.agents.batched_ppo import BatchedPPO
 
     t_build = time.perf_counter()
-    ppo = PPO(env_id, rlpop_ppo_hparams(num_actors, envs_per_actor), seed=seed)
+    ppo = BatchedPPO(env_id, [rlpop_ppo_hparams(num_actors, envs_per_actor)], [seed])  # a population of one
     split = {"collect": 0.0, "update": 0.0}
     try:
-        pool = ppo._ensure_pool()  # instrumentation only: time the two phases
-        pool.collect = _timed(pool.collect, split, "collect")
-        ppo._update = _timed(ppo._update, split, "update")
-        ppo.train(ROLLOUT_STEPS)  # warm-up update (excluded)
+        ppo.collect = _timed(ppo.collect, split, "collect")  # instrumentation only: time the two phases
+        ppo.learn = _timed(ppo.learn, split, "update")
+        ppo.train([0], ROLLOUT_STEPS)  # warm-up update (excluded)
         startup = time.perf_counter() - t_build
         split.update(collect=0.0, update=0.0)
         per_update = []
         steps = 0
         gc.collect()
-        cpu = CpuClock([p.pid for p in getattr(pool, "_procs", [])])
+        cpu = CpuClock([p.pid for p in getattr(ppo.bank, "_procs", [])])
         t0 = time.perf_counter()
         for _ in range(updates):
             u0 = time.perf_counter()
-            steps += ppo.train(ROLLOUT_STEPS).steps
+            steps += ppo.train([0], ROLLOUT_STEPS)[0].steps
             per_update.append(time.perf_counter() - u0)
         dt = time.perf_counter() - t0
         cpu_s = cpu.elapsed()
@@ -264,16 +264,16 @@ def bench_sb3(env_id: str, n_envs: int, updates: int, seed: int = 0) -> dict[str
 
 # ---------------------------------------------------------------------------- profile
 PROFILE_KEYS = {
-    "collect (ActorCore.collect)": ("actors.py", "collect"),
+    "collect (BatchedLearner.collect)": ("batched_base.py", "collect"),
     "  env.step (SyncVectorEnv.step)": ("sync_vector_env.py", "step"),
-    "  policy.act": ("networks.py", "act"),
+    "  policy (StackedActorCritic.policy_params)": ("stacked.py", "policy_params"),
     "  normalize_obs": ("normalize.py", "normalize_obs"),
-    "update (PPO._update)": ("ppo.py", "_update"),
+    "update (BatchedPPO._learn)": ("batched_ppo.py", "_learn"),
     "  loss.backward": ("_tensor.py", "backward"),
-    "  optimizer.step (Adam)": ("optimizer.py", "wrapper"),
-    "  clip_grad_norm_": ("clip_grad.py", "clip_grad_norm_"),
-    "  log_prob_entropy": ("networks.py", "log_prob_entropy"),
-    "  value": ("networks.py", "value"),
+    "  adam_step": ("stacked.py", "adam_step"),
+    "  clip_grad_norm_per_member": ("stacked.py", "clip_grad_norm_per_member"),
+    "  log_prob_entropy": ("stacked.py", "log_prob_entropy"),
+    "  value": ("stacked.py", "value"),
     "  gae": ("ppo_loss.py", "gae"),
     "  RewardScaler.scale": ("normalize.py", "scale"),
 }
@@ -282,14 +282,14 @@ PROFILE_KEYS = {
 def profile_rlpop(env_id: str, updates: int, envs_per_actor: int = 1) -> dict[str, Any]:
     """cProfile of ``updates`` in-process updates: cumulative seconds of the
     main phases and the top functions by own time."""
-    from rlpop.agents.ppo import PPO
+    from rlpop.agents.batched_ppo import BatchedPPO
 
-    ppo = PPO(env_id, rlpop_ppo_hparams(0, envs_per_actor), seed=0)
+    ppo = BatchedPPO(env_id, [rlpop_ppo_hparams(0, envs_per_actor)], [0])  # a population of one
     try:
-        ppo.train(ROLLOUT_STEPS)
+        ppo.train([0], ROLLOUT_STEPS)
         prof = cProfile.Profile()
         prof.enable()
-        ppo.train(updates * ROLLOUT_STEPS)
+        ppo.train([0], updates * ROLLOUT_STEPS)
         prof.disable()
     finally:
         ppo.close()
@@ -297,7 +297,7 @@ def profile_rlpop(env_id: str, updates: int, envs_per_actor: int = 1) -> dict[st
     total = max(v[3] for v in stats.stats.values())  # the outermost cumulative time
     phases = {}
     for label, (file_end, func) in PROFILE_KEYS.items():
-        # max, not sum: same-named matches nest (ActorPool.collect -> ActorCore.collect)
+        # max, not sum: same-named matches could nest
         cum = max((v[3] for (f, _, name), v in stats.stats.items() if f.endswith(file_end) and name == func),
                   default=0.0)
         phases[label] = {"seconds": round(cum, 3), "share": round(cum / total, 3)}
