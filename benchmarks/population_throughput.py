@@ -1,37 +1,45 @@
-"""Population throughput: aggregate env steps/s of PPO populations -- rlpop's batched engine, its per-member
-engine, and Ray Tune's PBT on the same PPO -- against the machine's raw env rate.
+"""Population throughput: aggregate env steps/s of PPO populations -- rlpop's batched engine and Ray Tune's
+PBT over the same PPO -- against the machine's raw env rate, measured beside each configuration.
 
-    python benchmarks/population_throughput.py [--envs Hopper-v5 Humanoid-v5] [--populations 1 8 32]
-        [--impls batched-inline batched-ray member-inline tune] [--rounds 4] [--skip ENV:POP:IMPL ...]
+    python benchmarks/population_throughput.py [--envs Hopper-v5 Humanoid-v5] [--populations 8 32]
+        [--configs rlpop rlpop-no-overlap rlpop-8envs rlpop-ray tune] [--repeats 3] [--rounds 4]
+        [--skip ENV:POP:CONFIG ...]
 
-One script run, one machine, written to JSON (``benchmarks/results/population_throughput.json``):
+One script run, one machine, written to JSON (``benchmarks/results/population_throughput.json``).
 
-1. raw env steps/s: one gymnasium env in one process, random actions (x cores = the machine's raw
-   gymnasium rate, the denominator of the efficiency); and EnvPool with one thread per core;
-2. PPO populations (PPO defaults: 2048 env steps per update, 10 epochs, minibatch 64, 64x64 tanh
-   nets, obs + reward normalisation; 8 envs per member) through the real CLI path,
-   ``python -m rlpop.run EXP --quiet`` in a subprocess: synchronous PBT on ``lr`` (Single() for a
-   population of 1), ``eval_steps`` = one update, ready every 2 rounds, ``--rounds`` rounds;
-   * ``batched-inline``: the batched engine, the population as one shard in one process;
-   * ``batched-ray``: the batched engine on the Ray backend (embedded cluster);
-   * ``member-inline``: ``engine=member``, one PPO learner per member, trained in turn (the engine
-     before the batched one);
-3. Ray Tune ``PopulationBasedTraining(synch=True)`` over the same per-member PPO
-   (``benchmarks/_overhead_trainable.py``, one CPU per trial), same population, interval and budget.
+**Interleaved.** For every repeat, every env, every population and every configuration (in that order, so the
+configurations of one repeat run minutes apart, not hours), the script measures, in this order:
 
-Per run: ``steady_steps_per_s`` -- all members' env steps between the end of the first round and the
-end of the last, over that time (curves.csv's wall times), i.e. without start-up; ``overall_steps_per_s``
--- all env steps over the whole process wall time; ``efficiency`` = steady / (cores x raw gymnasium
-steps/s); ``startup_s`` -- from launch to the CLI's "run directory:" line (imports, Ray, shards, envs);
-``peak_rss_mb`` of the whole process tree (sampled every 0.25 s) and per member. Tune: env steps / wall
-of ``Tuner.fit`` (its start-up included: Tune has no per-round wall clock), and the same excluding the
-first trials' start-up, as ``pbt_overhead.py`` measures it.
+1. ``others_busy_cores``: how many cores other processes kept busy over 2 s while this script sat idle
+   (``psutil.cpu_percent``); a configuration that starts with more than 0.5 busy core per core is marked
+   ``"loaded": true`` and left out of the summary (the 1-minute load average is recorded too, but it still
+   carries the previous configuration's load for a minute, so it cannot tell a busy box from our own tail);
+2. the raw env rates *before*: one gymnasium env in one process with random actions (median of 3 x 1.5 s),
+   and EnvPool with one thread per core (median of 3 x 1 s);
+3. the configuration, through the real CLI (``python -m rlpop.run EXP --quiet``, synchronous PBT on ``lr``,
+   ``eval_steps`` = one update, ready every 2 rounds) or Ray Tune's ``PopulationBasedTraining(synch=True)``
+   over the same PPO (``benchmarks/_overhead_trainable.py``: rlpop's PPO as a population of one per trial,
+   one CPU per trial);
+4. the raw env rates *after*, as in 2.
+
+``efficiency`` = steady steps/s / (cores x the mean of the gymnasium rates before and after);
+``of_envpool`` = steady / the mean EnvPool rate. ``steady_steps_per_s``: all members' env steps between the end
+of the first round and the end of the last, over that time (curves.csv's wall times, i.e. without start-up);
+Tune has no per-round clock: its steady rate excludes the trials' start-up as ``pbt_overhead.py`` measures it.
+``peak_rss_mb`` of the whole process tree (sampled every 0.25 s) and per member.
+
+The configurations (PPO with the project's defaults: 2048-step rollouts, 10 epochs, minibatch 64, 64x64 tanh
+nets, one env per member, obs + reward normalisation), each a change of one thing:
+``rlpop`` the defaults (one shard inline; overlap on); ``rlpop-no-overlap`` ``overlap=False`` (collect, then
+update); ``rlpop-8envs`` ``envs_per_actor=8`` (same 2048-step rollouts); ``rlpop-ray`` the Ray backend
+(embedded cluster); ``tune`` Ray Tune's PBT.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,11 +53,21 @@ from _common import RESULTS_DIR, Report, load_average  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_STEPS = 2048
-HP = {"rollout_steps": 2048, "epochs": 10, "minibatch_size": 64, "num_actors": 0, "envs_per_actor": 8}
-BAR = 0.6
-IMPLS = ("batched-inline", "batched-ray", "member-inline", "tune")
+HP: dict[str, Any] = {}  # the project's PPO defaults
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (how it runs, PPO hparams over the defaults)
+    "rlpop": ("inline", {}),
+    "rlpop-no-overlap": ("inline", {"overlap": False}),
+    "rlpop-8envs": ("inline", {"envs_per_actor": 8}),
+    "rlpop-ray": ("ray", {}),
+    "tune": ("tune", {}),
+}
+#: the issue's bars: (env, population) -> (what, threshold)
+BARS = {("Hopper-v5", 8): ("efficiency", 0.6), ("Hopper-v5", 32): ("of_envpool", 0.9),
+        ("Humanoid-v5", 8): ("efficiency", 0.6)}
+TUNE_BAR = 3.0
+LOADED = 0.5  # busy cores of other processes per core above which a measurement is not a result
 
-EXPERIMENT = '''from rlpop.experiment import PBT, Agent, Experiment, Single
+EXPERIMENT = """from rlpop.experiment import PBT, Agent, Experiment, Single
 from rlpop.hparams import LogUniform
 P = {population}
 experiment = Experiment(
@@ -57,14 +75,21 @@ experiment = Experiment(
     space={{"lr": LogUniform(1e-4, 1e-3, factors=(0.8, 1.25))}},
     strategy=PBT(population=P, ready_steps={ready}) if P > 1 else Single(),
     total_steps={total}, eval_steps={eval_steps}, seed=0)
-'''
+"""
 
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def raw_gym_steps_per_s(env_id: str, seconds: float = 5.0) -> float:
+def others_busy_cores(seconds: float = 2.0) -> float:
+    """Cores kept busy by other processes while this one sleeps ``seconds``."""
+    import psutil
+
+    return round(psutil.cpu_percent(interval=seconds) / 100 * (psutil.cpu_count() or cores()), 2)
+
+
+def raw_gym_steps_per_s(env_id: str, seconds: float = 1.5) -> float:
     import gymnasium as gym
 
     env = gym.make(env_id)
@@ -77,10 +102,12 @@ def raw_gym_steps_per_s(env_id: str, seconds: float = 5.0) -> float:
         n += 1
         if te or tr:
             env.reset()
-    return n / (time.perf_counter() - t0)
+    rate = n / (time.perf_counter() - t0)
+    env.close()
+    return rate
 
 
-def raw_envpool_steps_per_s(env_id: str, seconds: float = 5.0) -> float | None:
+def raw_envpool_steps_per_s(env_id: str, seconds: float = 1.0) -> float | None:
     from rlpop.agents.envbank import ENVPOOL_IDS, envpool_available
 
     if not envpool_available(env_id):
@@ -101,6 +128,16 @@ def raw_envpool_steps_per_s(env_id: str, seconds: float = 5.0) -> float | None:
     rate = n / (time.perf_counter() - t0)
     pool.close()
     return rate
+
+
+def raw_rates(env_id: str, repeats: int = 3) -> dict[str, Any]:
+    """Median of ``repeats`` measurements of each raw rate, with the samples and the load."""
+    gym_rates = [raw_gym_steps_per_s(env_id) for _ in range(repeats)]
+    pool_rates = [raw_envpool_steps_per_s(env_id) for _ in range(repeats)]
+    pool_rates = [r for r in pool_rates if r is not None]
+    return {"gym": round(statistics.median(gym_rates), 1), "gym_samples": [round(r) for r in gym_rates],
+            "envpool": round(statistics.median(pool_rates), 1) if pool_rates else None,
+            "envpool_samples": [round(r) for r in pool_rates], "load_average": load_average()}
 
 
 class TreeMemory:
@@ -139,18 +176,15 @@ class TreeMemory:
         return self.peak / 2**20
 
 
-def run_rlpop(env_id: str, population: int, impl: str, rounds: int, workdir: Path, raw_total: float) -> dict[str, Any]:
+def run_rlpop(env_id: str, population: int, config: str, rounds: int, workdir: Path) -> dict[str, Any]:
     import pandas as pd
 
-    backend = "ray" if impl == "batched-ray" else "inline"
-    engine = "member" if impl == "member-inline" else "batched"
-    exp = workdir / f"exp_{env_id}_{population}.py"
-    exp.write_text(EXPERIMENT.format(population=population, env=env_id, hp=HP, ready=2 * EVAL_STEPS,
+    backend, hp = CONFIGS[config]
+    exp = workdir / f"exp_{env_id}_{population}_{config}.py"
+    exp.write_text(EXPERIMENT.format(population=population, env=env_id, hp={**HP, **hp}, ready=2 * EVAL_STEPS,
                                      total=rounds * EVAL_STEPS, eval_steps=EVAL_STEPS))
-    runs = workdir / f"runs_{env_id}_{population}_{impl}"
-    cmd = [sys.executable, "-m", "rlpop.run", str(exp), "--quiet", "--runs-dir", str(runs), "--backend", backend,
-           "--set", f"engine={engine}"]
-    load_before = load_average()
+    runs = workdir / "runs"
+    cmd = [sys.executable, "-m", "rlpop.run", str(exp), "--quiet", "--runs-dir", str(runs), "--backend", backend]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -163,10 +197,9 @@ def run_rlpop(env_id: str, population: int, impl: str, rounds: int, workdir: Pat
     rc = proc.wait()
     wall = time.perf_counter() - t0
     peak = mem.stop()
-    rec: dict[str, Any] = {"env": env_id, "population": population, "impl": impl, "command": " ".join(cmd[1:]),
-                           "returncode": rc, "wall_s": round(wall, 2), "startup_s": round(startup or float("nan"), 2),
-                           "peak_rss_mb": round(peak, 1), "rss_mb_per_member": round(peak / population, 1),
-                           "load_average_before": load_before, "load_average_after": load_average()}
+    rec: dict[str, Any] = {"command": " ".join(cmd[1:]), "returncode": rc, "wall_s": round(wall, 2),
+                           "startup_s": round(startup or float("nan"), 2), "peak_rss_mb": round(peak, 1),
+                           "rss_mb_per_member": round(peak / population, 1)}
     if rc != 0:
         rec["error"] = "\n".join(lines[-15:])
         return rec
@@ -176,21 +209,18 @@ def run_rlpop(env_id: str, population: int, impl: str, rounds: int, workdir: Pat
     first, last = by_round.index.min(), by_round.index.max()
     steady_steps = total_steps - int(curves[curves["round"] == first]["step"].sum())
     steady_s = float(by_round.loc[last, "wall"] - by_round.loc[first, "wall"])
-    steady = steady_steps / steady_s if steady_s > 0 else float("nan")
-    rec.update({"env_steps": total_steps, "steady_steps_per_s": round(steady, 1),
-                "overall_steps_per_s": round(total_steps / wall, 1),
-                "efficiency": round(steady / raw_total, 4), "efficiency_overall": round(total_steps / wall / raw_total, 4)})
+    rec.update({"env_steps": total_steps, "steady_steps_per_s": round(steady_steps / steady_s, 1) if steady_s > 0 else None,
+                "overall_steps_per_s": round(total_steps / wall, 1)})
     return rec
 
 
-def run_tune_side(env_id: str, population: int, rounds: int, workdir: Path, raw_total: float) -> dict[str, Any]:
+def run_tune_side(env_id: str, population: int, rounds: int, workdir: Path) -> dict[str, Any]:
     import ray
 
     import pbt_overhead
 
     cfg = pbt_overhead.BenchConfig(f"{env_id}_p{population}", env_id, population,
-                                   {k: v for k, v in HP.items()}, EVAL_STEPS, 2 * EVAL_STEPS, rounds * EVAL_STEPS)
-    load_before = load_average()
+                                   {"rollout_steps": 2048, **HP}, EVAL_STEPS, 2 * EVAL_STEPS, rounds * EVAL_STEPS)
     t0 = time.perf_counter()
     ray.init(num_cpus=cores(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ray_init_s = time.perf_counter() - t0
@@ -200,70 +230,103 @@ def run_tune_side(env_id: str, population: int, rounds: int, workdir: Path, raw_
     finally:
         peak = mem.stop()
         ray.shutdown()
-    steps_ex = rec["env_steps_per_s_excl_startup"]
-    return {"env": env_id, "population": population, "impl": "tune", "wall_s": rec["wall_s"],
-            "ray_init_s": round(ray_init_s, 2), "startup_s": round(rec["worker_startup_slot_s"] / max(1, rec["slots"]), 2),
+    return {"wall_s": rec["wall_s"], "ray_init_s": round(ray_init_s, 2),
+            "startup_s": round(rec["worker_startup_slot_s"] / max(1, rec["slots"]), 2),
             "env_steps": rec["env_steps"], "overall_steps_per_s": rec["env_steps_per_s"],
-            "steady_steps_per_s": steps_ex, "efficiency": round(steps_ex / raw_total, 4),
-            "efficiency_overall": round(rec["env_steps_per_s"] / raw_total, 4),
-            "peak_rss_mb": round(peak, 1), "rss_mb_per_member": round(peak / population, 1),
-            "errors": rec["errors"], "load_average_before": load_before, "load_average_after": load_average()}
+            "steady_steps_per_s": rec["env_steps_per_s_excl_startup"], "peak_rss_mb": round(peak, 1),
+            "rss_mb_per_member": round(peak / population, 1), "errors": rec["errors"]}
+
+
+def measure(env_id: str, population: int, config: str, rounds: int, workdir: Path) -> dict[str, Any]:
+    """One interleaved measurement: others' load, raw rates before, the configuration, raw rates after."""
+    busy = others_busy_cores()
+    before = raw_rates(env_id)
+    load_start = load_average()
+    if CONFIGS[config][0] == "tune":
+        rec = run_tune_side(env_id, population, rounds, workdir)
+    else:
+        rec = run_rlpop(env_id, population, config, rounds, workdir)
+    after = raw_rates(env_id)
+    gym = (before["gym"] + after["gym"]) / 2
+    pool = None if before["envpool"] is None else (before["envpool"] + after["envpool"]) / 2
+    steady = rec.get("steady_steps_per_s")
+    rec = {"env": env_id, "population": population, "config": config, "others_busy_cores": busy,
+           "loaded": busy > LOADED * cores(), "load_average_at_start": load_start, "raw_before": before,
+           "raw_after": after, **rec}
+    if steady:
+        rec["efficiency"] = round(steady / (cores() * gym), 4)
+        rec["of_envpool"] = round(steady / pool, 4) if pool else None
+    return rec
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per env/population/configuration: medians over the runs that were not loaded; the bars; x Tune."""
+    out: dict[str, Any] = {}
+    keys = sorted({(r["env"], r["population"]) for r in runs})
+    for env_id, pop in keys:
+        entry: dict[str, Any] = {}
+        for config in CONFIGS:
+            rs = [r for r in runs if (r["env"], r["population"], r["config"]) == (env_id, pop, config)]
+            good = [r for r in rs if not r["loaded"] and r.get("steady_steps_per_s")]
+            if not rs:
+                continue
+            row: dict[str, Any] = {"runs": len(rs), "unloaded": len(good)}
+            if good:
+                for k in ("steady_steps_per_s", "efficiency", "of_envpool", "peak_rss_mb", "rss_mb_per_member",
+                          "startup_s"):
+                    vals = [r[k] for r in good if r.get(k) is not None]
+                    if vals:
+                        row[k] = round(statistics.median(vals), 4 if k in ("efficiency", "of_envpool") else 1)
+                        if k == "steady_steps_per_s":
+                            row["steady_range"] = [min(vals), max(vals)]
+            entry[config] = row
+        base = entry.get("rlpop", {})
+        if base.get("steady_steps_per_s") and entry.get("tune", {}).get("steady_steps_per_s"):
+            entry["rlpop_x_tune"] = round(base["steady_steps_per_s"] / entry["tune"]["steady_steps_per_s"], 2)
+            entry["tune_bar"] = {"need": TUNE_BAR, "met": entry["rlpop_x_tune"] >= TUNE_BAR}
+        bar = BARS.get((env_id, pop))
+        if bar and base.get(bar[0]) is not None:
+            entry["bar"] = {"what": bar[0], "need": bar[1], "got": base[bar[0]], "met": base[bar[0]] >= bar[1]}
+        out[f"{env_id}_p{pop}"] = entry
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--envs", nargs="+", default=["Hopper-v5", "Humanoid-v5"])
-    ap.add_argument("--populations", nargs="+", type=int, default=[1, 8, 32])
-    ap.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    ap.add_argument("--envs", nargs="+", default=["Hopper-v5"])
+    ap.add_argument("--populations", nargs="+", type=int, default=[8, 32])
+    ap.add_argument("--configs", nargs="+", default=["rlpop", "rlpop-no-overlap", "tune"], choices=list(CONFIGS))
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4, help="rounds of one PPO update per member (even: ready every 2)")
-    ap.add_argument("--skip", nargs="*", default=[], help="ENV:POP:IMPL combinations to leave out (time)")
+    ap.add_argument("--skip", nargs="*", default=[], help="ENV:POP:CONFIG combinations to leave out (time)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "population_throughput.json"))
     args = ap.parse_args(argv)
     report = Report(args.out, "population_throughput", command=" ".join(sys.argv),
-                    settings={"ppo": HP, "eval_steps": EVAL_STEPS, "rounds": args.rounds, "bar": BAR}, raw={}, runs=[])
+                    settings={"ppo": HP or "the project's defaults", "configs": {c: CONFIGS[c] for c in args.configs},
+                              "eval_steps": EVAL_STEPS, "rounds": args.rounds, "repeats": args.repeats,
+                              "cores": cores(), "loaded_above_busy_cores_per_core": LOADED}, runs=[])
     out = report.doc
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="rlpop-throughput-") as tmp:
-        for env_id in args.envs:
-            gym_rate = raw_gym_steps_per_s(env_id)
-            pool_rate = raw_envpool_steps_per_s(env_id)
-            raw_total = cores() * gym_rate
-            out["raw"][env_id] = {"gymnasium_one_env_steps_per_s": round(gym_rate, 1), "cores": cores(),
-                                  "gymnasium_cores_x_one_env": round(raw_total, 1),
-                                  "envpool_steps_per_s": None if pool_rate is None else round(pool_rate, 1)}
-            print(env_id, out["raw"][env_id], flush=True)
-            for pop in args.populations:
-                for impl in args.impls:
-                    if f"{env_id}:{pop}:{impl}" in args.skip or (impl == "tune" and pop < 2):
-                        continue
-                    work = Path(tmp) / f"{env_id}_{pop}_{impl}"
-                    work.mkdir()
-                    if impl == "tune":
-                        rec = run_tune_side(env_id, pop, args.rounds, work, raw_total)
-                    else:
-                        rec = run_rlpop(env_id, pop, impl, args.rounds, work, raw_total)
-                    out["runs"].append(rec)
-                    print(json.dumps({k: rec.get(k) for k in ("env", "population", "impl", "steady_steps_per_s",
-                                                              "efficiency", "startup_s", "peak_rss_mb", "error")}),
-                          flush=True)
-                    out["elapsed_s"] = round(time.time() - t_start, 1)
-                    report.save()
-    # the bar and the ratios, read off the runs
-    summary = {}
-    for env_id in args.envs:
-        for pop in args.populations:
-            runs = {r["impl"]: r for r in out["runs"] if r["env"] == env_id and r["population"] == pop
-                    and r.get("steady_steps_per_s")}
-            if "batched-inline" in runs:
-                best = max((runs[i] for i in ("batched-inline", "batched-ray") if i in runs),
-                           key=lambda r: r["steady_steps_per_s"])
-                entry = {"best_batched": best["impl"], "efficiency": best["efficiency"]}
-                for other in ("member-inline", "tune"):
-                    if other in runs:
-                        entry[f"x_{other}"] = round(best["steady_steps_per_s"] / runs[other]["steady_steps_per_s"], 2)
-                summary[f"{env_id}_p{pop}"] = entry
-    path = report.finish(summary=summary, elapsed_s=round(time.time() - t_start, 1))
-    print(json.dumps(summary, indent=1))
+        for rep in range(args.repeats):
+            for env_id in args.envs:
+                for pop in args.populations:
+                    for config in args.configs:
+                        if f"{env_id}:{pop}:{config}" in args.skip or (config == "tune" and pop < 2):
+                            continue
+                        work = Path(tmp) / f"{rep}_{env_id}_{pop}_{config}"
+                        work.mkdir()
+                        rec = {"repeat": rep, **measure(env_id, pop, config, args.rounds, work)}
+                        out["runs"].append(rec)
+                        print(json.dumps({k: rec.get(k) for k in ("repeat", "env", "population", "config",
+                                                                  "steady_steps_per_s", "efficiency", "of_envpool",
+                                                                  "others_busy_cores", "loaded", "error")}),
+                              flush=True)
+                        out["summary"] = summarise(out["runs"])
+                        out["elapsed_s"] = round(time.time() - t_start, 1)
+                        report.save()
+    path = report.finish(summary=summarise(out["runs"]), elapsed_s=round(time.time() - t_start, 1))
+    print(json.dumps(out["summary"], indent=1))
     print(f"wrote {path}")
     return 0
 
