@@ -11,18 +11,29 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 
+class Target:
+    """``target``: the worker a decision acts on, whose step the decision log records (named by ``TARGET``)."""
+
+    TARGET = ""
+
+    @property
+    def target(self) -> int:
+        return getattr(self, self.TARGET)
+
+
 @dataclass(frozen=True)
-class Exploit:
+class Exploit(Target):
     """``dst`` discards its state and copies weights, optimiser and normaliser
     state *and* hyperparameters of ``src`` (PBT's exploit step)."""
 
     src: int
     dst: int
     kind: str = "exploit"
+    TARGET = "dst"
 
 
 @dataclass(frozen=True)
-class Explore:
+class Explore(Target):
     """``dst`` takes new hyperparameters (applied after any copy in the same
     batch). ``changes`` maps a hparam name to a human-readable description,
     e.g. ``"3e-4 --(x0.8)--> 2.4e-4"``."""
@@ -31,10 +42,11 @@ class Explore:
     hparams: Mapping[str, Any]
     changes: Mapping[str, str] = field(default_factory=dict)
     kind: str = "explore"
+    TARGET = "dst"
 
 
 @dataclass(frozen=True)
-class AssignEvaluator:
+class AssignEvaluator(Target):
     """FIRE step 1-2: ``evaluator`` copies the weights of ``parent`` and the
     hyperparameters of ``child`` (its target); its curve restarts."""
 
@@ -42,10 +54,11 @@ class AssignEvaluator:
     parent: int
     child: int
     kind: str = "assign"
+    TARGET = "evaluator"
 
 
 @dataclass(frozen=True)
-class EvaluatorSuccess:
+class EvaluatorSuccess(Target):
     """FIRE success: ``child`` copies the weights (full learner state) of
     ``evaluator`` but keeps its own hyperparameters."""
 
@@ -54,29 +67,32 @@ class EvaluatorSuccess:
     p_value: float
     score_diff: float
     kind: str = "success"
+    TARGET = "evaluator"
 
 
 @dataclass(frozen=True)
-class StopEvaluator:
+class StopEvaluator(Target):
     """The evaluator stops and becomes free; ``reason`` is logged."""
 
     evaluator: int
     reason: str
     kind: str = "stop"
+    TARGET = "evaluator"
 
 
 @dataclass(frozen=True)
-class StopTrial:
+class StopTrial(Target):
     """Trial-based strategies (ASHA, HyperBand): ``worker``'s trial ends for good and its slot trains no
     more (what it spent still counts against the run's budget)."""
 
     worker: int
     reason: str = ""
     kind: str = "stop_trial"
+    TARGET = "worker"
 
 
 @dataclass(frozen=True)
-class RestartTrial:
+class RestartTrial(Target):
     """Trial-based strategies: ``worker``'s slot starts a new trial -- ``hparams``, newly initialised weights,
     its step counter and curve reset (the slot's budget keeps counting every step it spent before)."""
 
@@ -84,10 +100,11 @@ class RestartTrial:
     hparams: Mapping[str, Any]
     reason: str = ""
     kind: str = "restart_trial"
+    TARGET = "worker"
 
 
 @dataclass(frozen=True)
-class FollowCopy:
+class FollowCopy(Target):
     """Replay's stand-in for a copy along a lineage: ``worker`` already holds the weights the copy brought (it
     trained them itself), and goes on as the copy's destination ``like`` did -- with ``like``'s streams of
     epoch ``epoch`` (its ``epoch``-th copy received, :mod:`rlpop.streams`), fresh episodes, its Q window
@@ -97,6 +114,7 @@ class FollowCopy:
     like: int
     epoch: int
     kind: str = "follow_copy"
+    TARGET = "worker"
 
 
 Decision = (Exploit | Explore | AssignEvaluator | EvaluatorSuccess | StopEvaluator | StopTrial | RestartTrial

@@ -294,3 +294,16 @@ def test_one_vocabulary_from_the_experiment_file_to_the_strategy():
     assert fire.subpop_sizes == (4, 4, 4)
     assert fire.min_steps_before_eval == {2: 7, 3: 7}  # one value: every parent sub-population
     assert e.FIRE(subpop_size=[3, 5], evaluators=None).build(sp, 0).subpop_sizes == (3, 5)
+
+
+def test_a_diverged_member_copies_the_best_peer_with_other_hparams_under_pbt_and_nobody_under_random_search():
+    same = {"lr": 1e-4, "eps": 0.01}
+    hp = [same, same, {"lr": 2e-4, "eps": 0.01}, {"lr": 3e-4, "eps": 0.01}, same]
+    v = view_of([float("nan"), 9.0, 5.0, 7.0, float("nan")], hparams=hp, no_state=(4,))
+    pbt = PBTStrategy(space(), 5, 1000)
+    assert pbt.replacement(v, 0) == 3       # w1 scores best but has w0's hparams: the best of the others
+    assert pbt.replacement(v, 3) == 1       # every other peer differs: the best one
+    only_same = view_of([float("nan"), 9.0, 5.0], hparams=[same, same, same])
+    assert pbt.replacement(only_same, 0) == 1  # none differs: the best peer
+    assert pbt.replacement(view_of([float("nan"), float("nan")]), 0) is None  # no peer with a finite Q
+    assert RandomSearchStrategy(space(), 5).replacement(v, 0) is None

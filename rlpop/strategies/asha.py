@@ -280,6 +280,10 @@ class ASHAStrategy:
         return {"population": self.population, "max_t": self.max_t, "grace_period": self.grace_period,
                 "reduction_factor": self.reduction_factor, "brackets": self.brackets}
 
+    def replacement(self, view: PopulationView, worker: int) -> None:
+        """A diverged worker copies no peer here: the controller rebuilds it from its last checkpoint."""
+        return None
+
     def get_state(self) -> dict[str, Any]:
         slots = {}
         for i, sl in sorted(self._slots.items()):

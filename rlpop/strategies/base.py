@@ -25,6 +25,10 @@ class Strategy(Protocol):
     def decide(self, view: PopulationView) -> list[Decision]:
         """Decisions to carry out now, in order."""
 
+    def replacement(self, view: PopulationView, worker: int) -> int | None:
+        """The worker whose state a diverged ``worker`` copies (its hparams too), or None: rebuild it from its
+        last checkpoint."""
+
     def get_state(self) -> dict[str, Any]:
         """JSON-serialisable state (rng included) so a resumed run decides identically."""
 

@@ -7,12 +7,13 @@ names (``population``, ``ready_steps``, ``quantile``, ``subpops``,
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rlpop.hparams import HParamSpace
-from rlpop.view import WorkerView
+from rlpop.view import MEMBER, PopulationView, WorkerView
 
 
 def check_space(space: Any, owner: str) -> None:
@@ -43,6 +44,16 @@ def initial_draws(space: HParamSpace, n_workers: int, seed: int) -> list[dict[st
     it is called in nor consumes the decision rng."""
     rng = np.random.default_rng([seed, 0])
     return [space.sample(rng) for _ in range(n_workers)]
+
+
+def best_peer(view: PopulationView, worker: int) -> int | None:
+    """The member a diverged member ``worker`` copies (PBT, FIRE): the best live member of its sub-population with
+    state and a finite Q, among those whose hparams differ from its own when there are any (a copy of the same
+    hparams would diverge the same way); None for an evaluator or without one."""
+    w = view[worker]
+    peers = [o for o in view.members(w.subpop) if o.has_state and o.id != w.id and math.isfinite(o.q)]
+    best = max(peers, key=lambda o: (dict(o.hparams) != dict(w.hparams), o.q, -o.id), default=None)
+    return None if w.role != MEMBER or best is None else best.id
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

@@ -76,8 +76,8 @@ import numpy as np
 from rlpop import curves
 from rlpop.decisions import AssignEvaluator, Decision, EvaluatorSuccess, StopEvaluator
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.common import (ReadyClock, check_int, check_quantile, check_space, check_state_kind, due,
-                                    initial_draws, rng_from_state, rng_state)
+from rlpop.strategies.common import (ReadyClock, best_peer, check_int, check_quantile, check_space, check_state_kind,
+                                    due, initial_draws, rng_from_state, rng_state)
 from rlpop.strategies.pbt import eligible_fitness, exploit_and_explore, truncation_pairs
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerSlot, WorkerView
 
@@ -212,7 +212,8 @@ class FIREStrategy:
     P2..Pn, or a dict ``{i: steps}``.
     """
 
-    def __init__(self, space: HParamSpace, *, subpops: int | None = None, subpop_size: int | Sequence[int] | None = None,
+    def __init__(self, space: HParamSpace, *, subpops: int | None = None,
+                 subpop_size: int | Sequence[int] | None = None,
                  evaluators: int | None = None, ready_steps: int, max_eval_steps: int,
                  min_steps_before_eval: Mapping[int, int] | Sequence[int] | int | None = None,
                  p_stat: float = 0.01, quantile: float = 0.25, seed: int = 0,
@@ -298,6 +299,10 @@ class FIREStrategy:
         # 4. free evaluators pick the member least recently evaluated (paper 3, steps 1-2)
         out += self._assign_free(view, members, cache, losers)
         return out
+
+    def replacement(self, view: PopulationView, worker: int) -> int | None:
+        """A diverged member copies the best peer of its sub-population (:func:`~rlpop.strategies.common.best_peer`)."""
+        return best_peer(view, worker)
 
     def get_state(self) -> dict[str, Any]:
         return {

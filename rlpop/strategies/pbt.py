@@ -20,8 +20,8 @@ import numpy as np
 
 from rlpop.decisions import Decision, Exploit, Explore
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.common import (ReadyClock, check_int, check_quantile, check_space, check_state_kind, due,
-                                    initial_draws, rng_from_state, rng_state)
+from rlpop.strategies.common import (ReadyClock, best_peer, check_int, check_quantile, check_space, check_state_kind,
+                                    due, initial_draws, rng_from_state, rng_state)
 from rlpop.view import MEMBER, PopulationView, WorkerSlot, WorkerView
 
 
@@ -135,6 +135,10 @@ class PBTStrategy:
     def _exploit_and_explore(self, pairs: list[tuple[int, int]], view: PopulationView,
                              acting: list[WorkerView]) -> list[Decision]:
         return exploit_and_explore(pairs, view, self.space, self._rng)
+
+    def replacement(self, view: PopulationView, worker: int) -> int | None:
+        """A diverged member copies the best peer of its sub-population (:func:`~rlpop.strategies.common.best_peer`)."""
+        return best_peer(view, worker)
 
     def get_state(self) -> dict[str, Any]:
         return {"strategy": "pbt", "rng": rng_state(self._rng), "last_ready": self._clock.get_state()}

@@ -29,6 +29,10 @@ class RandomSearchStrategy:
     def decide(self, view: PopulationView) -> list[Decision]:
         return []
 
+    def replacement(self, view: PopulationView, worker: int) -> None:
+        """A diverged worker copies no peer here: the controller rebuilds it from its last checkpoint."""
+        return None
+
     def get_state(self) -> dict[str, Any]:
         return {"strategy": "random_search"}
 

@@ -92,6 +92,10 @@ class ReplayStrategy:
             out.append(Explore(dst=self.worker, hparams=new, changes=changes))
         return out
 
+    def replacement(self, view: PopulationView, worker: int) -> None:
+        """A diverged worker copies no peer here: the controller rebuilds it from its last checkpoint."""
+        return None
+
     def get_state(self) -> dict[str, Any]:
         return {"strategy": "replay"}  # decisions depend only on the worker's steps and hparams
 
