@@ -332,13 +332,25 @@ class Experiment:
         if isinstance(s, ASHA):
             self._check_trials(s)
         if hasattr(s, "ready_steps"):
+            if not isinstance(s.ready_steps, int) or s.ready_steps < 1:
+                raise ValueError(f"strategy.ready_steps={s.ready_steps!r} must be a whole number of actor steps >= 1 "
+                                 f"(how often a member may copy or explore), e.g. {8 * self.eval_steps}")
             if s.ready_steps > self.total_steps:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} is larger than total_steps="
                                  f"{self.total_steps}: no member would ever be ready; lower ready_steps")
             if s.ready_steps < self.eval_steps:
                 raise ValueError(f"strategy.ready_steps={s.ready_steps} < eval_steps={self.eval_steps}: "
                                  "decisions need at least one Q evaluation; lower eval_steps")
-        self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
+        built = self.build_strategy()  # strategy constructors validate quantiles, sizes, ...
+        if isinstance(s, FIRE):  # an evaluator evaluates one parent member (P2..Pn) at a time
+            parents = sum(built.subpop_sizes[1:])
+            if built.evaluators > parents:
+                n = len(built.subpop_sizes)
+                which = "P2" if n == 2 else f"P2..P{n}"
+                raise ValueError(f"strategy.evaluators={built.evaluators}: an evaluator evaluates one parent member "
+                                 f"at a time and {which} hold{'s' if n == 2 else ''} {parents}, so "
+                                 f"{built.evaluators - parents} would never run; set evaluators <= {parents} (None: "
+                                 "three quarters of the parents)")
 
     def _check_trials(self, s: "ASHA") -> None:
         """Trial lengths against the budget and the Q interval (the strategy checks the rest)."""
