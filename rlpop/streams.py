@@ -86,11 +86,6 @@ def action_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(torch_seed(seed, ACTION))
 
 
-def actor_generator(seed: int, actor: int) -> torch.Generator:
-    """Action noise of actor process ``actor`` of a per-member learner (each process samples on its own)."""
-    return torch.Generator().manual_seed(_torch_seed(np.random.SeedSequence(int(seed), spawn_key=(ACTION, int(actor)))))
-
-
 def minibatch_rng(seed: int) -> np.random.Generator:
     """The member's minibatch-order generator."""
     return np.random.default_rng(child(seed, MINIBATCH))
