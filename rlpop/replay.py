@@ -153,7 +153,9 @@ def _main(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--member {args.member!r}: give 'best' or a worker id (an integer)") from None
     if not (src.path / "experiment.py").is_file():
-        raise UsageError(f"{src.path} has no experiment.py: the replay needs the run's experiment file")
+        from rlpop.run import recorded_experiment
+
+        recorded_experiment(src.path, cfg)  # one line: where to copy the experiment file back from
     sched, schedule = traced_schedule(src.path, member)
     member = int(sched.iloc[-1]["worker"]) if member is None else member
     root = int(sched.iloc[0]["worker"])

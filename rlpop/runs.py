@@ -101,6 +101,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
 
 
+#: the partial-curves warnings this process has printed (each once)
+_SAID: set[str] = set()
+
+
 def curves_gap(run_dir: str | Path, curves: pd.DataFrame, status: dict[str, Any], decisions: list[dict]
                ) -> str | None:
     """Why curves.csv holds less than the run recorded, in one line, or None: rows that do not parse, a last row
@@ -233,7 +237,8 @@ class Run:
         if "curves" not in self._cache:
             self._cache["curves"] = read_curves(self.path)
             gap = self.partial
-            if gap:  # every reader (plot, summary, lineage, replay) says it, once
+            if gap and gap not in _SAID:  # every reader (plot, summary, lineage, replay) says it, once
+                _SAID.add(gap)
                 print(f"warning: {gap}", file=sys.stderr)
         return self._cache["curves"]
 
