@@ -105,12 +105,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 _SAID: set[str] = set()
 
 
-def curves_gap(run_dir: str | Path, curves: pd.DataFrame, status: dict[str, Any], decisions: list[dict]
-               ) -> str | None:
+def curves_gap(run_dir: str | Path, curves: pd.DataFrame, status: dict[str, Any], decisions: list[dict],
+               config: dict[str, Any] | None = None) -> str | None:
     """Why curves.csv holds less than the run recorded, in one line, or None: rows that do not parse, a last row
-    cut in a finished run (its writer ended), or rows that stop before the round that status.json or
-    decisions.jsonl reached (a file cut, or rows deleted). A round whose every worker failed writes no row: the
-    failures of decisions.jsonl count as its rows."""
+    cut in a finished run (its writer ended), rows that stop before the round that status.json or
+    decisions.jsonl reached (a file cut, or rows deleted), or a member's row missing from a round it trained in
+    (rounds are synchronous: a member with budget left trains in the next round unless it failed there). A round
+    whose every worker failed writes no row: the failures of decisions.jsonl count as its rows."""
     path = Path(run_dir) / "curves.csv"
     problems = []
     try:
@@ -129,10 +130,29 @@ def curves_gap(run_dir: str | Path, curves: pd.DataFrame, status: dict[str, Any]
     if last < recorded:
         problems.append(f"its rows stop at round {last}, but the run recorded round {recorded} (status.json, "
                         "decisions.jsonl)")
+    else:
+        lost = _rows_missing(curves, decisions, config or {})
+        if lost:
+            problems.append(f"{lost} member row{'s are' if lost > 1 else ' is'} missing from rounds the members "
+                            "trained in")
     if not problems:
         return None
     return (f"{path} is partial ({'; '.join(problems)}): what follows uses partial data, and the run does not "
             "count as finished")
+
+
+def _rows_missing(curves: pd.DataFrame, decisions: list[dict], config: dict[str, Any]) -> int:
+    """Members with a row in round r, budget left and no failure in round r+1 that have no row in round r+1
+    (up to curves' last round); 0 for trial-based strategies, whose slots restart and stop."""
+    total, every = config.get("total_steps"), config.get("eval_steps")
+    if config.get("method") not in ("single", "rs", "pbt", "fire", "pb2", "replay") or not total or not every:
+        return 0
+    m = curves[curves["role"] == "member"]
+    have = set(zip(m["round"], m["worker"]))
+    failed = {(d.get("round"), d.get("worker")) for d in decisions if d.get("kind") == "failure"}
+    last = int(curves["round"].max()) if len(curves) else 0
+    return sum(1 for r, w, s in zip(m["round"], m["worker"], m["step"])
+               if r < last and s + every <= total and (r + 1, w) not in have and (r + 1, w) not in failed)
 
 
 def read_decisions(run_dir: str | Path) -> list[dict]:
@@ -222,8 +242,12 @@ class Run:
                 status = self.status
             except RunDirError:
                 status = {}
+            try:
+                config = self.config
+            except (RunDirError, ValueError, OSError):
+                config = {}
             return curves_gap(self.path, self._cache["curves"] if "curves" in self._cache else self.curves, status,
-                              self.decision_records)
+                              self.decision_records, config)
 
         return self._cached("partial", gap)
 
