@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rlpop.backends.base import Backend, WorkerFailure, WorkerSpec
+from rlpop.backends.base import Backend
 from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, FollowCopy, RestartTrial,
                              StopEvaluator, StopTrial, describe, to_record)
 from rlpop.streams import member_seed
@@ -31,22 +31,9 @@ from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, Rou
 from rlpop.experiment import Experiment
 from rlpop.store import CURVE_FIELDS, RunDir
 from rlpop.view import EVALUATOR, MEMBER, PopulationView, WorkerView
-from rlpop.worker import TrainReport
+from rlpop.worker import TrainReport, WorkerFailure, WorkerSpec, failure_line
 
 METRIC_FIELDS = ["round", "worker", "step"]
-
-
-def failure_line(reason: str, limit: int = 600) -> str:
-    """One line of a failure's reason: a traceback's exception line with any lines its message continues on
-    (joined), else the reason's last non-empty line."""
-    import re
-
-    lines = [ln.strip() for ln in (reason or "").strip().splitlines() if ln.strip()]
-    if not lines:
-        return "unknown error"
-    starts = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(: |$)", ln)]
-    text = " ".join(lines[starts[-1]:]) if starts else lines[-1]
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass
@@ -80,7 +67,7 @@ class WorkerRecord:
     def view(self) -> WorkerView:
         return WorkerView(self.id, self.role, self.subpop, self.steps, dict(self.hparams),
                           np.asarray(self.curve_steps, float), np.asarray(self.curve_q, float),
-                          self.has_state, self.alive, self.trial, self.spent, self.stopped)
+                          self.has_state, self.alive, self.trial, self.spent, self.stopped, self.q)
 
     def reset_curve(self) -> None:
         self.curve_steps, self.curve_q = [], []
@@ -291,8 +278,7 @@ class Controller:
             raise TypeError(f"unknown decision {d!r}")
         if d.kind in self.counts:
             self.counts[d.kind] += 1
-        who = d.dst if hasattr(d, "dst") else d.worker if hasattr(d, "worker") else d.evaluator
-        step = R[who].steps if not isinstance(d, RestartTrial) else R[who].spent  # a restart: where the slot was
+        step = R[d.target].spent if isinstance(d, RestartTrial) else R[d.target].steps  # a restart: where it was
         record = {**to_record(d), "round": self.round, "step": step}
         self._log(record, text)
         self.emit(DecisionApplied(self.round, step, d, record, text))
@@ -339,23 +325,22 @@ class Controller:
 
     # ------------------------------------------------------------------ failures
     def _handle_failure(self, f: WorkerFailure) -> None:
-        """A worker that raised, died, stalled or went non-finite: a diverged member is replaced by a copy of
-        the best member of its sub-population (PBT and FIRE: the strategy's usual copy), preferring a peer whose
-        hparams differ from the ones that diverged; one that diverges again within a checkpoint interval of its
+        """A worker that failed (``f.kind``): a diverged member is replaced by a copy of the peer its strategy names
+        (``Strategy.replacement``; PBT and FIRE: the best member of its sub-population, preferring one whose
+        hparams differ); one that diverges again within a checkpoint interval of its
         replacement is dropped (a copy did not cure it: another would loop); any other failure is rebuilt from the
         last checkpoint; a second failure in the same checkpoint interval drops it."""
-        from rlpop.agents.base import DIVERGED
-
         r = self.records[f.worker]
         r.failures += 1
         self.counts["failure"] += 1
-        first_line = failure_line(f.reason)
+        first_line = f.reason
         if self.first_failure is None:
             self.first_failure = f"w{r.id}: {first_line}"
         state = self._last_ckpt_states.get(r.id) or self._last_ckpt_states.get(str(r.id))
-        diverged = f"{DIVERGED}:" in f.reason
+        diverged = f.kind == "diverged"
         again = diverged and r.replaced_at >= 0 and r.steps - r.replaced_at < self.exp.checkpoint_steps
-        src = self._replacement(r) if diverged and not again else None
+        src_id = self.strategy.replacement(self.view(), r.id) if diverged and not again else None
+        src = None if src_id is None else self.records[src_id]
         if src is not None:
             r.failures -= 1  # its process is fine: a copy with other hparams, not a strike towards dropping it
             self.backend.copy_state(src.id, r.id)
@@ -392,9 +377,9 @@ class Controller:
             r.assigned = False
             action = "dropped"
             text = f"w{r.id} FAILED again ({first_line}); dropped from the population"
-        self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps,
-                   "reason": f.reason}, text)
-        self.emit(WorkerFailed(self.round, r.id, first_line, action, text))
+        self._log({"kind": "failure", "worker": r.id, "round": self.round, "step": r.steps, "failure": f.kind,
+                   "reason": f.detail or f.reason}, text)
+        self.emit(WorkerFailed(self.round, r.id, first_line, action, text, f.kind))
 
     def _rebuild(self, r: WorkerRecord, state: dict[str, Any] | None) -> str | None:
         """Rebuild ``r``'s worker from ``state`` (None: it had not trained yet); None when that worked, else the
@@ -407,16 +392,6 @@ class Controller:
 
             return failure_line(traceback.format_exc())
         return None
-
-    def _replacement(self, r: WorkerRecord) -> WorkerRecord | None:
-        """The member a diverged member copies: the best live member of its sub-population (PBT, FIRE), among
-        those whose hparams differ from the diverged member's when there are any (a copy of the same hparams would
-        diverge the same way)."""
-        if r.role != MEMBER or self.exp.method not in ("pbt", "fire", "pb2"):
-            return None
-        peers = [o for o in self.records.values() if o.role == MEMBER and o.subpop == r.subpop and o.alive
-                 and o.has_state and o.id != r.id and math.isfinite(o.q)]
-        return max(peers, key=lambda o: (o.hparams != r.hparams, o.q, -o.id), default=None)
 
     def failed_reason(self) -> str | None:
         """Why the run failed as a whole (asked when it ends): every member dropped, or no member ever reported a
@@ -446,10 +421,7 @@ class Controller:
         new = [r for sp, r in top.items() if r.q > self.best_q.get(sp, -math.inf)]
         if not new:
             return
-        # a backend that restores dead workers from the last states it handed out (Ray) offers peek_states: these
-        # are not checkpoints
-        fetch = getattr(self.backend, "peek_states", None) or self.backend.get_states
-        states = fetch([r.id for r in new])
+        states = self.backend.peek_states([r.id for r in new])  # not checkpoints: no dead worker restores from them
         for r in new:
             self.run_dir.save_best({"worker": r.id, "subpop": r.subpop, "round": self.round, "step": r.steps,
                                     "q": r.q, "hparams": dict(r.hparams)}, states[r.id])

@@ -123,13 +123,15 @@ class DecisionApplied:
 
 @dataclass(frozen=True)
 class WorkerFailed:
-    """A worker raised, died, stalled or went non-finite; ``action`` is what the controller did about it."""
+    """A worker failed (``kind``: raised, died, stalled, diverged, env_failed -- :class:`rlpop.worker.WorkerFailure`);
+    ``action`` is what the controller did about it."""
 
     round: int
     worker: int
     reason: str           # one line
     action: str           # "replaced" | "rebuilt" | "dropped"
     text: str
+    kind: str = "raised"
 
 
 @dataclass(frozen=True)

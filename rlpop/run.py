@@ -43,9 +43,6 @@ def load_experiment(path: str | Path) -> Experiment:
     for folder in reversed(folders):
         if folder not in sys.path:
             sys.path.insert(0, folder)
-    from rlpop.backends.ray_backend import EXPERIMENT_DIR_VAR
-
-    os.environ[EXPERIMENT_DIR_VAR] = folders[0]  # shipped to the nodes of a joined Ray cluster
     parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     missing = [f for f in folders if f not in parts]
     if missing:
@@ -537,26 +534,26 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
 
     progress = Progress(enabled=not quiet)
     tb = TensorBoardLogger(str(run.path / "tb"))
-    logged = make_all(log, run.path, run.read_config() if run.config_path.exists() else exp.to_dict())
+    config = run.read_config() if run.config_path.exists() else exp.to_dict()
+    logged = make_all(log, run.path, config)
     payload = None
     if resume:  # before any process starts: a damaged run directory fails here, in one line
         ckpt, payload, skipped = run.load_latest_checkpoint()
         for line in skipped:
             print(line, file=sys.stderr)
-    from rlpop.controller import failure_line
+    from rlpop.worker import failure_line
 
     backend = None
     stopped: tuple[BaseException, str] | None = None  # an error that ended the run: the exception, its traceback
     try:
         try:  # one line, not one traceback per worker
-            backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size)
-            if hasattr(backend, "run_dir"):  # the inline watchdog's message names it
-                backend.run_dir = str(run.path)
+            # the experiment's folder (its env and learner modules) is shipped to the nodes of a joined Ray cluster
+            backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size,
+                                   on_progress=progress.heartbeat, run_dir=str(run.path),
+                                   experiment_dir=config.get("experiment_dir"))
             ctl = Controller(exp, run, backend)
             for listener in (tb, progress, *logged, *listeners):
                 ctl.subscribe(listener)
-            if hasattr(backend, "on_progress"):
-                backend.on_progress = progress.heartbeat
             ctl.start()
         except Exception as exc:  # noqa: BLE001
             import traceback
@@ -601,7 +598,7 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
 def run_stopped(run, rounds_done: int, exc: BaseException, tb: str) -> int:
     """A run whose loop raised: one line; exit 2 for a run directory that refuses writes (fix it and resume),
     else 1 with the traceback kept in the run directory's error.log."""
-    from rlpop.controller import failure_line
+    from rlpop.worker import failure_line
 
     where = shlex.quote(str(run.path))
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:

@@ -17,9 +17,8 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from rlpop.backends.base import WorkerFailure, WorkerSpec
 from rlpop.streams import without_streams
-from rlpop.worker import QTracker, TrainReport, Worker
+from rlpop.worker import QTracker, TrainReport, Worker, WorkerFailure, WorkerSpec
 
 
 def batched_learner(learner: str) -> type | None:
@@ -104,7 +103,7 @@ class BatchShard:
         for i in ids:
             res = results[self.slot[i]]
             if res.failed:  # its env gave NaN/inf, or it diverged: the controller replaces it
-                out[i] = WorkerFailure(i, res.failed)
+                out[i] = WorkerFailure.learner(i, res.failed)
                 continue
             self.steps[i] += int(res.steps)
             q = self.q[i].record(res.episode_returns)

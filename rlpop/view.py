@@ -49,6 +49,9 @@ class WorkerView:
     trial: int = 0          # trial-based strategies: how many times the slot was restarted (RestartTrial)
     spent: int = 0          # actor steps of the slot's earlier trials (steps counts the current trial's)
     stopped: bool = False   # the slot's trial was stopped for good (StopTrial)
+    #: the Q the controller holds for it: its last train call's (a copy keeps it; a diverged member's replacement
+    #: takes its source's), where ``q`` is its curve's last point (NaN after a copy)
+    reported_q: float = float("nan")
 
     @property
     def q(self) -> float:

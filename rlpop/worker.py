@@ -1,4 +1,4 @@
-"""A worker: one learner plus its Q bookkeeping. Knows nothing of populations."""
+"""A worker: one learner plus its Q bookkeeping; how one is built and how one fails. Knows nothing of populations."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,66 @@ from typing import Any
 import numpy as np
 
 from rlpop.streams import without_streams
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to (re)build a worker process."""
+
+    id: int
+    learner: str
+    env_id: str | None
+    hparams: dict[str, Any]
+    seed: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    q_window_episodes: int = 10
+
+
+@dataclass
+class WorkerFailure:
+    """A worker that failed during ``train``. ``kind``: its learner ``"raised"``; its process ``"died"``; it gave
+    no result within worker_timeout_s (``"stalled"``); its training ``"diverged"`` (non-finite loss or weights);
+    its env failed (``"env_failed"``: raised, stalled or died in an env process, or gave NaN/inf). ``reason``:
+    one line; ``detail``: the whole text (a traceback) for the decision log."""
+
+    worker: int
+    kind: str
+    reason: str
+    detail: str = ""
+
+    @classmethod
+    def of(cls, worker: int, kind: str, text: str) -> "WorkerFailure":
+        """A failure from its text (a traceback, or an error's message that carries a remote one)."""
+        return cls(worker, kind, failure_line(text), text)
+
+    @classmethod
+    def caught(cls, worker: int, exc: BaseException, text: str) -> "WorkerFailure":
+        """The failure of a train call that raised ``exc`` (``text``: its traceback): an env process's error is
+        ``env_failed``, anything else ``raised``."""
+        from rlpop.agents.envbank import BankError
+
+        return cls.of(worker, "env_failed" if isinstance(exc, BankError) else "raised", text)
+
+    @classmethod
+    def learner(cls, worker: int, failed: str) -> "WorkerFailure":
+        """A learner's own report of a failed member (``TrainResult.failed``; ``diverged: ...`` when its training
+        diverged, else its env gave NaN/inf)."""
+        from rlpop.agents.base import DIVERGED
+
+        return cls(worker, "diverged" if failed.startswith(DIVERGED) else "env_failed", failure_line(failed), failed)
+
+
+def failure_line(text: str, limit: int = 600) -> str:
+    """One line of a failure's text: a traceback's last exception line with any lines its message continues on
+    (joined) -- a remote traceback's, when an error carries one in its message -- else the last non-empty line."""
+    import re
+
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return "unknown error"
+    starts = [i for i, ln in enumerate(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(: |$)", ln)]
+    out = " ".join(lines[starts[-1]:]) if starts else lines[-1]
+    return out if len(out) <= limit else out[:limit - 3] + "..."
 
 
 @dataclass
@@ -70,16 +130,14 @@ class Worker:
         self.steps = 0
         self.q = QTracker(q_window_episodes)
 
-    def train(self, steps: int) -> TrainReport:
+    def train(self, steps: int) -> TrainReport | WorkerFailure:
         t0 = time.perf_counter()
         res = self.learner.train(int(steps))
         if not (hasattr(res, "steps") and hasattr(res, "episode_returns")):
             raise TypeError(f"{type(self.learner).__name__}.train() returned {type(res).__name__}, not a TrainResult; return "
                             "rlpop.agents.base.TrainResult(steps, episode_returns=[...]) (docs/learners.md)")
         if getattr(res, "failed", None):
-            from rlpop.agents.base import NonFiniteError
-
-            raise NonFiniteError(res.failed)
+            return WorkerFailure.learner(self.id, res.failed)
         self.steps += int(res.steps)
         q = self.q.record(res.episode_returns)
         return TrainReport(self.id, self.steps, q, len(res.episode_returns), time.perf_counter() - t0,

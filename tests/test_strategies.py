@@ -25,7 +25,7 @@ def worker(wid: int, steps: int, q: float | None, hparams: dict, has_state: bool
     qs = np.array([] if q is None else [q - 1.0, q])
     return WorkerView(id=wid, role=MEMBER, subpop=1, steps=steps, hparams=hparams,
                       curve_steps=np.array([steps - 100, steps][:len(qs)], dtype=float), curve_q=qs,
-                      has_state=has_state)
+                      has_state=has_state, reported_q=math.nan if q is None else q)
 
 
 def view_of(qs, steps=1000, hparams=None, no_state=()) -> PopulationView:

@@ -1,31 +1,11 @@
 """The backend protocol."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlpop.worker import TrainReport
+from rlpop.worker import TrainReport, WorkerFailure, WorkerSpec
 
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """How to (re)build a worker process."""
-
-    id: int
-    learner: str
-    env_id: str | None
-    hparams: dict[str, Any]
-    seed: int
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    q_window_episodes: int = 10
-
-
-@dataclass
-class WorkerFailure:
-    """A worker that raised, died or stalled during ``train``."""
-
-    worker: int
-    reason: str
+__all__ = ["Backend", "WorkerFailure", "WorkerSpec"]
 
 
 class Backend(Protocol):
@@ -45,6 +25,10 @@ class Backend(Protocol):
 
     def get_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Checkpoint states (learner + step counter)."""
+
+    def peek_states(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The same states, not taken as checkpoints (a backend that restores dead workers from the last states
+        it handed out does not restore them from these: the run's kept best states)."""
 
     def restore(self, worker: int, state: dict[str, Any]) -> None: ...
 

@@ -106,15 +106,16 @@ class StallWatchdog:
 class InlineBackend:
     name = "inline"
 
-    def __init__(self, engine: str = "auto", shard_size: int = 0) -> None:
+    def __init__(self, engine: str = "auto", shard_size: int = 0,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None, run_dir: str | None = None) -> None:
         self.engine = engine
         self.shard_size = int(shard_size or 0)
         self.where: dict[int, BatchShard | MemberShard] = {}
         self.batched = False
         #: called with {"steps", "target", "t0"} after every batched update during a round (progress lines)
-        self.on_progress: Callable[[dict[str, Any]], None] | None = None
-        #: the run directory, named by the stall watchdog's message (the CLI sets it; None: "RUN_DIR")
-        self.run_dir: str | None = None
+        self.on_progress = on_progress
+        #: the run directory, named by the stall watchdog's message (None: "RUN_DIR")
+        self.run_dir = run_dir
         self.watchdog = StallWatchdog(lambda: self.run_dir)
 
     @property
@@ -147,9 +148,9 @@ class InlineBackend:
             self.watchdog.arm(group, timeout_s)  # in-process envs cannot be killed: the run stops
             try:
                 out.update(shard.train(group, steps, self._progress))
-            except Exception:  # noqa: BLE001 -- reported to the controller, which decides
+            except Exception as exc:  # noqa: BLE001 -- reported to the controller, which decides
                 tb = traceback.format_exc()
-                out.update({i: WorkerFailure(i, tb) for i in group})
+                out.update({i: WorkerFailure.caught(i, exc, tb) for i in group})
             finally:
                 self.watchdog.disarm()
         return out
@@ -177,6 +178,8 @@ class InlineBackend:
         for shard, group in self._by_shard(ids):
             out.update(shard.get_states(group))
         return {i: out[i] for i in ids}
+
+    peek_states = get_states  # a failed worker is rebuilt from the controller's checkpoint, not from these
 
     def restore(self, worker: int, state: dict[str, Any]) -> None:
         self.where[worker].restore(worker, state)

@@ -31,10 +31,9 @@ def driver_pythonpath(extra: list[str] | None = None) -> str:
 
 
 #: set by ``rlpop.run.load_experiment``: the experiment file's folder (its env / learner modules)
-EXPERIMENT_DIR_VAR = "RLPOP_EXPERIMENT_DIR"
 
 
-def runtime_env(address: str | None) -> dict[str, Any]:
+def runtime_env(address: str | None, experiment_dir: str | None = None) -> dict[str, Any]:
     """The runtime environment of the run's Ray workers.
 
     Every worker gets the driver's PYTHONPATH (its working directory and the experiment's folder) and the envs
@@ -49,9 +48,8 @@ def runtime_env(address: str | None) -> dict[str, Any]:
     if os.environ.get(SHIP_VAR):
         env_vars[SHIP_VAR] = os.environ[SHIP_VAR]
     out: dict[str, Any] = {"env_vars": env_vars}
-    folder = os.environ.get(EXPERIMENT_DIR_VAR)
-    if address and folder and os.path.isdir(folder):
-        out["working_dir"] = folder
+    if address and experiment_dir and os.path.isdir(experiment_dir):
+        out["working_dir"] = experiment_dir
         out["excludes"] = ["runs/", "*.pt", "__pycache__/", ".git/", "*.tmp", "tb/", "MUJOCO_LOG.TXT"]
     return out
 
@@ -60,7 +58,8 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, engine: str = "auto",
-                 shard_size: int = 0):
+                 shard_size: int = 0, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 experiment_dir: str | None = None):
         import ray
 
         self.ray = ray
@@ -76,7 +75,7 @@ class RayBackend:
             # workers import what the driver imports (its working directory, the experiment's folder -- shipped
             # to the other nodes of a joined cluster) and replay the envs it registered at run time
             if address:
-                ray.init(address=address, runtime_env=runtime_env(address), **kwargs)
+                ray.init(address=address, runtime_env=runtime_env(address, experiment_dir), **kwargs)
             else:
                 # the embedded cluster's processes are the children ray.init makes: watched, so that none of
                 # them outlives this process (its DashboardAgent and RuntimeEnvAgent would, for a minute)
@@ -97,7 +96,7 @@ class RayBackend:
         self.start_timeout_s = 600.0
         self._last_states: dict[int, dict[str, Any]] = {}
         #: called with {"steps", "target", "t0"} of the running shards every ~15 s during a round
-        self.on_progress: Callable[[dict[str, Any]], None] | None = None
+        self.on_progress = on_progress
         self.poll_s = 15.0
 
     def _new_shard(self, group: list[WorkerSpec]):
@@ -164,11 +163,15 @@ class RayBackend:
             try:
                 out.update(self.ray.get(ref))
             except Exception as exc:  # noqa: BLE001 -- RayActorError, RayTaskError: reported
-                out.update({i: WorkerFailure(i, f"{type(exc).__name__}: {exc}") for i in group})
+                text = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, self.ray.exceptions.RayActorError):
+                    out.update({i: WorkerFailure.of(i, "died", text) for i in group})
+                else:
+                    out.update({i: WorkerFailure.caught(i, getattr(exc, "cause", None) or exc, text) for i in group})
         for ref in pending:
             actor, group = refs[ref]
             self.ray.kill(actor)
-            out.update({i: WorkerFailure(i, f"stalled: no result within worker_timeout_s={timeout_s}s")
+            out.update({i: WorkerFailure.of(i, "stalled", f"stalled: no result within worker_timeout_s={timeout_s}s")
                         for i in group})
         return out
 

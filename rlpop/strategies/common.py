@@ -48,11 +48,11 @@ def initial_draws(space: HParamSpace, n_workers: int, seed: int) -> list[dict[st
 
 def best_peer(view: PopulationView, worker: int) -> int | None:
     """The member a diverged member ``worker`` copies (PBT, FIRE): the best live member of its sub-population with
-    state and a finite Q, among those whose hparams differ from its own when there are any (a copy of the same
-    hparams would diverge the same way); None for an evaluator or without one."""
+    state and a finite reported Q, among those whose hparams differ from its own when there are any (a copy of the
+    same hparams would diverge the same way); None for an evaluator or without one."""
     w = view[worker]
-    peers = [o for o in view.members(w.subpop) if o.has_state and o.id != w.id and math.isfinite(o.q)]
-    best = max(peers, key=lambda o: (dict(o.hparams) != dict(w.hparams), o.q, -o.id), default=None)
+    peers = [o for o in view.members(w.subpop) if o.has_state and o.id != w.id and math.isfinite(o.reported_q)]
+    best = max(peers, key=lambda o: (dict(o.hparams) != dict(w.hparams), o.reported_q, -o.id), default=None)
     return None if w.role != MEMBER or best is None else best.id
 
 
