@@ -31,6 +31,24 @@ def batched_learner_class(name: str) -> type | None:
     return getattr(importlib.import_module(module), attr)
 
 
+def use_batched(learner: str | None, engine: str) -> bool:
+    """Whether members of ``learner`` run on the batched engine (``engine``: 'auto', 'batched' or 'member').
+    A batched learner has no other engine: ``engine='member'`` for it is refused."""
+    if engine not in ("auto", "batched", "member"):
+        raise ValueError(f"engine={engine!r}: use 'auto' (batched where the learner has it), 'batched' or 'member'")
+    has = learner in BATCHED
+    if engine == "member" and has:
+        raise ValueError(f"engine='member': learner {learner!r} runs on the batched engine only (a single run is a "
+                         "population of one; agent.hparams.num_actors gives env processes); drop engine='member'")
+    if learner is None or engine == "member":
+        return False
+    if engine == "batched" and not has:
+        raise ValueError(f"engine='batched': learner {learner!r} has no batched implementation "
+                         f"(batched: {sorted(BATCHED)}); "
+                         "use engine='auto' or 'member'")
+    return has
+
+
 #: library adapters, by prefix: ``"sb3:PPO"`` -> ``adapter_class("PPO")`` of the module (imported lazily, so
 #: rlpop starts without stable-baselines3 or RLlib)
 ADAPTERS: dict[str, str] = {

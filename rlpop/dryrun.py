@@ -21,7 +21,7 @@ def estimate(exp: Experiment, burst_steps: int | None = None, backend: str | Non
     n = len(slots)
     cores = os.cpu_count() or 1
     total = n * exp.total_steps
-    from rlpop.shard import use_batched
+    from rlpop.agents import use_batched
 
     batched = use_batched(exp.agent.learner, exp.engine)
     specs = [WorkerSpec(s.id, exp.agent.learner, exp.env, {**exp.agent.hparams, **strat.initial_hparams(s)},

@@ -282,7 +282,7 @@ class Experiment:
             if unknown:
                 raise ValueError(f"agent.hparams: unknown hyperparameter(s) {unknown} for learner "
                                  f"{self.agent.learner!r}; valid names: {sorted(defaults)}")
-        from rlpop.shard import use_batched
+        from rlpop.agents import use_batched
 
         use_batched(self.agent.learner, self.engine)  # engine='batched' for a learner without one: the fix
         if getattr(cls, "needs_env", True):

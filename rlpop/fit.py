@@ -61,7 +61,7 @@ def _shapes(exp) -> tuple[int, int] | None:
 def estimate(exp, backend: str, cpus: int | None = None) -> MemoryPlan:
     """The run's memory on ``backend`` ('inline' or 'ray') with ``cpus`` CPUs in the cluster."""
     from rlpop.agents import learner_defaults
-    from rlpop.shard import use_batched
+    from rlpop.agents import use_batched
 
     cpus = cpus or len(os.sched_getaffinity(0))
     workers = len(list(exp.build_strategy().layout()))

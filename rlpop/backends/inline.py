@@ -24,9 +24,9 @@ import time
 import traceback
 from typing import Any, Callable
 
-from rlpop.agents import procs
+from rlpop.agents import procs, use_batched
 from rlpop.backends.base import WorkerFailure, WorkerSpec
-from rlpop.shard import BatchShard, MemberShard, split, use_batched
+from rlpop.shard import BatchShard, MemberShard, split
 from rlpop.worker import TrainReport
 
 

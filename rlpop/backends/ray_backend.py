@@ -19,8 +19,9 @@ import os
 import time
 from typing import Any, Callable
 
+from rlpop.agents import use_batched
 from rlpop.backends.base import WorkerFailure, WorkerSpec
-from rlpop.shard import BatchShard, MemberShard, split, use_batched
+from rlpop.shard import BatchShard, MemberShard, split
 from rlpop.worker import TrainReport
 
 
