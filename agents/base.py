@@ -30,10 +30,6 @@ class TrainResult:
 DIVERGED = "diverged"
 
 
-class NonFiniteError(RuntimeError):
-    """A learner met NaN/inf: in an env's observations or rewards, or in its own loss or weights."""
-
-
 def nonfinite_inputs(env_id: str | None, obs: Any, rewards: Any) -> str | None:
     """None when every observation and reward is finite, else a one-line reason naming the env."""
     import numpy as np

@@ -107,7 +107,8 @@ def test_failures_are_heard_and_the_console_listener_can_be_replaced(tmp_path, c
         ctl.step_round()
         ctl.backend.close()
         failed = [e for e in heard if isinstance(e, WorkerFailed)]
-        assert failed and failed[0].action in ("rebuilt", "replaced") and "non-finite" in failed[0].reason
+        assert failed and failed[0].action == "replaced" and "non-finite" in failed[0].reason
+        assert failed[0].kind == "diverged" and failed[0].reason == "diverged: non-finite loss after an update"
         assert f"round 1: {failed[0].text}" in capsys.readouterr().err  # the default console listener
 
         ctl2 = Controller(exp, RunDir.create(tmp_path / "runs", "div2"), InlineBackend())
@@ -121,3 +122,25 @@ def test_failures_are_heard_and_the_console_listener_can_be_replaced(tmp_path, c
         assert "FAILED" not in capsys.readouterr().err  # ... and not printed
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_a_failure_says_its_kind_and_its_reason_in_one_line():
+    import traceback
+
+    from rlpop.agents.envbank import BankError
+    from rlpop.worker import WorkerFailure
+
+    def caught(exc: Exception) -> WorkerFailure:
+        try:
+            raise exc
+        except Exception as e:  # noqa: BLE001
+            return WorkerFailure.caught(3, e, traceback.format_exc())
+
+    f = caught(ValueError("bad\nvalue"))
+    assert (f.worker, f.kind, f.reason) == (3, "raised", "ValueError: bad value") and "Traceback" in f.detail
+    remote = "env process 0 for env 'X' failed:\nTraceback (most recent call last):\n  ...\nKeyError: 'obs'"
+    assert (caught(BankError(remote)).kind, caught(BankError(remote)).reason) == ("env_failed", "KeyError: 'obs'")
+    assert WorkerFailure.learner(1, "diverged: non-finite loss").kind == "diverged"
+    nan_env = WorkerFailure.learner(1, "env 'X' returned a non-finite observation (NaN or inf); fix the env")
+    assert nan_env.kind == "env_failed" and nan_env.reason.startswith("env 'X' returned")
+    assert WorkerFailure.of(2, "stalled", "stalled: no result within worker_timeout_s=5s").reason.startswith("stalled")
