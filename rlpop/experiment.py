@@ -239,9 +239,6 @@ class Experiment:
 
         if self.backend == "ray":
             require("ray", "backend='ray'")
-        if self.engine not in ("auto", "batched", "member"):
-            raise ValueError(f"engine={self.engine!r}: use 'auto' (batched where the learner has it), 'batched' "
-                             "or 'member'")
         if not isinstance(self.shard_size, int) or self.shard_size < 0:
             raise ValueError(f"shard_size={self.shard_size!r} must be an integer >= 0 (0: the backend decides)")
         for f, lo in (("q_window_episodes", 1), ("keep_checkpoints", 1)):

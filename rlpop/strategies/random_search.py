@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from rlpop.decisions import Decision
 from rlpop.hparams import HParamSpace
-from rlpop.strategies.common import check_int, check_space, initial_draws
+from rlpop.strategies.common import check_int, check_space, check_state_kind, initial_draws
 from rlpop.view import MEMBER, PopulationView, WorkerSlot
 
 
@@ -37,6 +37,4 @@ class RandomSearchStrategy:
         return {"strategy": "random_search"}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "random_search":
-            raise ValueError(f"RandomSearch.set_state: state is for strategy {state.get('strategy')!r}, "
-                             "not 'random_search'; resume with the strategy the run was started with")
+        check_state_kind(state, "random_search", "RandomSearch")

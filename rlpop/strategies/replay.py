@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from rlpop.decisions import Decision, Explore, FollowCopy
 from rlpop.hparams import HParamSpace, format_value
+from rlpop.strategies.common import check_state_kind
 from rlpop.view import MEMBER, PopulationView, WorkerSlot
 
 Schedule = Sequence[tuple[int, dict[str, Any]]]
@@ -100,7 +101,5 @@ class ReplayStrategy:
         return {"strategy": "replay"}  # decisions depend only on the worker's steps and hparams
 
     def set_state(self, state: dict[str, Any]) -> None:
-        if state.get("strategy") != "replay":
-            raise ValueError(f"Replay.set_state: state is for strategy {state.get('strategy')!r}, not 'replay'; "
-                             "resume with the strategy the run was started with")
+        check_state_kind(state, "replay", "Replay")
 
