@@ -8,7 +8,7 @@ its member state format (what checkpoints, copies and exported policies read).
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, ClassVar, Sequence
 
 import gymnasium as gym
@@ -118,11 +118,9 @@ class BatchedLearner:
         self._ep_ret = np.zeros((self.k, self.num_envs))
         self._ep_len = np.zeros((self.k, self.num_envs), np.int64)
         self._threads = None  # update threads (CPU), started at the first update
-        self._overlap = None  # the thread an update runs in while another group collects
-        #: collect one half of the members while the other half updates (:meth:`train`; hparam ``overlap``): on
-        #: the CPU with one torch thread for collection (updates run on one per chunk), so the two never change
-        #: each other's thread settings. Not on a GPU: both would queue on one CUDA stream (not measured there)
-        self.overlap = bool(hp0.get("overlap", True)) and self.device.type == "cpu" and self.collect_threads == 1
+        #: act for one half of the members while the other half's envs step (:meth:`collect_groups`; hparam
+        #: ``overlap``)
+        self.overlap = bool(hp0.get("overlap", True))
         self._on_collect = None  # progress callback while collecting (set by train)
 
     # ---------------------------------------------------------------- per-member protocol
@@ -207,95 +205,43 @@ class BatchedLearner:
         """The ``[K, P]`` parameters the envs are acted with (the online network; V-MPO: its target)."""
         return self.net.flat
 
-    def overlap_groups(self, members: Sequence[int]) -> list[list[int]]:
-        """How ``members`` are split for :meth:`train`'s overlap: two halves -- one collects while the other
-        updates in a background thread -- where there are two or more members and :attr:`overlap` is on; else
-        one group (collect, then update)."""
-        members = list(members)
-        if len(members) < 2 or not self.overlap:
-            return [members]
-        return [members[: len(members) // 2], members[len(members) // 2:]]
-
     def train(self, members: Sequence[int], steps: int,
               on_update: Callable[[int], None] | None = None) -> dict[int, TrainResult]:
         """Collect and learn, whole rollouts at a time, until each of ``members`` consumed at least ``steps``.
         ``on_update(steps_so_far)`` (steps per member) is called after every update, and every
-        :attr:`PROGRESS_EVERY` env steps of every env while collecting (rollouts can take minutes).
-
-        The members are split by :meth:`overlap_groups`; with two groups, group A's update runs in a
-        background thread while group B collects, then B's update while A collects with its new weights. Every
-        member still alternates collect -> update on its own policy (on-policy, as PPO and V-MPO require), and
-        a member's numbers do not depend on the grouping (its noise, envs, minibatches and update are its own)."""
+        :attr:`PROGRESS_EVERY` env steps of every env while collecting (rollouts can take minutes)."""
         members = list(members)
         out = {m: TrainResult(0) for m in members}
         if not members:
             return out
         per_env = self.hps[members[0]]["rollout_steps"] // self.num_envs
-        n = per_env * self.num_envs
-        groups = self.overlap_groups(members)
-        done = [0] * len(groups)
-        pending: tuple | None = None  # (group index, its members, its rollout, the future of its update)
-
-        def finish() -> None:
-            nonlocal pending
-            gi, mem, ro, fut = pending
-            pending = None
-            metrics = fut.result()
-            for i, m in enumerate(mem):
+        done = 0
+        while done < steps and members:
+            self._on_collect = None if on_update is None else (lambda part, d=done: on_update(d + part))
+            ro = self.collect(members, per_env)
+            self._on_collect = None
+            members = self._drop_failed(members, out, ro)  # an env's NaN/inf fails its member, not the batch
+            if not members:
+                break
+            metrics = self.learn(members, ro)
+            n = per_env * self.num_envs
+            for i, m in enumerate(members):
                 r = out[m]
                 r.steps += n
                 r.episode_returns += ro["episode_returns"][i]
                 r.metrics = metrics[i]
                 r.updates.append({**metrics[i], "steps": n, "update": self.updates[m]})
-            done[gi] += n
-            diverged = {m: why for i, m in enumerate(mem) if (why := nonfinite_training(metrics[i], self.net.flat[m]))}
+            done += n
+            diverged = {m: why for i, m in enumerate(members)
+                        if (why := nonfinite_training(metrics[i], self.net.flat[m]))}
             for m, why in diverged.items():
                 out[m].failed = why
-            groups[gi] = [m for m in groups[gi] if m not in diverged]
+            members = [m for m in members if m not in diverged]
             if on_update is not None:
-                on_update(min(done))
-
-        try:
-            while True:
-                collected = False
-                for gi in range(len(groups)):
-                    if pending is not None and pending[0] == gi:
-                        finish()  # a group collects again only after its own update
-                    if done[gi] >= steps or not groups[gi]:
-                        continue
-                    self._on_collect = None if on_update is None else (lambda part, d=min(done): on_update(d + part))
-                    ro = self.collect(groups[gi], per_env)
-                    self._on_collect = None
-                    mem = groups[gi] = self._drop_failed(groups[gi], out, ro)  # an env's NaN/inf fails its member
-                    if pending is not None:
-                        finish()
-                    if mem:
-                        pending = (gi, mem, ro, self._start_learn(mem, ro, background=len(groups) > 1))
-                        collected = True
-                if not collected:
-                    break
-            if pending is not None:
-                finish()
-        finally:
-            if pending is not None:  # an error: no update still writes when it propagates
-                wait([pending[3]])
-                self._on_collect = None
+                on_update(done)
         for m, r in out.items():
             self.env_steps[m] += r.steps
         return out
-
-    def _start_learn(self, members: list[int], ro: dict[str, Any], background: bool) -> Future:
-        """:meth:`learn` in the overlap thread (``background``), or here; a future either way."""
-        if background:
-            if self._overlap is None:
-                self._overlap = ThreadPoolExecutor(1, thread_name_prefix="rlpop-overlap")
-            return self._overlap.submit(self.learn, members, ro)
-        fut: Future = Future()
-        try:
-            fut.set_result(self.learn(members, ro))
-        except BaseException as exc:  # noqa: BLE001 -- re-raised by finish()
-            fut.set_exception(exc)
-        return fut
 
     def _drop_failed(self, members: list[int], out: dict[int, TrainResult], ro: dict[str, Any]) -> list[int]:
         """Members whose envs gave a non-finite observation or reward fail; the rollout keeps the others."""
@@ -322,6 +268,14 @@ class BatchedLearner:
             return None
         return (np.stack([self.obs_rms[m].mean for m in members]), np.stack([self.obs_rms[m].var for m in members]))
 
+    def collect_groups(self, k: int) -> list[slice]:
+        """How :meth:`collect` splits ``k`` stepped members: two halves where :attr:`overlap` is on, there are two
+        or more, and the bank steps between ``send`` and ``recv`` (EnvPool's threads) -- one half's policy
+        forward then runs while the other half's envs step; else one group."""
+        if k < 2 or not self.overlap or not self.bank.overlaps:
+            return [slice(0, k)]
+        return [slice(0, k // 2), slice(k // 2, k)]
+
     @torch.no_grad()
     def collect(self, members: Sequence[int], steps_per_env: int) -> dict[str, Any]:
         """``steps_per_env`` steps of every env of ``members``; arrays time-major ``[T, K', N, ...]``.
@@ -329,57 +283,78 @@ class BatchedLearner:
         Each member's action noise for the whole rollout is drawn first from its own generator, so what a
         member does never depends on which members are stepped beside it. A member whose env returns a
         non-finite observation keeps stepping with finite actions (zeros where its policy gave NaN) until the
-        rollout ends; :meth:`_drop_failed` then fails it alone."""
+        rollout ends; :meth:`_drop_failed` then fails it alone. With two :meth:`collect_groups` the halves
+        alternate -- receive A's step, act for A and send; receive B's, act for B and send; ... -- so each
+        half's forward runs while the other half's envs step (a member's numbers are the same either way)."""
         members = list(members)
         self._ensure_bank()
         kk, n, dev = len(members), self.num_envs, self.device
         stats = self.obs_stats(members)
         idx = torch.as_tensor(members, device=dev)
-        p = self.net.views(self.acting_flat()[idx])  # the acting weights, gathered once per rollout
-        obs = self.bank.observe(members)
+        p_all = self.acting_flat()[idx]  # the acting weights, gathered once per rollout
+        first_obs = self.bank.observe(members)
         T = steps_per_env
         act_shape = () if self.net.discrete else tuple(self.action_space.shape)
         noise = torch.stack([draw_noise((T, n, *act_shape), self.net.discrete, self.generators[m])
                              for m in members], 1).to(dev)                              # [T, K', N, ...]
-        obs_buf = np.empty((T, kk, n, *obs.shape[2:]), np.float32)
+        obs_buf = np.empty((T, kk, n, *first_obs.shape[2:]), np.float32)
         next_buf = np.empty_like(obs_buf)
         rew = np.empty((T, kk, n), np.float32)
         term = np.empty((T, kk, n), bool)
         trunc = np.empty((T, kk, n), bool)
         valid = np.ones((T, kk, n), bool)
         logp_buf = np.empty((T, kk, n), np.float32)
-        act_buf = None
+        act_buf: np.ndarray | None = None
         returns: list[list[float]] = [[] for _ in members]
         ep_ret, ep_len = self._ep_ret[members], self._ep_len[members]
         any_invalid = False
-        for t in range(T):
-            obs_buf[t] = obs
-            x = obs.astype(np.float32) if stats is None else normalize_members(obs, *stats)
-            action, logp = actions_from_noise(*self.net.policy_params(torch.as_tensor(x, device=dev), p),
-                                              self.net.discrete, noise[t])
+        groups = self.collect_groups(kk)
+        names = [members[g] for g in groups]
+        views = [self.net.views(p_all[g]) for g in groups]
+        g_stats = [None if stats is None else (stats[0][g], stats[1][g]) for g in groups]
+        g_obs = [first_obs[g] for g in groups]
+
+        def act(gi: int, t: int) -> None:
+            nonlocal act_buf
+            g, o = groups[gi], g_obs[gi]
+            obs_buf[t, g] = o
+            x = o.astype(np.float32) if g_stats[gi] is None else normalize_members(o, *g_stats[gi])
+            action, logp = actions_from_noise(*self.net.policy_params(torch.as_tensor(x, device=dev), views[gi]),
+                                              self.net.discrete, noise[t, g])
             action = action.cpu().numpy()
             if act_buf is None:
-                act_buf = np.empty((T, *action.shape), action.dtype)
-            act_buf[t] = action
-            logp_buf[t] = logp.cpu().numpy()
+                act_buf = np.empty((T, kk, *action.shape[1:]), action.dtype)
+            act_buf[t, g] = action
+            logp_buf[t, g] = logp.cpu().numpy()
             if self.box:
-                env_action = np.clip(np.nan_to_num(action, nan=0.0), self.action_space.low, self.action_space.high)
-            else:
-                env_action = action
-            st = self.bank.step(members, env_action)
-            rew[t], term[t], trunc[t], next_buf[t] = st.reward, st.terminated, st.truncated, st.next_obs
+                action = np.clip(np.nan_to_num(action, nan=0.0), self.action_space.low, self.action_space.high)
+            self.bank.send(names[gi], action)
+
+        def take(gi: int, t: int) -> None:
+            nonlocal any_invalid
+            g = groups[gi]
+            st = self.bank.recv(names[gi])
+            rew[t, g], term[t, g], trunc[t, g], next_buf[t, g] = st.reward, st.terminated, st.truncated, st.next_obs
             if st.valid is not None:
-                valid[t] = st.valid
+                valid[t, g] = st.valid
                 any_invalid = True
-            ep_ret += st.reward
-            ep_len += 1 if st.valid is None else st.valid
+            ep_ret[g] += st.reward
+            ep_len[g] += 1 if st.valid is None else st.valid
             done = st.terminated | st.truncated
             if done.any():
                 for i, j in zip(*np.nonzero(done)):
-                    returns[i].append(float(ep_ret[i, j]))
-                ep_ret[done] = 0.0
-                ep_len[done] = 0
-            obs = st.obs
+                    returns[g.start + i].append(float(ep_ret[g.start + i, j]))
+                ep_ret[g][done] = 0.0
+                ep_len[g][done] = 0
+            g_obs[gi] = st.obs
+
+        for gi in range(len(groups)):
+            act(gi, 0)
+        for t in range(T):
+            for gi in range(len(groups)):
+                take(gi, t)
+                if t + 1 < T:
+                    act(gi, t + 1)
             if self._on_collect is not None and (t + 1) % self.PROGRESS_EVERY == 0:
                 self._on_collect((t + 1) * n)
         self._ep_ret[members], self._ep_len[members] = ep_ret, ep_len
@@ -450,10 +425,9 @@ class BatchedLearner:
         return torch.as_tensor(x, device=self.device)
 
     def close(self) -> None:
-        for name in ("_overlap", "_threads"):
-            if getattr(self, name, None) is not None:
-                getattr(self, name).shutdown(wait=True)
-                setattr(self, name, None)
+        if getattr(self, "_threads", None) is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
         if getattr(self, "bank", None) is not None:
             self.bank.close()
             self.bank = None

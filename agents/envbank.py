@@ -122,7 +122,25 @@ def make_bank(env_id: str, env_kwargs: dict[str, Any], seeds: Sequence[int], num
     return GymBank(env_id, env_kwargs, seeds, num_envs)
 
 
-class _Streams:
+class _SyncSend:
+    """``send``/``recv`` for a bank that steps synchronously: ``send`` keeps the actions, ``recv`` steps. (The
+    learner overlaps its policy forward with env stepping only on a bank whose ``overlaps`` is True.)"""
+
+    #: whether a step sent with :meth:`send` runs while this process does other work
+    overlaps = False
+
+    def send(self, members: Sequence[int], actions: np.ndarray) -> None:
+        self._sent = (list(members), actions)
+
+    def recv(self, members: Sequence[int]) -> Step:
+        sent, actions = self._sent
+        if sent != list(members):
+            raise RuntimeError(f"recv({list(members)}) after send({sent})")
+        self._sent = None
+        return self.step(sent, actions)
+
+
+class _Streams(_SyncSend):
     """Each member's env-stream position: its current stream seed and how many resets it has made."""
 
     def _init_streams(self, seeds: Sequence[int]) -> None:
@@ -208,7 +226,7 @@ class BankError(RuntimeError):
     """An env process of a bank failed; the message has the env id and the remote traceback."""
 
 
-class ProcBank:
+class ProcBank(_SyncSend):
     """``num_actors`` spawned processes, each stepping ``num_envs / num_actors`` envs of every member."""
 
     kind = "procs"
@@ -376,10 +394,20 @@ class EnvPoolBank(_Streams):
                 self.reset([m])
         return np.stack([self._obs[m] for m in members])
 
+    #: a pool steps in its C++ threads between :meth:`send` and :meth:`recv`
+    overlaps = True
+
     def step(self, members: Sequence[int], actions: np.ndarray) -> Step:
-        members = list(members)
-        for i, m in enumerate(members):  # every pool's threads start before any result is awaited
+        self.send(members, actions)  # every pool's threads start before any result is awaited
+        return self.recv(members)
+
+    def send(self, members: Sequence[int], actions: np.ndarray) -> None:
+        """Start a step of ``members``' pools; :meth:`recv` with the same members collects it."""
+        for i, m in enumerate(members):
             self._pools[m].send(actions[i])
+
+    def recv(self, members: Sequence[int]) -> Step:
+        members = list(members)
         n = self.num_envs
         obs = np.empty((len(members), n, *self.single_observation_space.shape),
                        self.single_observation_space.dtype)
