@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     # how a shard steps its members' envs (rlpop.agents.envbank): "auto" (EnvPool where it provides the env,
     # else gymnasium), "envpool" or "gym"
     "env_backend": "auto",
-    # a shard's members in two halves: one collects while the other updates (CPU; see BatchedLearner.train)
+    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect)
     "overlap": True,
 }
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",

@@ -95,7 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "torch_threads": 1,
     # how a shard steps its members' envs (rlpop.agents.envbank): "auto" (EnvPool where it provides the env, else gymnasium), "envpool" or "gym"
     "env_backend": "auto",
-    # a shard's members in two halves: one collects while the other updates (CPU; see BatchedLearner.train)
+    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect)
     "overlap": True,
 }
 MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
