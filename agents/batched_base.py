@@ -313,14 +313,22 @@ class BatchedLearner:
         views = [self.net.views(p_all[g]) for g in groups]
         g_stats = [None if stats is None else (stats[0][g], stats[1][g]) for g in groups]
         g_obs = [first_obs[g] for g in groups]
+        # on a GPU each half's observations go through one pinned host buffer (an asynchronous copy; the
+        # action's copy back each step orders it before the buffer is refilled)
+        pinned = ([torch.empty((g.stop - g.start, *first_obs.shape[1:]), dtype=torch.float32, pin_memory=True)
+                   for g in groups] if dev.type == "cuda" else None)
 
         def act(gi: int, t: int) -> None:
             nonlocal act_buf
             g, o = groups[gi], g_obs[gi]
             obs_buf[t, g] = o
             x = o.astype(np.float32) if g_stats[gi] is None else normalize_members(o, *g_stats[gi])
-            action, logp = actions_from_noise(*self.net.policy_params(torch.as_tensor(x, device=dev), views[gi]),
-                                              self.net.discrete, noise[t, g])
+            if pinned is None:
+                xt = torch.as_tensor(x, device=dev)
+            else:
+                pinned[gi].numpy()[...] = x
+                xt = pinned[gi].to(dev, non_blocking=True)
+            action, logp = actions_from_noise(*self.net.policy_params(xt, views[gi]), self.net.discrete, noise[t, g])
             action = action.cpu().numpy()
             if act_buf is None:
                 act_buf = np.empty((T, kk, *action.shape[1:]), action.dtype)
