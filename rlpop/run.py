@@ -131,11 +131,45 @@ def plan(exp: Experiment) -> str:
 #: the run directory of the run in progress (for the Ctrl-C message)
 _CURRENT_RUN: list[str] = []
 
+#: exit code of a run stopped by SIGTERM (128 + 15, the shell's convention)
+TERM_EXIT_CODE = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the run stops as on Ctrl-C (workers closed, the run directory left resumable)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def own_sigterm() -> None:
+    """SIGTERM stops the CLI's run as Ctrl-C does (Ray's driver installs a handler of its own, whose C++ part
+    prints a stack dump: this one replaces it, so the CLI calls it again after ``ray.init``)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+_CLI: list[bool] = []  # set while the CLI runs (the Python API leaves the caller's signal handlers alone)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     # a CLI started from a background job inherits an ignored SIGINT: Ctrl-C must still stop it cleanly
+    previous = None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous = signal.getsignal(signal.SIGTERM)
+        own_sigterm()
+        _CLI[:] = [True]
+    try:
+        return _cli(argv)
+    finally:
+        if _CLI:
+            _CLI.clear()
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _cli(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from rlpop.store import RunDirError
 
@@ -144,11 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         where = _CURRENT_RUN[0] if _CURRENT_RUN else None
         tail = f"resume with `rlpop run --resume {shlex.quote(where)}`" if where else "no run directory was made"
-        print(f"\ninterrupted: workers and actor processes stopped; {tail}", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{what}: workers and actor processes stopped; {tail}", file=sys.stderr)
+        return TERM_EXIT_CODE if isinstance(exc, Terminated) else 130
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -551,6 +586,8 @@ def _execute(exp: Experiment, run, backend_name: str, address: str | None, quiet
             backend = make_backend(backend_name, address, engine=exp.engine, shard_size=exp.shard_size,
                                    on_progress=progress.heartbeat, run_dir=str(run.path),
                                    experiment_dir=config.get("experiment_dir"))
+            if _CLI:
+                own_sigterm()  # again: ray.init installed its own
             ctl = Controller(exp, run, backend)
             for listener in (tb, progress, *logged, *listeners):
                 ctl.subscribe(listener)
