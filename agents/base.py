@@ -100,7 +100,7 @@ def check_mutable(learner: str, updates: dict[str, Any], known: dict[str, Any],
     fixed = sorted(k for k in updates if k not in mutable and updates[k] != known[k])
     if fixed:
         raise ValueError(f"{learner}: hyperparameter(s) {fixed} are fixed for a learner's lifetime "
-                         f"(they change network shapes or actor processes); mutable ones: {sorted(mutable)}")
+                         f"(they change network shapes or env processes); mutable ones: {sorted(mutable)}")
 
 
 def to_cpu(obj: Any) -> Any:

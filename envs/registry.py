@@ -2,7 +2,7 @@
 
 ``register_env(name, creator)`` registers an env with gymnasium *and* with
 Ray's registry (now if Ray is imported, else when a Ray backend starts: see
-``register_with_ray``). Every process that builds an env (actor processes,
+``register_with_ray``). Every process that builds an env (env processes,
 Ray workers) calls :func:`make_env`, which lives in this module, so importing
 it has already run the registrations in ``rlpop.envs`` -- a custom env never
 fails with "unregistered env" in a remote process.
@@ -102,7 +102,7 @@ def _ship(name: str, creator: EnvCreator, max_episode_steps: int | None, kwargs:
 
 
 def unshippable(env_id: str) -> str | None:
-    """Why ``env_id`` cannot reach other processes (Ray workers, spawned env/actor processes), or None.
+    """Why ``env_id`` cannot reach other processes (Ray workers, spawned env processes), or None.
 
     An env registered in this process with a creator that cannot be imported by name elsewhere (a lambda, a
     class defined in the experiment file or in ``__main__``) or with kwargs JSON cannot carry is known here

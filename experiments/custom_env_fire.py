@@ -4,7 +4,7 @@
 
 The ``register_env`` line below is all it takes: the env class lives in the plain module ``my_envs.py`` beside
 this file, and rlpop ships the registration and this folder's import path to every process that builds an env
-(spawned env/actor processes, Ray workers with ``--backend ray``). It must come before the Experiment is built,
+(spawned env processes, Ray workers with ``--backend ray``). It must come before the Experiment is built,
 which checks the env id.
 
 PointReach-v0: move a point to a goal in the unit square (Discrete(5) actions, 50 steps at most; a random

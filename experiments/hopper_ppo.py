@@ -1,6 +1,6 @@
 """One PPO agent on Hopper-v5 with CleanRL's continuous-control settings (1M steps).
 
-2048 env steps per update collected by 2 actor processes x 4 envs, 10 epochs,
+2048 env steps per update collected by 2 env processes x 4 envs, 10 epochs,
 minibatch 64, lr 3e-4, GAE 0.95, clip 0.2, observation and reward normalisation.
 Laptop-sized: --set total_steps=2e5
 """

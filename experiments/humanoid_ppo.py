@@ -1,6 +1,6 @@
 """One PPO agent on Humanoid-v5 (10M steps; Humanoid needs far more than Hopper).
 
-Larger rollouts (8192 steps per update from 2 actor processes x 8 envs), 256x256 networks.
+Larger rollouts (8192 steps per update from 2 env processes x 8 envs), 256x256 networks.
 Laptop-sized: --set total_steps=5e5
 """
 from rlpop.experiment import Agent, Experiment, Single

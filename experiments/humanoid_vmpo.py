@@ -4,7 +4,7 @@ eps_alpha_mu = 7.5e-3 and eps_alpha_sigma = 1e-5 as the FIRE PBT paper fixes the
 eps_eta at the geometric middle of the paper's search ranges (1e-5..1e-3 and 5e-3..2e-2),
 which are V-MPO's Gym values (1e-4, 0.01). The rest are V-MPO's Gym settings too (rlpop's
 VMPO defaults): actors act with a target network refreshed every 100 learner updates; each
-624-step batch (2 actor processes x 8 envs x 39-step unrolls, targets bootstrapped from each
+624-step batch (2 env processes x 8 envs x 39-step unrolls, targets bootstrapped from each
 unroll's end) gives one gradient step, no reuse; PopArt normalises the value targets and
 rewards are not normalised. The 256x256 networks are rlpop's choice (V-MPO does not state
 its Gym network). These settings have not been tuned on Humanoid here.
