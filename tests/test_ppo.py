@@ -137,3 +137,21 @@ def test_a_learner_never_moves_the_torch_rng_of_its_process(learner):
     finally:
         a.close()
         b.close()
+
+
+def test_a_checkpoint_of_the_former_per_member_ppo_still_loads():
+    """Runs checkpointed by the removed per-member PPO resume: their member states carry the minibatch stream
+    only (no stream epoch, action noise or env stream)."""
+    from rlpop import streams
+
+    a, b = _small(), _small(seed=99)
+    try:
+        a.train([0], 128)
+        old = a.get_state(0)
+        old[streams.KEY] = {"minibatch": old[streams.KEY]["minibatch"]}
+        b.set_state(0, old)
+        assert torch.equal(a.net.flat, b.net.flat) and b.get_state(0)["updates"] == 1
+        assert b.train([0], 128)[0].steps == 128
+    finally:
+        a.close()
+        b.close()
