@@ -64,6 +64,10 @@ def test_the_member_engine_is_refused_for_a_batched_learner_in_one_line(learner)
     assert "drop engine='member'" in msg
     with pytest.raises(ValueError, match="engine='member'"):
         make_backend("inline", engine="member").start([WorkerSpec(0, learner, "Corridor-v0", {}, 0)])
+    from rlpop.agents import make_learner
+
+    with pytest.raises(ValueError, match=r"batched learner: build rlpop\.agents\.batched_.*a population of one"):
+        make_learner(learner, "Corridor-v0", {}, 0)  # a Worker cannot hold one
 
 
 def test_batched_engine_is_refused_for_a_learner_without_one():
