@@ -17,7 +17,7 @@ import torch
 
 from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.envbank import make_bank
-from rlpop.agents.networks import actions_from_noise, draw_noise
+from rlpop.agents.networks import actions_from_noise, draw_noise, gaussian_noise_logp
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs, scale_rewards
 from rlpop.agents.rollout_hparams import check_layout, pick_device
 from rlpop.agents.stacked import StackedActorCritic
@@ -313,6 +313,13 @@ class BatchedLearner:
         views = [self.net.views(p_all[g]) for g in groups]
         g_stats = [None if stats is None else (stats[0][g], stats[1][g]) for g in groups]
         g_obs = [first_obs[g] for g in groups]
+        # a state-independent std (Box actions, std="param"): the rollout's log-probabilities follow from its
+        # noise alone, so a step is one forward and one multiply-add
+        g_std = None
+        if self.box and not self.net.state_std:
+            log_std = p_all[:, slice(*self.net.offsets["log_std"])].to(noise.dtype)             # [K', A]
+            logp_buf[:] = gaussian_noise_logp(log_std, noise).cpu().numpy()
+            g_std = [log_std[g].exp().unsqueeze(1) for g in groups]                               # [K'', 1, A]
         # on a GPU each half's observations go through one pinned host buffer (an asynchronous copy; the
         # action's copy back each step orders it before the buffer is refilled)
         pinned = ([torch.empty((g.stop - g.start, *first_obs.shape[1:]), dtype=torch.float32, pin_memory=True)
@@ -328,12 +335,16 @@ class BatchedLearner:
             else:
                 pinned[gi].numpy()[...] = x
                 xt = pinned[gi].to(dev, non_blocking=True)
-            action, logp = actions_from_noise(*self.net.policy_params(xt, views[gi]), self.net.discrete, noise[t, g])
+            if g_std is not None:
+                action = torch.addcmul(self.net.policy_params(xt, views[gi])[0], g_std[gi], noise[t, g])
+            else:
+                action, logp = actions_from_noise(*self.net.policy_params(xt, views[gi]), self.net.discrete,
+                                                  noise[t, g])
+                logp_buf[t, g] = logp.cpu().numpy()
             action = action.cpu().numpy()
             if act_buf is None:
                 act_buf = np.empty((T, kk, *action.shape[1:]), action.dtype)
             act_buf[t, g] = action
-            logp_buf[t, g] = logp.cpu().numpy()
             if self.box:
                 action = np.clip(np.nan_to_num(action, nan=0.0), self.action_space.low, self.action_space.high)
             self.bank.send(names[gi], action)

@@ -164,6 +164,14 @@ def sample_actions(a: torch.Tensor, b: torch.Tensor | None, discrete: bool,
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+@torch.no_grad()
+def gaussian_noise_logp(log_std: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the actions ``mean + exp(log_std) * noise`` under their diagonal Gaussian, from the
+    noise alone (``z = noise``; the mean cancels): ``log_std`` ``[K, A]`` (a state-independent std),
+    ``noise`` ``[T, K, N, A]`` -> ``[T, K, N]``. A whole rollout's in one pass, before it is stepped."""
+    return (-0.5 * noise.pow(2) - log_std[None, :, None, :] - _LOG_SQRT_2PI).sum(-1)
+
+
 def log_prob_entropy(a: torch.Tensor, b: torch.Tensor | None, actions: torch.Tensor,
                      discrete: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of ``actions`` and entropy, per sample.

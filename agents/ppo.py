@@ -38,8 +38,9 @@ DEFAULTS: dict[str, Any] = {
     # how a shard steps its members' envs (rlpop.agents.envbank): "auto" (EnvPool where it provides the env,
     # else gymnasium), "envpool" or "gym"
     "env_backend": "auto",
-    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect)
-    "overlap": True,
+    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect);
+    # off by default: on 2 cores it cost more main-thread time than it hid (benchmarks/population_throughput.py)
+    "overlap": False,
 }
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
                      "minibatch_size", "max_grad_norm", "vf_clip"})

@@ -95,8 +95,9 @@ DEFAULTS: dict[str, Any] = {
     "torch_threads": 1,
     # how a shard steps its members' envs (rlpop.agents.envbank): "auto" (EnvPool where it provides the env, else gymnasium), "envpool" or "gym"
     "env_backend": "auto",
-    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect)
-    "overlap": True,
+    # EnvPool: act for one half of the stepped members while the other half's envs step (BatchedLearner.collect);
+    # off by default: on 2 cores it cost more main-thread time than it hid (benchmarks/population_throughput.py)
+    "overlap": False,
 }
 MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
 

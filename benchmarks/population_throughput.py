@@ -2,7 +2,7 @@
 PBT over the same PPO -- against the machine's raw env rate, measured beside each configuration.
 
     python benchmarks/population_throughput.py [--envs Hopper-v5 Humanoid-v5] [--populations 8 32]
-        [--configs rlpop rlpop-no-overlap rlpop-8envs rlpop-ray tune] [--repeats 3] [--rounds 4]
+        [--configs rlpop rlpop-overlap rlpop-8envs rlpop-ray tune] [--repeats 3] [--rounds 4]
         [--skip ENV:POP:CONFIG ...]
 
 One script run, one machine, written to JSON (``benchmarks/results/population_throughput.json``).
@@ -30,8 +30,8 @@ Tune has no per-round clock: its steady rate excludes the trials' start-up as ``
 
 The configurations (PPO with the project's defaults: 2048-step rollouts, 10 epochs, minibatch 64, 64x64 tanh
 nets, one env per member, obs + reward normalisation), each a change of one thing:
-``rlpop`` the defaults (one shard inline; overlap on); ``rlpop-no-overlap`` ``overlap=False`` (collect, then
-update); ``rlpop-8envs`` ``envs_per_actor=8`` (same 2048-step rollouts); ``rlpop-ray`` the Ray backend
+``rlpop`` the defaults (one shard inline); ``rlpop-overlap`` ``overlap=True`` (EnvPool: one half of the members
+is acted for while the other half's envs step); ``rlpop-8envs`` ``envs_per_actor=8`` (same 2048-step rollouts); ``rlpop-ray`` the Ray backend
 (embedded cluster); ``tune`` Ray Tune's PBT.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ EVAL_STEPS = 2048
 HP: dict[str, Any] = {}  # the project's PPO defaults
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (how it runs, PPO hparams over the defaults)
     "rlpop": ("inline", {}),
-    "rlpop-no-overlap": ("inline", {"overlap": False}),
+    "rlpop-overlap": ("inline", {"overlap": True}),
     "rlpop-8envs": ("inline", {"envs_per_actor": 8}),
     "rlpop-ray": ("ray", {}),
     "tune": ("tune", {}),
@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", nargs="+", default=["Hopper-v5"])
     ap.add_argument("--populations", nargs="+", type=int, default=[8, 32])
-    ap.add_argument("--configs", nargs="+", default=["rlpop", "rlpop-no-overlap", "tune"], choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=["rlpop", "rlpop-overlap", "tune"], choices=list(CONFIGS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4, help="rounds of one PPO update per member (even: ready every 2)")
     ap.add_argument("--skip", nargs="*", default=[], help="ENV:POP:CONFIG combinations to leave out (time)")
