@@ -6,15 +6,14 @@ a policy head giving a Categorical (Discrete actions) or a diagonal Gaussian
 state-independent log-std parameter (``std="param"``, CleanRL's PPO; PPO's
 choice) or state-dependent (``std="state"``, V-MPO as the rlpyt port builds it):
 the policy MLP outputs ``2 * act_dim`` values, the mean and a pre-softplus std,
-``std = softplus(x) + STD_MIN``. Actor processes build the same module from a
-picklable :class:`PolicySpec` and load the learner's weights into it.
+``std = softplus(x) + STD_MIN``. The batched learners stack these networks' weights
+(:mod:`rlpop.agents.stacked`); exported policies and ``rlpop evaluate`` run them as they are. Acting draws its
+noise first (:func:`draw_noise`, :func:`actions_from_noise`), so one member's actions depend on its own stream.
 """
 from __future__ import annotations
 
-import importlib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -188,19 +187,3 @@ def log_prob_entropy(a: torch.Tensor, b: torch.Tensor | None, actions: torch.Ten
     logp = (-0.5 * z.pow(2) - b - _LOG_SQRT_2PI).sum(-1)
     ent = (b + 0.5 + _LOG_SQRT_2PI).sum(-1)
     return logp, ent
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """A picklable recipe to build a policy module in another process:
-    ``factory`` is ``"module:callable"``, called with ``kwargs``."""
-
-    factory: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def build(self) -> nn.Module:
-        """The module, its initial weights drawn under a forked torch RNG (they are replaced by the learner's
-        anyway): building an actor's copy never moves the process-wide RNG other members share."""
-        module, _, attr = self.factory.partition(":")
-        with torch.random.fork_rng(devices=[]):
-            return getattr(importlib.import_module(module), attr)(**self.kwargs)
