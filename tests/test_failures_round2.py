@@ -343,3 +343,54 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_it_resumes(tmp_path):
     (gate / "release").touch()
     res = run_cli("--resume", str(run), "--quiet", env=env)
     assert res.returncode == 0 and "resuming" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+DRIVER = '''
+import subprocess, sys, time
+import psutil
+from rlpop import reaper
+
+before = reaper.children()
+root = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"])
+while not psutil.Process(root.pid).children():  # its child is there: a tree, as raylet and its agents
+    time.sleep(0.05)
+r = reaper.start(reaper.children() - before)
+print(root.pid, r.proc.pid, flush=True)
+time.sleep(600)
+'''
+
+
+def test_the_reaper_ends_what_the_driver_started_when_the_driver_is_killed(tmp_path):
+    """rlpop.reaper, without Ray: a driver starts a process tree (as ray.init starts its cluster) and the watcher;
+    kill -9 of the driver ends the tree (Ray's agents outlived it 60-80 s; the sweep runs the Ray case)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "driver.py").write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        root_pid, reaper_pid = map(int, driver.stdout.readline().split())
+        tree = [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]
+        watcher = psutil.Process(reaper_pid)
+        assert len(tree) == 2
+        driver.kill()
+        driver.wait()
+        _, alive = psutil.wait_procs(tree, timeout=30)  # a bound on a broken reaper only
+        assert not alive, alive
+        _, alive = psutil.wait_procs([watcher], timeout=30)  # and the watcher is gone too
+        assert not alive
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        for p in psutil.process_iter():
+            try:
+                if p.ppid() == 1 and "time.sleep(600)" in " ".join(p.cmdline()) and p.create_time() > time.time() - 300:
+                    p.kill()
+            except psutil.Error:
+                pass
