@@ -532,12 +532,18 @@ def execute(exp: Experiment, run, backend_name: str, address: str | None = None,
 
                 require("ray", "backend='ray'")
             check_loggers(log)
+            check_learner(exp)
             if exp.env is not None and getattr(learner_class(exp.agent.learner), "needs_env", True):
                 from rlpop.envs import make_env
+                from rlpop.preflight import check_env_returns
 
                 env = make_env(exp.env, **dict(exp.env_kwargs))
                 try:
                     check_spaces(exp, env)
+                    try:
+                        check_env_returns(f"env={exp.env!r}", env)
+                    except ValueError as exc:
+                        raise UsageError(str(exc)) from exc
                 finally:
                     env.close()
             write_run_files(exp, run, backend_name, address, experiment_file, log)
