@@ -97,18 +97,19 @@ def test_workers_that_cannot_build_their_env_fail_the_run_once_in_one_line(tmp_p
 
 
 def test_a_joined_cluster_gets_the_experiment_folder_shipped(tmp_path, monkeypatch):
-    """Other nodes do not share the driver's disk: the experiment's folder travels as the workers' working_dir."""
+    """Other nodes do not share the driver's disk: the experiment's folder (config.json's experiment_dir, which the
+    CLI gives the backend) travels as the workers' working_dir."""
     from rlpop.backends.ray_backend import runtime_env
-    from rlpop.run import load_experiment
+    from rlpop.run import load_experiment, run_config
 
     (tmp_path / "plain_env_mod.py").write_text(ENV_MODULE)
     (tmp_path / "plug.py").write_text(EXPERIMENT)
     monkeypatch.setenv("PYTHONPATH", "")
-    monkeypatch.delenv("RLPOP_EXPERIMENT_DIR", raising=False)
     monkeypatch.delenv("RLPOP_ENV_REGISTRATIONS", raising=False)
     monkeypatch.setattr("sys.path", list(__import__("sys").path))
-    load_experiment(tmp_path / "plug.py")
-    joined, embedded = runtime_env("10.0.0.5:6379"), runtime_env(None)
+    exp = load_experiment(tmp_path / "plug.py")
+    folder = run_config(exp, "ray", "10.0.0.5:6379", {}, tmp_path / "plug.py")["experiment_dir"]
+    joined, embedded = runtime_env("10.0.0.5:6379", folder), runtime_env(None, folder)
     assert joined["working_dir"] == str(tmp_path) and "runs/" in joined["excludes"]
     assert "working_dir" not in embedded  # one machine: PYTHONPATH reaches the folder
     for env in (joined, embedded):
