@@ -474,7 +474,7 @@ def cases(base: Path, undo: list[Callable[[], None]]) -> list[Case]:
     add(Case("train-returns-none", "5 wrong message", run(own_exp("none", "ReturnsNone")), rc=1,
              needle="ReturnsNone.train() returned NoneType, not a TrainResult"))
     add(Case("error-outside-the-workers", "new", run(own_exp("explore", "ExploreFails",
-             "PBT(population=4, ready_steps=20)", 100)), rc=1, needle="error: the run stopped in round"))
+             "PBT(population=4, ready_steps=20)", 100)), rc=1, needle="error: the run stopped (last round recorded:"))
     add(Case("workers-cannot-start", "new", run(own_exp("never", "NeverBuilds")), rc=1,
              needle="(nothing trained; no run directory kept)", dir_allowed=False, runs=runs))
     add(Case("learner-state-not-plain", "3 (done)", run(own_exp("gen", "KeepsAGenerator")), rc=(1, 2),

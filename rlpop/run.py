@@ -644,11 +644,12 @@ def run_stopped(run, rounds_done: int, exc: BaseException, tb: str) -> int:
     from rlpop.worker import failure_line
 
     where = shlex.quote(str(run.path))
-    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+    ours = isinstance(exc, OSError) and exc.filename and str(exc.filename).startswith(str(run.path))
+    if ours and isinstance(exc, (FileExistsError, NotADirectoryError)):
         print(f"error: {exc.filename}: a file is where the run keeps a folder ({exc.strerror}); move it away, then "
               f"resume with `rlpop run --resume {where}`", file=sys.stderr)
         return 2
-    if isinstance(exc, OSError) and exc.filename:
+    if ours:
         print(f"error: cannot write {exc.filename} ({exc.strerror or exc}): the run directory or its file system "
               f"refuses writes; fix that, then resume with `rlpop run --resume {where}`", file=sys.stderr)
         return 2
@@ -658,7 +659,7 @@ def run_stopped(run, rounds_done: int, exc: BaseException, tb: str) -> int:
         kept = f" (traceback in {shlex.quote(str(run.path / 'error.log'))})"
     except OSError:
         pass
-    print(f"error: the run stopped in round {rounds_done + 1}: {failure_line(tb)}{kept}; resume with "
+    print(f"error: the run stopped (last round recorded: {rounds_done}): {failure_line(tb)}{kept}; resume with "
           f"`rlpop run --resume {where}` once that is fixed", file=sys.stderr)
     return 1
 

@@ -174,7 +174,7 @@ def test_an_error_outside_the_workers_stops_the_run_in_one_line_with_the_traceba
     rc, out, err = run_own_learner(tmp_path, capsys, "explore_mod", RAISES_LATER, "ExploreFails",
                                    "PBT(population=4, ready_steps=20)", 100)
     assert rc == 1, out + err
-    line = one_error_line(err, "error: the run stopped in round")
+    line = one_error_line(err, "error: the run stopped (last round recorded:")
     (run,) = (tmp_path / "runs").iterdir()
     assert "ValueError: cannot take a new lr on purpose" in line and f"resume with `rlpop run --resume {run}`" in line
     assert "Traceback" in (run / "error.log").read_text()
