@@ -56,7 +56,7 @@ class WorkerFailure:
         diverged, else its env gave NaN/inf)."""
         from rlpop.agents.base import DIVERGED
 
-        return cls(worker, "diverged" if failed.startswith(DIVERGED) else "env_failed", failure_line(failed), failed)
+        return cls.of(worker, "diverged" if failed.startswith(DIVERGED) else "env_failed", failed)
 
 
 def failure_line(text: str, limit: int = 600) -> str:
