@@ -85,6 +85,16 @@ def start(roots: set[tuple[int, float]]) -> Reaper | None:
     return Reaper(subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True))
 
 
+def init_ray(**kwargs: Any) -> Reaper | None:
+    """``ray.init(**kwargs)`` starting an embedded cluster, watched: close the returned Reaper after
+    ``ray.shutdown()`` (a process of the caller's that starts its own local Ray session can use it too)."""
+    import ray
+
+    before = children()
+    ray.init(**kwargs)
+    return start(children() - before)
+
+
 def _tracked(psutil, roots: list[Any], known: dict[tuple[int, float], Any]) -> None:
     for r in roots:
         try:

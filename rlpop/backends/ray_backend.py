@@ -80,11 +80,9 @@ class RayBackend:
             else:
                 # the embedded cluster's processes are the children ray.init makes: watched, so that none of
                 # them outlives this process (its DashboardAgent and RuntimeEnvAgent would, for a minute)
-                from rlpop import reaper
+                from rlpop.reaper import init_ray
 
-                before = reaper.children()
-                ray.init(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env(None), **kwargs)
-                self._reaper = reaper.start(reaper.children() - before)
+                self._reaper = init_ray(num_cpus=num_cpus or os.cpu_count(), runtime_env=runtime_env(None), **kwargs)
             self._owns_ray = True
         from rlpop.envs import register_with_ray
 
