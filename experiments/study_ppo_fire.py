@@ -1,15 +1,19 @@
-"""The issue-26 study's FIRE PBT over PPO: experiments/study_ppo_pbt.py's learner, space and within-sub-population
-PBT settings; 2 sub-populations and evaluators 3/4 of the parent sub-population (the paper's 18 + 18 + 14 scaled:
-8 + 8 + 6 = 22 workers). The study runner --sets the layout and FIRE's intervals from its frozen settings."""
-import dataclasses
-from pathlib import Path
+"""The issue-26 study's FIRE PBT over PPO (benchmarks/study.py): 2 sub-populations, evaluators 3/4 of the parent
+sub-population (the paper's 18 + 18 + 14 scaled to 8 + 8 + 6).
 
-from rlpop.experiment import FIRE
-from rlpop.run import load_experiment
+Learner and search space: experiments/study_space.py, shared by every method. The study runner --sets env, budget,
+intervals and worker counts from its frozen settings (benchmarks/results/study_<env>.json).
+"""
+from rlpop.experiment import FIRE, Experiment
+from study_space import AGENTS, ENV, READY, SPACES, TOTAL_STEPS
 
-pbt = load_experiment(Path(__file__).with_name("study_ppo_pbt.py"))
-
-experiment = dataclasses.replace(
-    pbt, name="study_ppo_fire",
-    strategy=FIRE(subpops=2, subpop_size=8, evaluators=6, ready_steps=pbt.strategy.ready_steps,
-                  max_eval_steps=61_440, min_steps_before_eval=(102_400,), p_stat=0.01))
+experiment = Experiment(
+    name="study_ppo_fire",
+    env=ENV,
+    agent=AGENTS["ppo"],
+    space=SPACES["ppo"],
+    strategy=FIRE(subpops=2, subpop_size=8, evaluators=6, ready_steps=READY, max_eval_steps=10 * READY,
+                  min_steps_before_eval=(TOTAL_STEPS // 6,), p_stat=0.01),
+    total_steps=TOTAL_STEPS,
+    eval_steps=READY,
+)

@@ -1,10 +1,17 @@
-"""The issue-26 study's random search over PPO: experiments/study_ppo_pbt.py's learner and space, no evolution."""
-import dataclasses
-from pathlib import Path
+"""The issue-26 study's random search over PPO (benchmarks/study.py).
 
-from rlpop.experiment import RandomSearch
-from rlpop.run import load_experiment
+Learner and search space: experiments/study_space.py, shared by every method. The study runner --sets env, budget,
+intervals and worker counts from its frozen settings (benchmarks/results/study_<env>.json).
+"""
+from rlpop.experiment import RandomSearch, Experiment
+from study_space import AGENTS, ENV, READY, SPACES, TOTAL_STEPS
 
-pbt = load_experiment(Path(__file__).with_name("study_ppo_pbt.py"))
-
-experiment = dataclasses.replace(pbt, name="study_ppo_rs", strategy=RandomSearch(population=pbt.strategy.population))
+experiment = Experiment(
+    name="study_ppo_rs",
+    env=ENV,
+    agent=AGENTS["ppo"],
+    space=SPACES["ppo"],
+    strategy=RandomSearch(population=22),
+    total_steps=TOTAL_STEPS,
+    eval_steps=READY,
+)

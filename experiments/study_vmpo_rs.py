@@ -1,10 +1,17 @@
-"""The issue-26 study's random search over V-MPO: experiments/study_vmpo_pbt.py's learner and space, no evolution."""
-import dataclasses
-from pathlib import Path
+"""The issue-26 study's random search over V-MPO (benchmarks/study.py).
 
-from rlpop.experiment import RandomSearch
-from rlpop.run import load_experiment
+Learner and search space: experiments/study_space.py, shared by every method. The study runner --sets env, budget,
+intervals and worker counts from its frozen settings (benchmarks/results/study_<env>.json).
+"""
+from rlpop.experiment import RandomSearch, Experiment
+from study_space import AGENTS, ENV, READY, SPACES, TOTAL_STEPS
 
-pbt = load_experiment(Path(__file__).with_name("study_vmpo_pbt.py"))
-
-experiment = dataclasses.replace(pbt, name="study_vmpo_rs", strategy=RandomSearch(population=pbt.strategy.population))
+experiment = Experiment(
+    name="study_vmpo_rs",
+    env=ENV,
+    agent=AGENTS["vmpo"],
+    space=SPACES["vmpo"],
+    strategy=RandomSearch(population=22),
+    total_steps=TOTAL_STEPS,
+    eval_steps=READY,
+)
