@@ -139,7 +139,8 @@ def cmd_freeze(args) -> int:
         _estimate(s, probe, runs_root, ss.METHODS, args.seeds)
         return 0
     study = runs_root / f"study_{s['env_key']}"
-    started = [d for m in ss.METHODS for k in args.seeds for d in study_runs.run_dirs(study_runs.run_folder(study, m, k))]
+    started = [d for m in ss.METHODS for k in args.seeds
+               for d in study_runs.run_dirs(study_runs.run_folder(study, m, k))]
     if started:
         raise ValueError(f"{study}: comparison runs exist already ({started[0].name}, ...); settings are frozen "
                          "before the first comparison run, never after")
@@ -155,9 +156,9 @@ def cmd_freeze(args) -> int:
 def round_down_2sig(x: float) -> float:
     import math
 
-    if not x or not math.isfinite(x) or x <= 0:
+    if not x or not math.isfinite(x):
         return float(x)
-    e = 10 ** (math.floor(math.log10(x)) - 1)
+    e = 10 ** (math.floor(math.log10(abs(x))) - 1)
     return float(math.floor(x / e) * e)
 
 
@@ -227,6 +228,9 @@ def aggregate(doc: dict, path: Path, study: Path) -> None:
             rec["kept"] = _rel(dest)
             records.append(rec)
             kept.append((m, k, dest))
+    if (study / "sittings.jsonl").is_file():  # every sitting's runs, exit codes, wall times and load samples
+        keep_root.mkdir(parents=True, exist_ok=True)
+        (keep_root / "sittings.jsonl").write_text((study / "sittings.jsonl").read_text())
     figs = study_results.figures(kept, keep_root / "figures", f"study_{s['env_key']}") if kept else []
     doc = json.loads(path.read_text())  # settings as frozen: only runs, per_method, figures change
     doc.update(runs=records, per_method=study_results.per_method(records, s["methods"]),

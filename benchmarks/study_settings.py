@@ -88,7 +88,8 @@ def derive(env: str, learner: str, workers: int, steps_per_worker: int, rollout:
         "members": {"rs": int(workers), "pbt": int(workers)},
         "fire": {"subpops": 2, "subpop_size": subpop, "evaluators": evaluators,
                  "evaluators_per_parent_member": round(evaluators / subpop, 3)},
-        "ratios_to_budget": {"ready": ready / b, "max_eval_steps": max_eval / b, "min_steps_before_eval": min_before / b},
+        "ratios_to_budget": {"ready": ready / b, "max_eval_steps": max_eval / b,
+                             "min_steps_before_eval": min_before / b},
         "paper_ratios": PAPER_RATIOS,
     }
 
@@ -147,8 +148,8 @@ def freeze(s: dict[str, Any], path: Path, methods=METHODS, note: str = "", pilot
     res = {m: resolved(s, m) for m in methods}
     for key in ("env", "agent", "space", "total_steps", "eval_steps"):
         if len({json.dumps(r[key], sort_keys=True) for r in res.values()}) > 1:
-            raise ValueError(f"{key}: the study's experiment files differ in it ({', '.join(map(str, files.values()))});"
-                             " every method must share env, learner, space and budget")
+            raise ValueError(f"{key}: the study's experiment files ({', '.join(f.name for f in files.values())}) "
+                             "differ in it; every method must share env, learner, space and budget")
     s = {**s, "methods": list(methods), "seeds": s.get("seeds", [0, 1, 2]),
          "experiment_files": {m: str(p.relative_to(ROOT)) for m, p in files.items()},
          "experiment_sha256": {m: file_hash(p) for m, p in files.items()},
