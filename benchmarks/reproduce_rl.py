@@ -82,6 +82,9 @@ top-return curve reaches it; ``rlpop.summary --threshold``) and ``trials_restart
 steps to the target (median and range over the runs reaching it, how many did, and the median over all runs
 with a miss counted as later than any hit).
 
+Issue 26's study at scale (settings frozen after a pilot, runs resumed across sittings) has its own runner,
+benchmarks/study.py, which reuses none of this file's settings.
+
 ``--dry-run`` prints the plan (commands) and exits. ``--aggregate-only`` starts no run and aggregates every run
 directory in the study folder, finished or not (``finished`` and ``env_steps`` say how far each got).
 """
