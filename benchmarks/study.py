@@ -174,6 +174,10 @@ def _plan(doc, args):
     s = doc["settings"]
     seeds = args.seeds if args.seeds is not None else s["seeds"]
     methods = args.methods if args.methods is not None else s["methods"]
+    off = [k for k in seeds if k not in s["seeds"]]
+    if off:
+        raise ValueError(f"--seeds {' '.join(map(str, off))}: not frozen in this study; give some of "
+                         f"{' '.join(map(str, s['seeds']))}")
     bad = [m for m in methods if m not in s["methods"]]
     if bad:
         raise ValueError(f"--methods {' '.join(bad)}: not frozen in this study; give some of {' '.join(s['methods'])}")
@@ -198,8 +202,8 @@ def cmd_run(args) -> int:
         probe = study_pilot.read_pilot(Path(args.results_dir) / "study_pilot.json")["probes"].get(
             study_pilot.probe_key(s["env"], s["learner"]))
         left = [(m, k) for m, k, _ in plan if study_runs.run_state(study_runs.run_folder(study, m, k))[0] != "finished"]
-        _estimate(s, probe, Path(args.runs_root), sorted({m for m, _ in left}) or s["methods"],
-                  sorted({k for _, k in left}) or s["seeds"])
+        if left:
+            _estimate(s, probe, Path(args.runs_root), sorted({m for m, _ in left}), sorted({k for _, k in left}))
         print(f"{len(left)} of {len(plan)} runs not finished")
         return 0
     study_runs.sitting(study, plan, args.max_minutes)
