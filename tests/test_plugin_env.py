@@ -92,7 +92,8 @@ def test_workers_that_cannot_build_their_env_fail_the_run_once_in_one_line(tmp_p
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert errors == ["error: the workers could not start: RuntimeError: DriverOnly cannot be built outside the "
-                      "driver process"], res.stderr[-3000:]
+                      "driver process (nothing trained; no run directory kept)"], res.stderr[-3000:]
+    assert list((tmp_path / "runs").iterdir()) == []
     assert "Traceback" not in res.stderr
 
 
