@@ -51,6 +51,8 @@ def load_experiment(path: str | Path) -> Experiment:
 
     spec = importlib.util.spec_from_file_location(f"{EXPERIMENT_MODULE_PREFIX}{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    if started_in is not None:  # a run directory's copy reads its siblings where the original file lies
+        module.__file__ = str(Path(started_in) / _recorded_name(path.resolve().parent, path.name))
     try:
         spec.loader.exec_module(module)
     except ValueError as exc:  # the Experiment's own validation
@@ -295,6 +297,14 @@ def run_config(exp: Experiment, backend_name: str, address: str | None, override
     return {**exp.to_dict(), "backend": backend_name, "address": address, "overrides": overrides,
             "experiment_file": str(experiment_file), "experiment_dir": str(Path(experiment_file).resolve().parent),
             "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
+
+
+def _recorded_name(run_dir: Path, default: str) -> str:
+    """The experiment file's own name, as config.json recorded it (its copy in the run dir is experiment.py)."""
+    try:
+        return Path(json.loads((run_dir / "config.json").read_text())["experiment_file"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def experiment_dir_of(run_dir: Path) -> str | None:

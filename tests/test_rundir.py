@@ -237,3 +237,24 @@ def test_lineage_cli_says_one_line_and_exits_2(tmp_path):
         assert proc.returncode == 2, (d, err)
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert str(d) in err and cases[d] in err
+
+
+def test_a_run_directorys_experiment_reads_its_siblings_where_the_original_lies(tmp_path):
+    """experiments/hopper_fire.py and others read a sibling with Path(__file__).with_name(...): --resume and
+    replay load the run directory's copy, whose siblings are in the folder the run was started from."""
+    import json
+
+    from rlpop.run import load_experiment
+
+    src = tmp_path / "my experiments"
+    src.mkdir()
+    (src / "steps.txt").write_text("4096")
+    exp = src / "sibling_exp.py"
+    exp.write_text((ROOT / "tests" / "data" / "tiny_pbt.py").read_text().replace(
+        "total_steps=2048", "total_steps=int(__import__('pathlib').Path(__file__).with_name('steps.txt').read_text())"))
+    run_dir = tmp_path / "runs" / "sibling-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "experiment.py").write_text(exp.read_text())
+    (run_dir / "config.json").write_text(json.dumps({"experiment_dir": str(src), "experiment_file": str(exp)}))
+    assert load_experiment(exp).total_steps == 4096
+    assert load_experiment(run_dir / "experiment.py").total_steps == 4096
