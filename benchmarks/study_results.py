@@ -5,7 +5,7 @@ Q, the top-return curve's mean height (``auc``), the actor steps to the frozen t
 decisions.jsonl for evaluator successes (``kind == "success"``) and stops (``kind == "stop"``, whose free-text
 ``reason`` :func:`stop_kind` files under a few fixed names, as rlpop/strategies/fire.py words them) -- plus the
 sittings that ran it (load samples). :func:`keep_small_files` copies config.json, status.json, curves.csv,
-decisions.jsonl and experiment.py of each run into the results folder, so the figures can be redrawn from git
+decisions.jsonl of each run (config.json records the experiment file) into the results folder, so the figures can be redrawn from git
 (:func:`figures` draws from those copies): the top return per method (rlpop.plot's Figure 5: median and band
 over seeds), Figure 4a of one FIRE run (rlpop.plot.hparams_figure) and the evaluator stop reasons per run.
 """
@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-SMALL_FILES = ("config.json", "status.json", "curves.csv", "decisions.jsonl", "experiment.py")
+SMALL_FILES = ("config.json", "status.json", "curves.csv", "decisions.jsonl")  # experiment: experiments/study_*.py
 #: rlpop/strategies/fire.py's stop reasons, as filed here (anything else: its words with numbers as #)
 STOP_KINDS = ("success", "p above threshold", "no overlap after max_eval_steps", "parent lost evolution",
               "child lost evolution", "parent took new weights", "parent gone", "child gone")

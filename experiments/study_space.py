@@ -18,7 +18,7 @@ cheaper than CleanRL's 10 x 64 for a 16-22 member population on CPUs).
 V-MPO: the paper's space (lr as above; eps_eta log-uniform 5e-3..2e-2 x[0.8, 0.95, 1.05, 1.2]) and
 experiments/humanoid_fire.py's V-MPO settings, except that its 16 envs are stepped in the learner's process.
 """
-from rlpop.experiment import Agent
+from rlpop.experiment import FIRE, PBT, Agent, Experiment, RandomSearch
 from rlpop.hparams import LogUniform
 
 PPO_AGENT = Agent("ppo", hparams={"num_actors": 0, "envs_per_actor": 4, "rollout_steps": 2048, "epochs": 5,
@@ -41,3 +41,16 @@ AGENTS = {"ppo": PPO_AGENT, "vmpo": VMPO_AGENT}
 SPACES = {"ppo": PPO_SPACE, "vmpo": VMPO_SPACE}
 #: placeholders the study runner replaces (--set): env, budget, Q / ready interval
 ENV, TOTAL_STEPS, READY = "Hopper-v5", 512_000, 6144
+
+
+def study_experiment(learner: str, method: str) -> Experiment:
+    """The study's experiment for ``learner`` ("ppo" or "vmpo") and ``method`` ("rs", "pbt" or "fire"): 22 workers
+    each (RS and PBT: 22 members; FIRE: 2 sub-populations of 8 + 6 evaluators, the paper's 18 + 18 + 14 scaled with
+    evaluators 3/4 of a parent sub-population), the same learner, search space and initial distributions."""
+    strategy = {"rs": lambda: RandomSearch(population=22),
+                "pbt": lambda: PBT(population=22, ready_steps=READY),
+                "fire": lambda: FIRE(subpops=2, subpop_size=8, evaluators=6, ready_steps=READY,
+                                     max_eval_steps=10 * READY, min_steps_before_eval=(TOTAL_STEPS // 6,), p_stat=0.01),
+                }[method]()
+    return Experiment(name=f"study_{learner}_{method}", env=ENV, agent=AGENTS[learner], space=SPACES[learner],
+                      strategy=strategy, total_steps=TOTAL_STEPS, eval_steps=READY)
