@@ -51,8 +51,9 @@ def load_experiment(path: str | Path) -> Experiment:
 
     spec = importlib.util.spec_from_file_location(f"{EXPERIMENT_MODULE_PREFIX}{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    if started_in is not None:  # a run directory's copy reads its siblings where the original file lies
-        module.__file__ = str(Path(started_in) / _recorded_name(path.resolve().parent, path.name))
+    original = _original_file(path.resolve().parent)
+    if original is not None:  # a run directory's copy reads its siblings where the original file lies
+        module.__file__ = str(original)
     try:
         spec.loader.exec_module(module)
     except ValueError as exc:  # the Experiment's own validation
@@ -299,12 +300,20 @@ def run_config(exp: Experiment, backend_name: str, address: str | None, override
             "notes": exp.notes, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, **extra}
 
 
-def _recorded_name(run_dir: Path, default: str) -> str:
-    """The experiment file's own name, as config.json recorded it (its copy in the run dir is experiment.py)."""
+def _original_file(run_dir: Path) -> Path | None:
+    """Where the experiment file of the run in ``run_dir`` was started from (config.json's ``experiment_file``,
+    beside ``experiment_dir``), when that is outside the run directory; else None (a fresh experiment file, or a
+    run whose experiment file lives in its run directory, as a replay's does)."""
+    folder = experiment_dir_of(run_dir)
     try:
-        return Path(json.loads((run_dir / "config.json").read_text())["experiment_file"]).name
+        cfg = json.loads((run_dir / "config.json").read_text())
+        recorded = Path(cfg["experiment_file"])
     except (OSError, ValueError, KeyError, TypeError):
-        return default
+        return None
+    in_run_dir = recorded.is_absolute() and recorded.parent.resolve() == run_dir.resolve()
+    if folder is None or "replay_of" in cfg or in_run_dir:
+        return None  # a replay's experiment.py is written into its run directory, beside what it reads
+    return Path(folder) / recorded.name
 
 
 def experiment_dir_of(run_dir: Path) -> str | None:
