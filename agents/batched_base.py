@@ -120,7 +120,7 @@ class BatchedLearner:
         self._threads = None  # update threads (CPU), started at the first update
         #: act for one half of the members while the other half's envs step (:meth:`collect_groups`; hparam
         #: ``overlap``)
-        self.overlap = bool(hp0.get("overlap", True))
+        self.overlap = bool(hp0["overlap"])
         self._on_collect = None  # progress callback while collecting (set by train)
 
     # ---------------------------------------------------------------- per-member protocol

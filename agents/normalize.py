@@ -10,6 +10,14 @@ from typing import Any
 import numpy as np
 
 
+def merge_moments(mean, var, count, b_mean, b_var, b_count):
+    """Mean, variance and count of two sets from each one's (parallel Welford / Chan et al.); element-wise."""
+    delta = b_mean - mean
+    tot = count + b_count
+    m2 = var * count + b_var * b_count + delta**2 * count * b_count / tot
+    return mean + delta * b_count / tot, m2 / tot, tot
+
+
 class RunningMeanStd:
     """Mean and variance over a stream of batches (parallel Welford / Chan et al.)."""
 
@@ -20,13 +28,8 @@ class RunningMeanStd:
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x, np.float64).reshape(-1, *self.mean.shape)
-        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
-        delta = b_mean - self.mean
-        tot = self.count + b_count
-        self.mean = self.mean + delta * b_count / tot
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / tot
-        self.var = m2 / tot
-        self.count = tot
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, x.mean(0), x.var(0),
+                                                        x.shape[0])
 
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
@@ -93,10 +96,7 @@ def scale_rewards(scalers: list[RewardScaler], rewards: np.ndarray, dones: np.nd
             b_mean = np.where(v, returns, 0.0).sum(1) / safe
             dev = np.where(v, returns - b_mean[:, None], 0.0)
             b_var = (dev * dev).sum(1) / safe
-        delta = b_mean - mean
-        tot = count + b_count
-        new_mean = mean + delta * b_count / tot
-        new_var = (var * count + b_var * b_count + delta**2 * count * b_count / tot) / tot
+        new_mean, new_var, tot = merge_moments(mean, var, count, b_mean, b_var, b_count)
         if valid is None:
             mean, var, count = new_mean, new_var, tot
         else:  # a member with no transition at t keeps its statistics
