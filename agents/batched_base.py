@@ -21,6 +21,7 @@ from rlpop.agents.networks import actions_from_noise, draw_noise, gaussian_noise
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs, scale_rewards
 from rlpop.agents.rollout_hparams import check_layout, pick_device
 from rlpop.agents.stacked import StackedActorCritic
+from rlpop.agents import widths as W
 from rlpop import streams
 
 
@@ -59,6 +60,11 @@ class BatchedLearner:
         self.hps = [resolve_hparams(self.NAME, self.DEFAULTS, h) for h in hparams]
         for hp in self.hps:
             hp["hidden"] = tuple(hp["hidden"])
+            rules = W.rules(hp)
+            for name in W.NAMES:
+                problem = rules[name].problem(hp[name])
+                if problem:
+                    raise ValueError(f"agent.hparams.{name}={hp[name]!r}: {problem}")
         for name in self.SHARED:
             values = {repr(hp[name]) for hp in self.hps}
             if len(values) > 1:
@@ -104,7 +110,7 @@ class BatchedLearner:
         self.box = isinstance(self.action_space, gym.spaces.Box)
         self.net = StackedActorCritic(self.observation_space, self.action_space, hp0["hidden"], hp0["init_log_std"],
                                       [streams.init_seed(s) for s in self.seeds], self.device,
-                                      std=hp0.get("std", "param"))
+                                      std=hp0.get("std", "param"), widths=[W.widths(hp) for hp in self.hps])
         self.obs_rms = [RunningMeanStd(self.observation_space.shape) for _ in range(self.k)]
         self.reward_scalers = [RewardScaler(self.num_envs, hp["gamma"]) for hp in self.hps]
         #: each member's own streams (rlpop.streams): minibatch order, action noise; a new epoch per copy received
@@ -128,9 +134,40 @@ class BatchedLearner:
         return dict(self.hps[k])
 
     def set_hparams(self, k: int, hparams: dict[str, Any]) -> None:
+        """Member ``k``'s new hyperparameters, read from its next update on; a changed ``width_i`` grows or
+        shrinks its layer now (:func:`rlpop.agents.widths.set_width`)."""
         check_mutable(self.NAME, hparams, self.hps[k], self.MUTABLE)
+        rules = W.rules(self.hps[k])
+        for name in W.NAMES:
+            problem = rules[name].problem(hparams[name]) if name in hparams else None
+            if problem:
+                raise ValueError(f"{self.NAME}: {name}={hparams[name]!r}: {problem}")
+        old = W.widths(self.hps[k])
         self.hps[k].update(hparams)
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
+        for layer, (a, b) in enumerate(zip(old, W.widths(self.hps[k]))):
+            if a != b:
+                gen = streams.grow_generator(self.seeds[k], self.epochs[k], self.updates[k], layer)
+                W.set_width(self.net, k, layer, a, b, self.weight_stacks(), self.moment_stacks(), gen)
+
+    # ---------------------------------------------------------------- widths (rlpop.agents.widths)
+    def weight_stacks(self) -> list[torch.Tensor]:
+        """The ``[K, P]`` stacks that hold a network (V-MPO adds its target)."""
+        return [self.net.flat]
+
+    def moment_stacks(self) -> list[torch.Tensor]:
+        """The ``[K, P]`` optimiser stacks (Adam's moments)."""
+        return [self.exp_avg, self.exp_avg_sq]
+
+    def _widths_loaded(self, k: int) -> None:
+        """After a state load: member ``k``'s off units hold zeros (the invariant ``rlpop.agents.widths`` keeps)."""
+        W.clear_off_units(self.net, k, self.hps[k], self.weight_stacks(), self.moment_stacks())
+
+    def grad_mask(self, members: Sequence[int]) -> torch.Tensor | None:
+        """``[K', P]`` zeros at the parameters of ``members``' off units, None when none has any."""
+        if not any(W.narrowed(self.hps[m]) for m in members):
+            return None
+        return W.param_mask(self.net, [W.widths(self.hps[m]) for m in members])
 
     def get_state(self, k: int) -> dict[str, Any]:
         raise NotImplementedError

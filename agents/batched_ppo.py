@@ -73,6 +73,7 @@ class BatchedPPO(BatchedLearner):
         self.obs_rms[k].load(state["obs_rms"])
         self.reward_scalers[k].load(state["reward_scaler"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
+        self._widths_loaded(k)
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
         self.updates[k], self.env_steps[k] = int(state["updates"]), int(state["env_steps"])
         self._state_loaded(k, state)
@@ -128,6 +129,7 @@ class BatchedPPO(BatchedLearner):
         mb = int(min(hps[0]["minibatch_size"], batch))
         m_sub, v_sub, steps_sub = self.exp_avg[idx].clone(), self.exp_avg_sq[idx].clone(), self.adam_steps[idx].clone()
         rows = torch.arange(kk, device=dev).unsqueeze(1)
+        off_units = self.grad_mask(mem)  # members narrower than `hidden`: their off units take no step
         kl_sum, cf_sum, n_it = (torch.zeros(kk, device=dev) for _ in range(3))
         last = {k: torch.zeros(kk, device=dev) for k in ("pg", "v", "ent")}
         identity = np.arange(batch)
@@ -148,6 +150,8 @@ class BatchedPPO(BatchedLearner):
                 ent = weighted_mean(entropy, w)
                 loss = pg_l - ent_coef * ent + vf_coef * v_l   # [K']: member k's loss, as alone
                 (grad,) = torch.autograd.grad(loss.sum() if active is None else (loss * active).sum(), params)
+                if off_units is not None:
+                    grad.mul_(off_units)
                 clip_grad_norm_per_member(grad, max_norm)
                 adam_step(flat, grad, m_sub, v_sub, steps_sub, lr, active)
                 af = torch.ones(kk, device=dev) if active is None else active.float()

@@ -87,6 +87,9 @@ class BatchedVMPO(BatchedLearner):
     def acting_flat(self) -> torch.Tensor:
         return self.target_flat  # the actors act with the target network (pi_old of the KL terms)
 
+    def weight_stacks(self) -> list[torch.Tensor]:
+        return [self.net.flat, self.target_flat]  # a width change reaches the online and the target network
+
     def multipliers(self, k: int) -> dict[str, float]:
         return {n: float(multiplier_value(self.duals[k, i], self.dual_scheme)) for i, n in enumerate(self.dual_names)}
 
@@ -148,6 +151,7 @@ class BatchedVMPO(BatchedLearner):
         if self.popart and state.get("popart") is not None:
             self.popart_mean[k], self.popart_sq[k] = float(state["popart"]["mean"]), float(state["popart"]["sq_mean"])
         self.hps[k].update({n: v for n, v in state["hparams"].items() if n in MUTABLE})
+        self._widths_loaded(k)
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]
         self.updates[k], self.target_updates[k] = int(state["updates"]), int(state["target_updates"])
         self.env_steps[k] = int(state["env_steps"])
@@ -190,6 +194,7 @@ class BatchedVMPO(BatchedLearner):
         updates = np.asarray([self.updates[m] for m in members])
         t_updates = np.asarray([self.target_updates[m] for m in members])
         rows = torch.arange(kk, device=dev).unsqueeze(1)
+        off_units = self.grad_mask(members)  # members narrower than `hidden`: their off units take no step
         last: dict[str, torch.Tensor] = {}
         targets = None
         for epoch in range(int(hp0["epochs"])):
@@ -222,6 +227,8 @@ class BatchedVMPO(BatchedLearner):
                 loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
                                                   self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
                 grad_p, grad_d = torch.autograd.grad(loss.sum(), [params, raw])
+                if off_units is not None:
+                    grad_p.mul_(off_units)
                 clip_grad_norm_per_member(grad_p, max_norm, self.critic_cols)
                 clip_grad_norm_per_member(grad_p, max_norm, self.policy_cols)
                 adam_step(flat, grad_p, m_sub, v_sub, st_sub, lr, eps=DUAL_EPS)

@@ -18,7 +18,8 @@ from rlpop.hparams import Choice, Fixed, LogUniform, Uniform
 
 @dataclass(frozen=True)
 class Rule:
-    """``kind``: "real", "int", "bool", "choice", "layers" (a list of positive ints), "str" or "device"."""
+    """``kind``: "real", "int", "bool", "choice", "layers" (a list of positive ints), "str", "device" or "none"
+    (only None is valid; ``none_means`` says why)."""
 
     kind: str
     lo: float | None = None
@@ -33,6 +34,8 @@ class Rule:
     none_means: str = ""
 
     def describe(self) -> str:
+        if self.kind == "none":
+            return f"None ({self.none_means})"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
@@ -64,6 +67,8 @@ class Rule:
         """None when ``value`` is valid, else what it should be."""
         if value is None:
             return None if self.none_ok else f"expected {self.describe()}"
+        if self.kind == "none":
+            return f"expected {self.describe()}"
         if self.kind == "device":
             return device_problem(value)
         if self.kind == "bool":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlpop.agents.rollout_hparams import check_layout  # noqa: F401 (spec-time check, found in this module)
+from rlpop.agents.widths import DEFAULTS as WIDTH_DEFAULTS, NAMES as WIDTH_NAMES
 
 DEFAULTS: dict[str, Any] = {
     # mutable: read at every update
@@ -42,8 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # off by default: on 2 cores it cost more main-thread time than it hid (benchmarks/population_throughput.py)
     "overlap": False,
 }
+# the units of each hidden layer (rlpop.agents.widths): width_0 .. width_3, None = hidden[i]; searchable
+DEFAULTS.update(WIDTH_DEFAULTS)
 MUTABLE = frozenset({"lr", "clip", "ent_coef", "vf_coef", "gae_lambda", "gamma", "epochs",
-                     "minibatch_size", "max_grad_norm", "vf_clip"})
+                     "minibatch_size", "max_grad_norm", "vf_clip", *WIDTH_NAMES})
 
 
 def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:

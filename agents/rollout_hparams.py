@@ -17,6 +17,7 @@ def pick_device(name: str) -> torch.device:
 def shared_rules(hp: dict[str, Any]) -> dict[str, Any]:
     """Value rules of the hyperparameters PPO and V-MPO share (rollouts, env processes, networks, device)."""
     from rlpop.agents import hparam_rules as R
+    from rlpop.agents.widths import rules as width_rules
 
     return {
         "lr": R.learning_rate(), "gamma": R.unit(0.99, lo_open=True), "max_grad_norm": R.grad_norm(0.5),
@@ -26,7 +27,7 @@ def shared_rules(hp: dict[str, Any]) -> dict[str, Any]:
         "rollout_steps": R.integer(1, example=2048), "num_actors": R.integer(0, example=2),
         "envs_per_actor": R.integer(1, example=4), "hidden": R.Rule("layers"), "init_log_std": R.Rule("real"),
         "norm_obs": R.flag(), "norm_reward": R.flag(), "device": R.device_rule(), "torch_threads": R.integer(0),
-        "env_backend": R.one_of("auto", "envpool", "gym"), "overlap": R.flag(),
+        "env_backend": R.one_of("auto", "envpool", "gym"), "overlap": R.flag(), **width_rules(hp),
     }
 
 

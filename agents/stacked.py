@@ -48,15 +48,25 @@ class StackedActorCritic:
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space, hidden: Sequence[int],
                  init_log_std: float, init_seeds: Sequence[int], device: torch.device | str = "cpu",
-                 std: str = "param"):
+                 std: str = "param", widths: Sequence[Sequence[int]] | None = None):
         self.kwargs = dict(observation_space=observation_space, action_space=action_space, hidden=tuple(hidden),
                            init_log_std=init_log_std, std=std)
         self.device = torch.device(device)
         nets = []
         with torch.random.fork_rng(devices=[]):  # the process-wide RNG other members share does not move
-            for s in init_seeds:  # member k starts exactly as a single learner whose init seed is s (same draws)
+            for i, s in enumerate(init_seeds):  # member k starts exactly as a single learner whose init seed is s
                 torch.manual_seed(int(s))
-                nets.append(ActorCritic(**self.kwargs))
+                ws = tuple(hidden) if widths is None else tuple(int(w) for w in widths[i])
+                if ws == tuple(hidden):
+                    nets.append(ActorCritic(**self.kwargs))
+                    continue
+                # a narrower member (rlpop.agents.widths): its own network, laid out at the maximum width
+                from rlpop.agents.widths import pad_state_dict
+
+                narrow = ActorCritic(**{**self.kwargs, "hidden": ws})
+                net = ActorCritic(**self.kwargs)
+                net.load_state_dict(pad_state_dict(narrow.state_dict(), hidden, ws))
+                nets.append(net)
         ref = nets[0]
         self.discrete = ref.discrete
         self.state_std = ref.state_std  # std="state": the actor's last layer outputs [mean, pre-softplus std]

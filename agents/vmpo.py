@@ -47,6 +47,7 @@ import numpy as np
 from rlpop.agents.networks import STD_KINDS
 from rlpop.agents.rollout_hparams import check_layout  # noqa: F401 (spec-time check, found in this module)
 from rlpop.agents.vmpo_loss import DUAL_SCHEMES
+from rlpop.agents.widths import DEFAULTS as WIDTH_DEFAULTS, NAMES as WIDTH_NAMES
 
 #: PopArt's statistics rate and its scale's bounds: V-MPO Sec. 4.2.2 ("scale lower bound of 1e-2, scale upper
 #: bound of 1e6, and learning rate of 1e-4 for the statistics")
@@ -99,7 +100,9 @@ DEFAULTS: dict[str, Any] = {
     # off by default: on 2 cores it cost more main-thread time than it hid (benchmarks/population_throughput.py)
     "overlap": False,
 }
-MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm"})
+# the units of each hidden layer (rlpop.agents.widths): width_0 .. width_3, None = hidden[i]; searchable
+DEFAULTS.update(WIDTH_DEFAULTS)
+MUTABLE = frozenset({"lr", "eps_eta", "gamma", "max_grad_norm", *WIDTH_NAMES})
 
 
 def hparam_rules(hp: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from rlpop.backends.base import Backend
 from rlpop.decisions import (AssignEvaluator, Decision, EvaluatorSuccess, Exploit, Explore, FollowCopy, RestartTrial,
                              StopEvaluator, StopTrial, describe, to_record)
 from rlpop.streams import member_seed
+from rlpop.agents.widths import width_notes
 from rlpop.events import (CheckpointSaved, DecisionApplied, Event, Listener, RoundFinished, RunInfo, RunStarted,
                           WorkerFailed, WorkerStatus, stderr_failures)
 from rlpop.experiment import Experiment
@@ -246,6 +247,9 @@ class Controller:
         """Carry out one decision (the backend copies and sets hparams), log it and tell the listeners."""
         R = self.records
         text = describe(d, R)  # before the copy: the log tells the workers as they were
+        changed = function_changes(d, R)
+        if changed:
+            text += " | " + "; ".join(changed)
         if isinstance(d, Exploit):
             src, dst = R[d.src], R[d.dst]
             if not src.has_state:
@@ -280,6 +284,8 @@ class Controller:
             self.counts[d.kind] += 1
         step = R[d.target].spent if isinstance(d, RestartTrial) else R[d.target].steps  # a restart: where it was
         record = {**to_record(d), "round": self.round, "step": step}
+        if changed:
+            record["function_changed"] = changed
         self._log(record, text)
         self.emit(DecisionApplied(self.round, step, d, record, text))
 
@@ -444,3 +450,14 @@ class Controller:
         self.run_dir.save_checkpoint(self.round, payload, keep=self.exp.keep_checkpoints)
         self.run_dir.write_status(round=self.round, finished=False, wall=self.wall(), counts=self.counts)
         self.emit(CheckpointSaved(self.round, time.perf_counter() - t0))
+
+
+def function_changes(d: Decision, records: dict[int, Any]) -> list[str]:
+    """What a decision does to the network's function beyond new hyperparameters: a layer whose width shrinks
+    drops units (``rlpop.agents.widths``; an explore, or an evaluator taking a narrower child's width on its
+    parent's weights). Growing is a morphism and is not listed."""
+    if isinstance(d, Explore):
+        return width_notes(records[d.dst].hparams, {**records[d.dst].hparams, **dict(d.hparams)})
+    if isinstance(d, AssignEvaluator):
+        return width_notes(records[d.parent].hparams, records[d.child].hparams)
+    return []

@@ -305,7 +305,10 @@ class Experiment:
         if fixed_but_searched:
             raise ValueError(f"space: hyperparameter(s) {fixed_but_searched} cannot change while learner "
                              f"{self.agent.learner!r} trains (they change network shapes or actor processes); "
-                             f"put them in agent.hparams instead. Searchable: {sorted(mutable)}")
+                             f"put them in agent.hparams instead. Searchable: {sorted(mutable)}"
+                             + (". To search layer widths, set agent.hparams.hidden to the largest widths and "
+                                "search width_0, width_1, ... (each <= its layer of hidden)"
+                                if "hidden" in fixed_but_searched and "width_0" in mutable else ""))
         if defaults:
             unknown = sorted(set(space.names) - set(defaults))
             if unknown:

@@ -70,16 +70,19 @@ def space_from_dict(d: dict[str, Any]) -> gym.spaces.Space:
 
 # --------------------------------------------------------------------------- the module
 def net_from_state(state: dict[str, Any], observation_space, action_space):
-    """The learner state's ``ActorCritic`` (``net``), on CPU, in eval mode."""
+    """The learner state's ``ActorCritic`` (``net``) at the member's own layer widths, on CPU, in eval mode."""
     import torch
 
     from rlpop.agents.networks import ActorCritic
 
+    from rlpop.agents.widths import narrow_state_dict, widths
+
     hp = state.get("hparams") or {}
+    hidden = tuple(hp.get("hidden", (64, 64)))
+    ws = widths({**hp, "hidden": hidden})  # a member narrower than `hidden`: its own width (rlpop.agents.widths)
     with torch.random.fork_rng(devices=[]):
-        net = ActorCritic(observation_space, action_space, hidden=tuple(hp.get("hidden", (64, 64))),
-                          std=hp.get("std", "param"))
-    net.load_state_dict({k: torch.as_tensor(v) for k, v in state["net"].items()})
+        net = ActorCritic(observation_space, action_space, hidden=ws, std=hp.get("std", "param"))
+    net.load_state_dict(narrow_state_dict(state["net"], hidden, ws))
     return net.eval()
 
 

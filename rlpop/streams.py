@@ -17,6 +17,7 @@ streams):
   ``ACTION``   action noise while collecting (one ``torch.Generator`` per member)
   ``MINIBATCH`` minibatch order (one ``numpy.random.Generator`` per member)
   ``ENV``      env seeds: reset ``r`` of the member's envs draws ``env_seeds(seed, r, n)``
+  ``GROW``     fresh units of a layer that grows (``grow_generator(seed, epoch, update, layer)``)
   ========== ======================================================================
 
   Env seeds are 64-bit words of ``SeedSequence(seed, spawn_key=(ENV, r))``, so the envs of different
@@ -39,7 +40,7 @@ import copy
 import numpy as np
 import torch
 
-INIT, ACTION, MINIBATCH, ENV, EPOCH = 0, 1, 2, 3, 4
+INIT, ACTION, MINIBATCH, ENV, EPOCH, GROW = 0, 1, 2, 3, 4, 5
 #: the entry of a learner's state that holds its streams (dropped by a copy, kept by a checkpoint)
 KEY = "streams"
 
@@ -79,6 +80,13 @@ def torch_seed(seed: int, purpose: int) -> int:
 def init_seed(seed: int) -> int:
     """The seed the member's initial weights are drawn under."""
     return torch_seed(seed, INIT)
+
+
+def grow_generator(seed: int, epoch: int, update: int, layer: int) -> torch.Generator:
+    """The generator of the fresh units a member's hidden ``layer`` gets when it grows (rlpop.agents.widths)
+    at its ``update``-th update of stream ``epoch``: a function of the member's own history only."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(GROW, int(epoch), int(update), int(layer)))
+    return torch.Generator().manual_seed(_torch_seed(ss))
 
 
 def action_generator(seed: int) -> torch.Generator:
