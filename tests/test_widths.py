@@ -157,9 +157,17 @@ def test_a_copy_carries_weights_and_widths_and_a_wrong_width_is_refused():
         b.copy_member(0, 1)
         assert b.get_hparams(1)["width_1"] == 6 and _off_units_zero(b, 1)
         assert _max_diff(b.net.member_state_dict(0), b.net.member_state_dict(1)) == 0.0
-        state = b.get_state(1)
-        b.set_state(0, {**streams.without_streams(state), "hparams": {**state["hparams"], "width_1": None}})
-        assert b.get_hparams(0)["width_1"] is None  # full width: the copied zeros are trained from now on
+        # a checkpoint (streams kept) restores a narrow member into a learner built at full width
+        ckpt = b.get_state(1)
+        other = BatchedPPO("Pendulum-v1", [dict(BASE)], [7])
+        try:
+            other.set_state(0, ckpt)
+            assert other.get_hparams(0)["width_1"] == 6 and _off_units_zero(other, 0)
+            assert _max_diff(other.net.member_state_dict(0), b.net.member_state_dict(1)) == 0.0
+            other.train([0], 128)
+            assert _off_units_zero(other, 0)
+        finally:
+            other.close()
         with pytest.raises(ValueError, match="width_1=25"):
             b.set_hparams(1, {"width_1": 25})
         with pytest.raises(ValueError, match="width_2"):
