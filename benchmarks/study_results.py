@@ -44,6 +44,28 @@ def evaluator_stops(decisions: list[dict[str, Any]]) -> dict[str, int]:
     return dict(Counter(stop_kind(d.get("reason", "")) for d in decisions if d.get("kind") == "stop"))
 
 
+def evaluator_lifetimes(decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many actor steps FIRE's evaluators trained on one assignment before they stopped (an evaluator's
+    ``step`` at its stop minus its ``step`` at the assignment before): count, median and max, overall and per stop
+    kind."""
+    by_kind: dict[str, list[int]] = {}
+    assigned: dict[int, int] = {}
+    for d in decisions:
+        if d.get("kind") == "assign" and d.get("step") is not None:
+            assigned[int(d["evaluator"])] = int(d["step"])
+        elif d.get("kind") in ("stop", "success") and int(d.get("evaluator", -1)) in assigned:
+            kind = "success" if d["kind"] == "success" else stop_kind(d.get("reason", ""))
+            if d["kind"] == "stop" and kind == "success":
+                continue  # a success is recorded once, as its own decision
+            by_kind.setdefault(kind, []).append(int(d["step"]) - assigned[int(d["evaluator"])])
+    allv = [v for vs in by_kind.values() for v in vs]
+
+    def summary(vs: list[int]) -> dict[str, Any]:
+        return {"n": len(vs), "median": statistics.median(vs), "max": max(vs)} if vs else {"n": 0}
+
+    return {"all": summary(allv), **{k: summary(v) for k, v in sorted(by_kind.items())}}
+
+
 def workers_of(cfg: dict[str, Any]) -> int:
     st = cfg.get("strategy") or {}
     if "subpop_size" in st:
@@ -75,7 +97,8 @@ def run_record(run_dir: Path, method: str, seed: int, threshold: float | None,
         "method": method, "seed": seed, "workers": workers_of(cfg), "steps_per_worker": int(cfg["total_steps"]),
         "best_final_q": _num(row["best_final_q"]), "auc": _num(row["auc"]),
         "steps_to_threshold": stt if isinstance(stt, int) else None, "threshold": threshold,
-        "successes": int(row["successes"]), "evaluator_stops": evaluator_stops(dec), "exploits": int(row["exploits"]),
+        "successes": int(row["successes"]), "evaluator_stops": evaluator_stops(dec),
+        "evaluator_steps_before_stop": evaluator_lifetimes(dec), "exploits": int(row["exploits"]),
         "wall_s": _num(row["wall_s"]), "process_wall_s": round(sum(s.get("wall_s", 0) for s in sittings), 1),
         "load": load_summary(list(sittings)), "finished": bool(row["finished"]),
         "member_steps_reached": int(members(curves)["step"].max()) if len(members(curves)) else 0,

@@ -117,6 +117,9 @@ def test_run_record_from_a_run_directory(tmp_path):
     assert rec["successes"] == 1
     assert rec["evaluator_stops"] == {"child lost evolution": 1, "p above threshold": 1,
                                       "no overlap after max_eval_steps": 1, "success": 1}
+    life = rec["evaluator_steps_before_stop"]  # steps since the evaluator's assignment at step 1024
+    assert life["all"] == {"n": 4, "median": 1024, "max": 1024}
+    assert life["child lost evolution"] == {"n": 1, "median": 0, "max": 0} and life["success"]["n"] == 1
     assert rec["wall_s"] == 12.5 and rec["process_wall_s"] == 15.0
     assert rec["load"] == {"sittings": 2, "samples": 3, "mean_load1": 2.0, "max_load1": 3.0}
     assert rec["finished"] is True and rec["member_steps_reached"] == 2048
