@@ -214,3 +214,15 @@ def test_hidden_in_a_space_points_to_width():
                    space={"width_0": IntUniform(8, 64)}, **base).validate()
     Experiment(agent=Agent("ppo", hparams={"hidden": (32, 32)}), space={"width_0": IntUniform(8, 32)},
                **base).validate()
+
+
+def test_the_width_study_experiments_are_valid(monkeypatch):
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    from width_space import CONFIGS, width_experiment
+
+    for config in CONFIGS:
+        exp = width_experiment(config)
+        exp.validate()
+        assert ("width_0" in exp.space) == (config == "searched")
