@@ -7,6 +7,7 @@
     python benchmarks/study.py run    --env ENV [--seeds ...] [--methods fire pbt rs] [--max-minutes M]
                                       [--dry-run] [--no-aggregate]
     python benchmarks/study.py aggregate --env ENV
+    python benchmarks/study.py followup --env ENV --method fire --seed 0 --name NAME --set KEY=VALUE [...]
     (all: [--results-dir benchmarks/results] [--runs-root runs])
 
 A new runner beside benchmarks/reproduce_rl.py (which stays the scaled-down study of the README's measured
@@ -32,6 +33,9 @@ tables): that one derives its settings on every call; this one fixes them once, 
    directory found, finished or not: :func:`study_results.run_record`) and ``per_method``; each run's small
    files are copied to ``<results>/study_<env>/<method>_seed<k>/`` and the figures drawn from those copies into
    ``<results>/study_<env>/figures/``. ``settings`` is never rewritten.
+5. ``followup``: one run of a frozen method and seed with extra ``--set`` overrides (a question the comparison
+   raised), in ``<runs-root>/study_<env>_followups/<name>/``, recorded in ``<results>/study_<env>_followups.json``;
+   never part of the comparison.
 """
 from __future__ import annotations
 
@@ -260,6 +264,44 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- follow-ups
+def cmd_followup(args) -> int:
+    """One run of a frozen method and seed with extra ``--set`` overrides, outside the comparison: recorded in
+    ``<results>/study_<env>_followups.json`` under ``--name`` (the frozen study's JSON is not touched)."""
+    doc, path, study = _study(args)
+    s = doc["settings"]
+    ss.check_unchanged(s)
+    if args.method not in s["methods"] or args.seed not in s["seeds"]:
+        raise ValueError(f"--method {args.method} --seed {args.seed}: give a frozen method ({' '.join(s['methods'])}) "
+                         f"and seed ({' '.join(map(str, s['seeds']))})")
+    if not args.name.replace("_", "").isalnum():
+        raise ValueError(f"--name {args.name!r}: letters, digits and _ only (it names a folder)")
+    sets = [x for kv in args.set for x in ("--set", kv)]
+    exp = ss.experiment_file(s["learner"], args.method).relative_to(ROOT)
+    root = Path(args.runs_root) / f"study_{s['env_key']}_followups" / args.name
+    label = f"{args.method}"
+    study_runs.sitting(root, [(label, args.seed, lambda folder: study_runs.new_command(
+        exp, ss.overrides(s, args.method, args.seed) + sets, folder))])
+    state, run_dir = study_runs.run_state(study_runs.run_folder(root, label, args.seed))
+    if run_dir is None:
+        raise ValueError(f"no run directory under {root}")
+    mine = [x for x in study_runs.read_sittings(root) if x["method"] == label and x["seed"] == args.seed]
+    rec = {"name": args.name, "sets": args.set, **study_results.run_record(run_dir, args.method, args.seed,
+                                                                           s.get("threshold"), mine)}
+    rec["kept"] = _rel(study_results.keep_small_files(run_dir, path.with_suffix("") / "followups" /
+                                                      f"{args.name}_{args.method}_seed{args.seed}"))
+    out = path.with_name(f"{path.stem}_followups.json")
+    runs = json.loads(out.read_text())["runs"] if out.is_file() else []
+    runs = [r for r in runs if (r["name"], r["method"], r["seed"]) != (args.name, args.method, args.seed)] + [rec]
+    out.write_text(json.dumps({"note": "runs outside the frozen comparison: a frozen method and seed with the "
+                                       "overrides in `sets`", "machine": machine_info(), "runs": runs}, indent=2) + "\n")
+    print(f"[{args.name}: {args.method} seed {args.seed}] finished={rec['finished']} best_final_q={rec['best_final_q']} "
+          f"successes={rec['successes']} stops={rec['evaluator_stops']} "
+          f"steps before stop={rec['evaluator_steps_before_stop']['all']}")
+    print(f"wrote {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -296,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--max-minutes", type=float, default=None, help="start no run after this many minutes")
             r.add_argument("--dry-run", action="store_true")
             r.add_argument("--no-aggregate", action="store_true")
+    fu = sub.add_parser("followup", parents=[common], help="one run outside the comparison, with --set overrides")
+    fu.add_argument("--env", required=True)
+    fu.add_argument("--method", required=True)
+    fu.add_argument("--seed", type=int, required=True)
+    fu.add_argument("--name", required=True, help="what the overrides test (names the folder and the record)")
+    fu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an rlpop run --set, repeatable")
     return p
 
 
@@ -304,7 +352,8 @@ def main(argv=None) -> int:
     try:
         if getattr(args, "env", None):
             ss.env_key(args.env)
-        return {"pilot": cmd_pilot, "freeze": cmd_freeze, "run": cmd_run, "aggregate": cmd_aggregate}[args.cmd](args)
+        return {"pilot": cmd_pilot, "freeze": cmd_freeze, "run": cmd_run, "aggregate": cmd_aggregate,
+                "followup": cmd_followup}[args.cmd](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
