@@ -146,22 +146,27 @@ def clear_off_units(net, k: int, hp: Mapping[str, Any], params: Sequence[torch.T
 
 
 # ---------------------------------------------------------------- the member's own network
+def _shape_at(name: str, shape: Sequence[int], sizes: Sequence[int]) -> tuple[int, ...]:
+    """The shape of ActorCritic parameter ``name`` (now ``shape``) in a network whose hidden layers have
+    ``sizes`` units: Linear ``i`` has ``sizes[i]`` outputs (torch's ``[out, in]``) and ``sizes[i-1]`` inputs."""
+    parts, shape = name.split("."), list(shape)
+    if len(parts) == 3 and parts[0] in ("actor", "critic"):
+        i = int(parts[1]) // 2
+        if i < len(sizes):
+            shape[0] = int(sizes[i])
+        if parts[2] == "weight" and i > 0:
+            shape[1] = int(sizes[i - 1])
+    return tuple(shape)
+
+
 def narrow_state_dict(state_dict: Mapping[str, torch.Tensor], hidden: Sequence[int],
                       ws: Sequence[int]) -> dict[str, torch.Tensor]:
     """An ``ActorCritic`` state dict at width ``hidden`` cut to the first ``ws[i]`` units of each hidden layer:
     the state dict of ``ActorCritic(hidden=ws)`` computing the same function (given the off units are off)."""
     out = {}
-    n_hidden = len(hidden)
     for name, t in state_dict.items():
         t = torch.as_tensor(t)
-        parts = name.split(".")
-        if len(parts) == 3 and parts[0] in ("actor", "critic"):
-            i = int(parts[1]) // 2  # Linear i: in = hidden[i-1] units, out = hidden[i] units (torch: [out, in])
-            if i < n_hidden:
-                t = t[:ws[i]]
-            if parts[2] == "weight" and i > 0:
-                t = t[:, :ws[i - 1]]
-        out[name] = t.clone().contiguous()
+        out[name] = t[tuple(slice(0, n) for n in _shape_at(name, t.shape, ws))].clone().contiguous()
     return out
 
 
@@ -170,21 +175,11 @@ def pad_state_dict(state_dict: Mapping[str, torch.Tensor], hidden: Sequence[int]
     """The inverse of :func:`narrow_state_dict`: an ``ActorCritic(hidden=ws)`` state dict laid out at width
     ``hidden``, its missing units off (zero)."""
     out = {}
-    n_hidden = len(hidden)
     for name, t in state_dict.items():
         t = torch.as_tensor(t)
-        parts = name.split(".")
-        if len(parts) == 3 and parts[0] in ("actor", "critic"):
-            i = int(parts[1]) // 2
-            shape = list(t.shape)
-            if i < n_hidden:
-                shape[0] = int(hidden[i])
-            if parts[2] == "weight" and i > 0:
-                shape[1] = int(hidden[i - 1])
-            big = torch.zeros(shape, dtype=t.dtype)
-            big[tuple(slice(0, n) for n in t.shape)] = t
-            t = big
-        out[name] = t.clone().contiguous()
+        big = torch.zeros(_shape_at(name, t.shape, hidden), dtype=t.dtype)
+        big[tuple(slice(0, n) for n in t.shape)] = t
+        out[name] = big
     return out
 
 

@@ -74,7 +74,6 @@ def net_from_state(state: dict[str, Any], observation_space, action_space):
     import torch
 
     from rlpop.agents.networks import ActorCritic
-
     from rlpop.agents.widths import narrow_state_dict, widths
 
     hp = state.get("hparams") or {}
