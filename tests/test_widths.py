@@ -34,6 +34,8 @@ def _narrow_state(state: dict) -> dict:
     for i, s in out["opt"]["state"].items():
         for key in ("exp_avg", "exp_avg_sq"):
             s[key] = W.narrow_state_dict({names[i]: s[key]}, hp["hidden"], ws)[names[i]]
+    if "target" in state:  # V-MPO's target network
+        out["target"] = W.narrow_state_dict(state["target"], hp["hidden"], ws)
     out["hparams"] = {**hp, "hidden": ws}
     return out
 
@@ -111,6 +113,28 @@ def test_a_narrow_member_starts_and_updates_as_the_narrower_network():
     finally:
         b.close()
         alone.close()
+
+
+def test_a_narrow_vmpo_member_updates_as_the_narrower_network():
+    """V-MPO (online and target networks, gradients clipped per network, PopArt): a member at widths (10, 7) of
+    (32, 24) updates as the reference V-MPO update of ActorCritic(hidden=(10, 7))."""
+    from test_batched_vmpo import SMALL, Reference
+
+    hps = [{**SMALL, "hidden": (32, 24), "width_0": 10, "width_1": 7, "popart": True, "max_grad_norm": 0.1},
+           {**SMALL, "hidden": (32, 24)}]
+    b = BatchedVMPO("InvertedPendulum-v5", hps, [5, 6])
+    try:
+        b.train([0, 1], 4 * 64)
+        ro = b.collect([0, 1], 16)
+        ref = Reference(b, _narrow_state(copy.deepcopy(b.get_state(0))))
+        b.learn([0, 1], ro)
+        ref.update(ro, 0)
+        after = _narrow_state(b.get_state(0))
+        assert _max_diff(ref.net.state_dict(), after["net"]) < 2e-5
+        assert _max_diff(ref.target.state_dict(), after["target"]) < 2e-5
+        assert _off_units_zero(b, 0)
+    finally:
+        b.close()
 
 
 @pytest.mark.parametrize("cls", [BatchedPPO, BatchedVMPO])
