@@ -1,0 +1,97 @@
+"""Issue 25: does updating one half of the members while the other half collects pay on this machine?
+
+    python benchmarks/update_overlap.py [--env Hopper-v5] [--members 8 32] [--rounds 3] [--repeats 3]
+
+One ``BatchedPPO`` of K members (the project's defaults: one env per member, 2048-step rollouts, 10 epochs of
+minibatch 64), two schedules measured alternately in the same process, ``--repeats`` times each:
+
+- ``plain``: collect every member's rollout, then update every member (what ``BatchedLearner.train`` does);
+- ``halves``: members split in halves A and B; A's update runs in a background thread while B collects, then B's
+  update while A collects. Each member still collects with its latest weights (on-policy) and its numbers are the
+  same as in ``plain``; only the wall time can differ.
+
+Also recorded: the plain schedule's split between collecting and updating. Writes
+``benchmarks/results/update_overlap.json`` with the machine, the load average before each measurement and the
+rates (env steps per second over all members).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+
+
+def plain(b, members, rounds, steps) -> dict:
+    t0, tc, tl = time.perf_counter(), 0.0, 0.0
+    for _ in range(rounds):
+        a = time.perf_counter()
+        ro = b.collect(members, steps)
+        c = time.perf_counter()
+        b.learn(members, ro)
+        tc, tl = tc + c - a, tl + time.perf_counter() - c
+    wall = time.perf_counter() - t0
+    return {"steps_per_s": rounds * steps * len(members) / wall, "collect_s": tc, "update_s": tl}
+
+
+def halves(b, members, rounds, steps, pool) -> dict:
+    A, B = members[:len(members) // 2], members[len(members) // 2:]
+    t0 = time.perf_counter()
+    ro_a = b.collect(A, steps)
+    for r in range(rounds):
+        f = pool.submit(b.learn, A, ro_a)
+        ro_b = b.collect(B, steps)
+        f.result()
+        f = pool.submit(b.learn, B, ro_b)
+        if r + 1 < rounds:
+            ro_a = b.collect(A, steps)
+        f.result()
+    return {"steps_per_s": rounds * steps * len(members) / (time.perf_counter() - t0)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="Hopper-v5")
+    p.add_argument("--members", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS_DIR / "update_overlap.json"))
+    args = p.parse_args(argv)
+    from rlpop.agents.batched_ppo import BatchedPPO
+
+    out = {"env": args.env, "rounds": args.rounds, "repeats": args.repeats, "machine": machine_info(), "results": {}}
+    pool = ThreadPoolExecutor(1)
+    for k in args.members:
+        b = BatchedPPO(args.env, [{}] * k, list(range(k)))
+        try:
+            members, steps = list(range(k)), b.hps[0]["rollout_steps"]
+            b.train(members, steps)  # warm-up: pools built, first update done
+            rows = []
+            for rep in range(args.repeats):
+                for name in ("plain", "halves"):
+                    load = load_average()
+                    res = plain(b, members, args.rounds, steps) if name == "plain" else \
+                        halves(b, members, args.rounds, steps, pool)
+                    rows.append({"schedule": name, "repeat": rep, "load_before": load, **res})
+                    print(f"K={k} {name}: {res['steps_per_s']:,.0f} steps/s (load {load})", flush=True)
+        finally:
+            b.close()
+        med = {s: statistics.median(r["steps_per_s"] for r in rows if r["schedule"] == s) for s in ("plain", "halves")}
+        pl = [r for r in rows if r["schedule"] == "plain"]
+        out["results"][str(k)] = {"measurements": rows, "median_steps_per_s": med,
+                                  "halves_over_plain": med["halves"] / med["plain"],
+                                  "plain_update_share": statistics.median(
+                                      r["update_s"] / (r["update_s"] + r["collect_s"]) for r in pl)}
+        print(f"K={k}: halves / plain = {med['halves'] / med['plain']:.2f}", flush=True)
+    pool.shutdown()
+    print(f"wrote {write_json(args.out, out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
