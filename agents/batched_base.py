@@ -17,6 +17,7 @@ import torch
 
 from rlpop.agents.base import TrainResult, check_mutable, nonfinite_inputs, nonfinite_training, resolve_hparams
 from rlpop.agents.envbank import make_bank
+from rlpop.agents.hparam_rules import check_values
 from rlpop.agents.networks import actions_from_noise, draw_noise, gaussian_noise_logp
 from rlpop.agents.normalize import RewardScaler, RunningMeanStd, normalize_obs, scale_rewards
 from rlpop.agents.rollout_hparams import check_layout, pick_device
@@ -60,11 +61,7 @@ class BatchedLearner:
         self.hps = [resolve_hparams(self.NAME, self.DEFAULTS, h) for h in hparams]
         for hp in self.hps:
             hp["hidden"] = tuple(hp["hidden"])
-            rules = W.rules(hp)
-            for name in W.NAMES:
-                problem = rules[name].problem(hp[name])
-                if problem:
-                    raise ValueError(f"agent.hparams.{name}={hp[name]!r}: {problem}")
+            check_values(W.rules(hp), {n: hp[n] for n in W.NAMES}, "agent.hparams")
         for name in self.SHARED:
             values = {repr(hp[name]) for hp in self.hps}
             if len(values) > 1:
@@ -137,11 +134,7 @@ class BatchedLearner:
         """Member ``k``'s new hyperparameters, read from its next update on; a changed ``width_i`` grows or
         shrinks its layer now (:func:`rlpop.agents.widths.set_width`)."""
         check_mutable(self.NAME, hparams, self.hps[k], self.MUTABLE)
-        rules = W.rules(self.hps[k])
-        for name in W.NAMES:
-            problem = rules[name].problem(hparams[name]) if name in hparams else None
-            if problem:
-                raise ValueError(f"{self.NAME}: {name}={hparams[name]!r}: {problem}")
+        check_values(W.rules(self.hps[k]), {n: v for n, v in hparams.items() if n in W.NAMES}, self.NAME)
         old = W.widths(self.hps[k])
         self.hps[k].update(hparams)
         self.reward_scalers[k].gamma = self.hps[k]["gamma"]

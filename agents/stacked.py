@@ -23,6 +23,7 @@ import torch
 from gymnasium import spaces
 
 from rlpop.agents.networks import ActorCritic, log_prob_entropy, state_log_std
+from rlpop.agents.widths import pad_state_dict
 
 
 def _linear_names(prefix: str, n_layers: int) -> list[str]:
@@ -61,8 +62,6 @@ class StackedActorCritic:
                     nets.append(ActorCritic(**self.kwargs))
                     continue
                 # a narrower member (rlpop.agents.widths): its own network, laid out at the maximum width
-                from rlpop.agents.widths import pad_state_dict
-
                 narrow = ActorCritic(**{**self.kwargs, "hidden": ws})
                 net = ActorCritic(**self.kwargs)
                 net.load_state_dict(pad_state_dict(narrow.state_dict(), hidden, ws))

@@ -86,17 +86,26 @@ def unit_views(net, rows: torch.Tensor, layer: int, units: slice) -> dict[str, l
     return out
 
 
+def _zero_units(net, row: torch.Tensor, layer: int, units: slice) -> None:
+    """Zero every parameter of hidden ``layer``'s ``units`` (both networks) in one member's ``[1, P]`` row."""
+    for views in unit_views(net, row, layer, units).values():
+        for t in views:
+            t.zero_()
+
+
+def _zero_off_units(net, row: torch.Tensor, ws: Sequence[int]) -> None:
+    """Zero the parameters of every unit beyond widths ``ws`` in one member's ``[1, P]`` row."""
+    for layer, (w, h) in enumerate(zip(ws, net.kwargs["hidden"])):
+        if w < h:
+            _zero_units(net, row, layer, slice(w, h))
+
+
 def param_mask(net, member_widths: Sequence[Sequence[int]], device=None) -> torch.Tensor:
     """``[K', P]``: 1 where member k's parameter belongs to an active unit (or to no hidden unit), 0 for the
     parameters of its off units (incoming weights, bias and outgoing weights)."""
     mask = torch.ones(len(member_widths), net.flat.shape[1], dtype=net.flat.dtype, device=device or net.device)
-    hidden = net.kwargs["hidden"]
     for k, ws in enumerate(member_widths):
-        for layer, (w, h) in enumerate(zip(ws, hidden)):
-            if w < h:
-                for views in unit_views(net, mask[k:k + 1], layer, slice(w, h)).values():
-                    for t in views:
-                        t.zero_()
+        _zero_off_units(net, mask[k:k + 1], ws)
     return mask
 
 
@@ -127,9 +136,7 @@ def set_width(net, k: int, layer: int, old: int, new: int, params: Sequence[torc
         for t in views["bias"] + views["out"]:
             t.zero_()
     for rows in moments:
-        for views in unit_views(net, rows[k:k + 1], layer, units).values():
-            for t in views:
-                t.zero_()
+        _zero_units(net, rows[k:k + 1], layer, units)
 
 
 @torch.no_grad()
@@ -137,12 +144,8 @@ def clear_off_units(net, k: int, hp: Mapping[str, Any], params: Sequence[torch.T
                     moments: Sequence[torch.Tensor]) -> None:
     """Zero every parameter and moment of member ``k``'s off units (a loaded state is made to keep the
     invariant; a no-op for a state this module wrote)."""
-    for layer, (w, h) in enumerate(zip(widths(hp), net.kwargs["hidden"])):
-        if w < h:
-            for rows in (*params, *moments):
-                for views in unit_views(net, rows[k:k + 1], layer, slice(w, h)).values():
-                    for t in views:
-                        t.zero_()
+    for rows in (*params, *moments):
+        _zero_off_units(net, rows[k:k + 1], widths(hp))
 
 
 # ---------------------------------------------------------------- the member's own network

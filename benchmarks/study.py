@@ -233,7 +233,7 @@ def aggregate(doc: dict, path: Path, study: Path) -> None:
                 print(f"[{m} seed {k}] not aggregated: {exc}")
                 continue
             dest = study_results.keep_small_files(run_dir, keep_root / f"{m}_seed{k}")
-            rec["kept"] = _rel(dest)
+            rec["kept"] = study_runs.rel(dest)
             records.append(rec)
             kept.append((m, k, dest))
     if (study / "sittings.jsonl").is_file():  # every sitting's runs, exit codes, wall times and load samples
@@ -242,7 +242,7 @@ def aggregate(doc: dict, path: Path, study: Path) -> None:
     figs = study_results.figures(kept, keep_root / "figures", f"study_{s['env_key']}") if kept else []
     doc = json.loads(path.read_text())  # settings as frozen: only runs, per_method, figures change
     doc.update(runs=records, per_method=study_results.per_method(records, s["methods"]),
-               figures=[_rel(f) for f in figs],
+               figures=[study_runs.rel(f) for f in figs],
                aggregated_at=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine_info(),
                load_average_at_aggregate=load_average())
     path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -251,11 +251,6 @@ def aggregate(doc: dict, path: Path, study: Path) -> None:
               f"auc={r['auc']} steps_to_threshold={r['steps_to_threshold']} successes={r['successes']} "
               f"stops={r['evaluator_stops']}")
     print(f"wrote {path}" + (f" and {len(figs)} figures in {keep_root / 'figures'}" if figs else ""))
-
-
-def _rel(p: Path) -> str:
-    p = Path(p).resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
 def cmd_aggregate(args) -> int:
@@ -279,16 +274,15 @@ def cmd_followup(args) -> int:
     sets = [x for kv in args.set for x in ("--set", kv)]
     exp = ss.experiment_file(s["learner"], args.method).relative_to(ROOT)
     root = Path(args.runs_root) / f"study_{s['env_key']}_followups" / args.name
-    label = f"{args.method}"
-    study_runs.sitting(root, [(label, args.seed, lambda folder: study_runs.new_command(
+    study_runs.sitting(root, [(args.method, args.seed, lambda folder: study_runs.new_command(
         exp, ss.overrides(s, args.method, args.seed) + sets, folder))])
-    state, run_dir = study_runs.run_state(study_runs.run_folder(root, label, args.seed))
+    state, run_dir = study_runs.run_state(study_runs.run_folder(root, args.method, args.seed))
     if run_dir is None:
         raise ValueError(f"no run directory under {root}")
-    mine = [x for x in study_runs.read_sittings(root) if x["method"] == label and x["seed"] == args.seed]
+    mine = [x for x in study_runs.read_sittings(root) if x["method"] == args.method and x["seed"] == args.seed]
     rec = {"name": args.name, "sets": args.set, **study_results.run_record(run_dir, args.method, args.seed,
                                                                            s.get("threshold"), mine)}
-    rec["kept"] = _rel(study_results.keep_small_files(run_dir, path.with_suffix("") / "followups" /
+    rec["kept"] = study_runs.rel(study_results.keep_small_files(run_dir, path.with_suffix("") / "followups" /
                                                       f"{args.name}_{args.method}_seed{args.seed}"))
     out = path.with_name(f"{path.stem}_followups.json")
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []

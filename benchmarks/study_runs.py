@@ -24,6 +24,12 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def rel(p: Path) -> str:
+    """``p`` as the JSON records it: relative to the repository when inside it, else absolute."""
+    p = Path(p).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
 def run_folder(study: Path, method: str, seed: int) -> Path:
     return Path(study) / f"{method}_seed{seed}"
 

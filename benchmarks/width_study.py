@@ -86,8 +86,7 @@ def cmd_aggregate(args) -> int:
                 "method", "threshold", "steps_to_threshold", "successes", "evaluator_stops")}}
             rec["steps_per_s"] = round(rec["env_steps"] / rec["wall_s"], 1) if rec.get("wall_s") else None
             rec.update(_widths_at_end(run_dir))
-            rec["kept"] = str(study_results.keep_small_files(run_dir, keep_root / f"{c}_seed{k}").relative_to(ROOT)) \
-                if Path(keep_root).resolve().is_relative_to(ROOT) else str(keep_root / f"{c}_seed{k}")
+            rec["kept"] = study_runs.rel(study_results.keep_small_files(run_dir, keep_root / f"{c}_seed{k}"))
             records.append(rec)
     per_config = {c: {"runs": sum(r["config"] == c for r in records),
                       **{f: _stats([r[f] for r in records if r["config"] == c])
@@ -96,7 +95,7 @@ def cmd_aggregate(args) -> int:
     doc = {"study": "issue 29: PBT over PPO with layer widths searched vs fixed",
            "env": "HalfCheetah-v5", "experiments": {c: f"experiments/width_pbt_{c}.py" for c in args.configs},
            "shared": "experiments/width_space.py", "runs": records, "per_config": per_config,
-           "figures": [str(f.relative_to(ROOT)) if f.resolve().is_relative_to(ROOT) else str(f) for f in figs],
+           "figures": [study_runs.rel(f) for f in figs],
            "aggregated_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(),
            "load_average_at_aggregate": load_average()}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +138,7 @@ def _figures(records: list[dict], out: Path) -> list[Path]:
         from rlpop.plot import Run, hparams_figure
 
         seed, kept = searched[0]
-        run = Run(ROOT / kept if not Path(kept).is_absolute() else Path(kept))
+        run = Run(ROOT / kept)  # a relative record is inside the repository; an absolute one stays as it is
         paths.append(hparams_figure(run, out / f"width_searched_seed{seed}_hparams.png"))
     return paths
 
