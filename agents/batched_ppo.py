@@ -142,14 +142,13 @@ class BatchedPPO(BatchedLearner):
             for start in range(0, batch, mb):
                 d = {key: v[:, start:start + mb] for key, v in shuffled.items()}
                 w = d.get("w")  # EnvPool's reset slots carry no transition: weighted out of every mean
-                params = flat.detach().requires_grad_(True)
-                p = self.net.views(params)
+                p = self.net.grad_leaves(flat)
                 logp, entropy = self.net.log_prob_entropy(d["obs"], d["act"], p)
                 pg_l, kl, cf = clipped_surrogate_loss(logp, d["logp"], normalize_advantages(d["adv"], w), clip, w)
                 v_l = value_loss(self.net.value(d["obs"], p), d["val"], d["ret"], vf_clip, w)
                 ent = weighted_mean(entropy, w)
                 loss = pg_l - ent_coef * ent + vf_coef * v_l   # [K']: member k's loss, as alone
-                (grad,) = torch.autograd.grad(loss.sum() if active is None else (loss * active).sum(), params)
+                (grad,) = self.net.flat_grad(loss.sum() if active is None else (loss * active).sum(), p)
                 if off_units is not None:
                     grad.mul_(off_units)
                 clip_grad_norm_per_member(grad, max_norm)

@@ -215,9 +215,8 @@ class BatchedVMPO(BatchedLearner):
             for start in range(0, batch - mb + 1, mb):
                 o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
                 w = None if sh_val is None else sh_val[:, start:start + mb]
-                params = flat.detach().requires_grad_(True)
                 raw = duals.detach().clone().requires_grad_(True)  # the metrics keep the pre-step values
-                p = self.net.views(params)
+                p = self.net.grad_leaves(flat)
                 values = self.net.value(o, p)
                 if self.popart:
                     g = (g - pop_mean) / pop_std
@@ -226,7 +225,7 @@ class BatchedVMPO(BatchedLearner):
                 mult = multiplier_value(raw, self.dual_scheme)
                 loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
                                                   self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
-                grad_p, grad_d = torch.autograd.grad(loss.sum(), [params, raw])
+                grad_p, grad_d = self.net.flat_grad(loss.sum(), p, [raw])
                 if off_units is not None:
                     grad_p.mul_(off_units)
                 clip_grad_norm_per_member(grad_p, max_norm, self.critic_cols)

@@ -100,6 +100,25 @@ class StackedActorCritic:
         kk = flat.shape[0]
         return {n: flat[:, a:b].view(kk, *self.shapes[n]) for n, (a, b) in self.offsets.items()}
 
+    def grad_leaves(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-layer leaves over ``flat``'s values (detached views that require grad), for an update's forward.
+
+        Their gradients come back layer by layer and :meth:`flat_grad` lays them out as ``[K', P]``. (Views of
+        ONE leaf would cost a zero-filled ``[K', P]`` gradient per layer in the backward, summed: measured as 14%
+        of a PPO update of 8 Hopper members.) The values are the same either way."""
+        kk = flat.shape[0]
+        return {n: flat[:, a:b].detach().view(kk, *self.shapes[n]).requires_grad_(True)
+                for n, (a, b) in self.offsets.items()}
+
+    def flat_grad(self, loss: torch.Tensor, leaves: dict[str, torch.Tensor],
+                  extra: Sequence[torch.Tensor] = ()) -> tuple[torch.Tensor, ...]:
+        """``d loss / d leaves`` as one ``[K', P]`` tensor (zeros where a parameter took no part), followed by
+        the gradients of ``extra`` tensors."""
+        grads = torch.autograd.grad(loss, [*leaves.values(), *extra], allow_unused=True, materialize_grads=True)
+        kk = next(iter(leaves.values())).shape[0]
+        n = len(leaves)
+        return (torch.cat([g.reshape(kk, -1) for g in grads[:n]], 1), *grads[n:])
+
     # ---------------------------------------------------------------- forward
     def _mlp(self, prefix: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         names = _linear_names(prefix, self.n_layers)
@@ -191,9 +210,17 @@ def adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     ``active[k]`` False are left untouched (parameters, moments and step count); ``active=None``: all step.
     """
     b1, b2 = betas
-    # one arithmetic whether or not some members sit out, so a member's update never depends on the others'
     if active is None:
-        active = torch.ones(step.shape, dtype=torch.bool, device=step.device)
+        # every member steps: the same arithmetic as below without the selection (bitwise: where(True, x, y) is x)
+        step.add_(1.0)
+        exp_avg.lerp_(grad, 1 - b1)
+        exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        step_size = lr / (1 - torch.pow(b1, step)).clamp(min=1e-12)
+        bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step)).clamp(min=1e-12)
+        denom = (exp_avg_sq.sqrt() / bc2_sqrt.to(exp_avg_sq.dtype).unsqueeze(1)).add_(eps)
+        param.addcdiv_(exp_avg * (-step_size).to(param.dtype).unsqueeze(1), denom)
+        return
+    # one arithmetic whether or not some members sit out, so a member's update never depends on the others'
     step.add_(active.to(step.dtype))
     a = active.unsqueeze(1)
     exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
