@@ -133,6 +133,7 @@ class BatchedPPO(BatchedLearner):
         kl_sum, cf_sum, n_it = (torch.zeros(kk, device=dev) for _ in range(3))
         last = {k: torch.zeros(kk, device=dev) for k in ("pg", "v", "ent")}
         identity = np.arange(batch)
+        p = self.net.grad_leaves(flat)  # views of `flat`: each Adam step below moves them in place
         for e in range(max(epochs)):
             act_mask = [e < ep for ep in epochs]
             active = None if all(act_mask) else torch.as_tensor(act_mask, device=dev)
@@ -142,7 +143,6 @@ class BatchedPPO(BatchedLearner):
             for start in range(0, batch, mb):
                 d = {key: v[:, start:start + mb] for key, v in shuffled.items()}
                 w = d.get("w")  # EnvPool's reset slots carry no transition: weighted out of every mean
-                p = self.net.grad_leaves(flat)
                 logp, entropy = self.net.log_prob_entropy(d["obs"], d["act"], p)
                 pg_l, kl, cf = clipped_surrogate_loss(logp, d["logp"], normalize_advantages(d["adv"], w), clip, w)
                 v_l = value_loss(self.net.value(d["obs"], p), d["val"], d["ret"], vf_clip, w)

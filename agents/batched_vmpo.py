@@ -197,6 +197,7 @@ class BatchedVMPO(BatchedLearner):
         off_units = self.grad_mask(members)  # members narrower than `hidden`: their off units take no step
         last: dict[str, torch.Tensor] = {}
         targets = None
+        p = self.net.grad_leaves(flat)  # views of `flat`: each Adam step (and PopArt's rescaling) moves them in place
         for epoch in range(int(hp0["epochs"])):
             with torch.no_grad():
                 next_v = self._unnormalised_value(next_obs, flat, members)                  # [K, T*N]
@@ -216,7 +217,6 @@ class BatchedVMPO(BatchedLearner):
                 o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
                 w = None if sh_val is None else sh_val[:, start:start + mb]
                 raw = duals.detach().clone().requires_grad_(True)  # the metrics keep the pre-step values
-                p = self.net.grad_leaves(flat)
                 values = self.net.value(o, p)
                 if self.popart:
                     g = (g - pop_mean) / pop_std

@@ -105,7 +105,8 @@ class StackedActorCritic:
 
         Their gradients come back layer by layer and :meth:`flat_grad` lays them out as ``[K', P]``. (Views of
         ONE leaf would cost a zero-filled ``[K', P]`` gradient per layer in the backward, summed: measured as 14%
-        of a PPO update of 8 Hopper members.) The values are the same either way."""
+        of a PPO update of 8 Hopper members.) The values are the same either way. The leaves share ``flat``'s
+        storage: made once per update, they follow every in-place step of ``flat``."""
         kk = flat.shape[0]
         return {n: flat[:, a:b].detach().view(kk, *self.shapes[n]).requires_grad_(True)
                 for n, (a, b) in self.offsets.items()}

@@ -9,6 +9,11 @@ minibatch 64), two schedules measured alternately in the same process, ``--repea
 - ``halves``: members split in halves A and B; A's update runs in a background thread while B collects, then B's
   update while A collects. Each member still collects with its latest weights (on-policy) and its numbers are the
   same as in ``plain``; only the wall time can differ.
+- ``halves-process``: the same schedule with the update in ANOTHER process (no interpreter lock shared): a
+  spawned worker holds its own ``BatchedPPO`` of K/2 members and one rollout of theirs, and runs one update of
+  them (the same work as updating a half) each time the main process starts collecting a half. This bounds
+  what moving the update to a second process could give, without building it: the main process collects
+  exactly as ``halves`` does, the worker computes exactly a half's update.
 
 Also recorded: the plain schedule's split between collecting and updating. Writes
 ``benchmarks/results/update_overlap.json`` with the machine, the load average before each measurement and the
@@ -17,6 +22,7 @@ rates (env steps per second over all members).
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -25,6 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa: E402
+
+
+SCHEDULES = ("plain", "halves", "halves-process")
 
 
 def plain(b, members, rounds, steps) -> dict:
@@ -54,6 +63,46 @@ def halves(b, members, rounds, steps, pool) -> dict:
     return {"steps_per_s": rounds * steps * len(members) / (time.perf_counter() - t0)}
 
 
+def _update_worker(conn, env: str, k: int) -> None:
+    """``halves-process``'s worker: K members of its own and one rollout; one update per message."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a benchmark started in the background ignores SIGINT
+    import torch
+
+    torch.set_num_threads(1)
+    from rlpop.agents.batched_ppo import BatchedPPO
+
+    b = BatchedPPO(env, [{}] * k, list(range(k)))
+    try:
+        members = list(range(k))
+        ro = b.collect(members, b.hps[0]["rollout_steps"])
+        b._learn(members, members, ro)  # warm-up
+        conn.send("ready")
+        while conn.recv():
+            t = time.perf_counter()
+            b._learn(members, members, ro)
+            conn.send(time.perf_counter() - t)
+    finally:
+        b.close()
+
+
+def halves_process(b, members, rounds, steps, conn) -> dict:
+    A, B = members[:len(members) // 2], members[len(members) // 2:]
+    t0, worker_s = time.perf_counter(), []
+    b.collect(A, steps)
+    for r in range(rounds):
+        conn.send(True)          # "A's update" in the worker while B collects
+        b.collect(B, steps)
+        worker_s.append(conn.recv())
+        conn.send(True)          # "B's update" while A collects
+        if r + 1 < rounds:
+            b.collect(A, steps)
+        worker_s.append(conn.recv())
+    return {"steps_per_s": rounds * steps * len(members) / (time.perf_counter() - t0),
+            "worker_update_s": [round(x, 3) for x in worker_s]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Hopper-v5")
@@ -66,28 +115,39 @@ def main(argv=None) -> int:
 
     out = {"env": args.env, "rounds": args.rounds, "repeats": args.repeats, "machine": machine_info(), "results": {}}
     pool = ThreadPoolExecutor(1)
+    ctx = mp.get_context("spawn")
     for k in args.members:
+        conn, child = ctx.Pipe()
+        worker = ctx.Process(target=_update_worker, args=(child, args.env, k // 2), daemon=True)
+        worker.start()
+        if conn.recv() != "ready":
+            raise RuntimeError("update worker did not start")
         b = BatchedPPO(args.env, [{}] * k, list(range(k)))
         try:
             members, steps = list(range(k)), b.hps[0]["rollout_steps"]
             b.train(members, steps)  # warm-up: pools built, first update done
             rows = []
             for rep in range(args.repeats):
-                for name in ("plain", "halves"):
+                for name in SCHEDULES:
                     load = load_average()
-                    res = plain(b, members, args.rounds, steps) if name == "plain" else \
-                        halves(b, members, args.rounds, steps, pool)
+                    res = (plain(b, members, args.rounds, steps) if name == "plain" else
+                           halves(b, members, args.rounds, steps, pool) if name == "halves" else
+                           halves_process(b, members, args.rounds, steps, conn))
                     rows.append({"schedule": name, "repeat": rep, "load_before": load, **res})
                     print(f"K={k} {name}: {res['steps_per_s']:,.0f} steps/s (load {load})", flush=True)
         finally:
             b.close()
-        med = {s: statistics.median(r["steps_per_s"] for r in rows if r["schedule"] == s) for s in ("plain", "halves")}
+            conn.send(False)
+            worker.join(timeout=60)
+        med = {s: statistics.median(r["steps_per_s"] for r in rows if r["schedule"] == s) for s in SCHEDULES}
         pl = [r for r in rows if r["schedule"] == "plain"]
         out["results"][str(k)] = {"measurements": rows, "median_steps_per_s": med,
                                   "halves_over_plain": med["halves"] / med["plain"],
+                                  "halves_process_over_plain": med["halves-process"] / med["plain"],
                                   "plain_update_share": statistics.median(
                                       r["update_s"] / (r["update_s"] + r["collect_s"]) for r in pl)}
-        print(f"K={k}: halves / plain = {med['halves'] / med['plain']:.2f}", flush=True)
+        print(f"K={k}: halves / plain = {med['halves'] / med['plain']:.2f}, halves-process / plain = "
+              f"{med['halves-process'] / med['plain']:.2f}", flush=True)
     pool.shutdown()
     print(f"wrote {write_json(args.out, out)}")
     return 0
