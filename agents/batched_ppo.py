@@ -32,6 +32,7 @@ import torch
 from rlpop import streams
 from rlpop.agents.batched_base import BatchedLearner, member_major
 from rlpop.agents.ppo import DEFAULTS, MUTABLE, check_layout, hparam_rules  # noqa: F401 (spec-time rules, found here)
+from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss, weighted_mean
 from rlpop.agents.stacked import adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member
 
@@ -133,7 +134,7 @@ class BatchedPPO(BatchedLearner):
         kl_sum, cf_sum, n_it = (torch.zeros(kk, device=dev) for _ in range(3))
         last = {k: torch.zeros(kk, device=dev) for k in ("pg", "v", "ent")}
         identity = np.arange(batch)
-        p = self.net.grad_leaves(flat)  # views of `flat`: each Adam step below moves them in place
+        p = self.net.views(flat)  # views of `flat`: each Adam step below moves them in place
         for e in range(max(epochs)):
             act_mask = [e < ep for ep in epochs]
             active = None if all(act_mask) else torch.as_tensor(act_mask, device=dev)
@@ -143,12 +144,17 @@ class BatchedPPO(BatchedLearner):
             for start in range(0, batch, mb):
                 d = {key: v[:, start:start + mb] for key, v in shuffled.items()}
                 w = d.get("w")  # EnvPool's reset slots carry no transition: weighted out of every mean
-                logp, entropy = self.net.log_prob_entropy(d["obs"], d["act"], p)
-                pg_l, kl, cf = clipped_surrogate_loss(logp, d["logp"], normalize_advantages(d["adv"], w), clip, w)
-                v_l = value_loss(self.net.value(d["obs"], p), d["val"], d["ret"], vf_clip, w)
-                ent = weighted_mean(entropy, w)
-                loss = pg_l - ent_coef * ent + vf_coef * v_l   # [K']: member k's loss, as alone
-                (grad,) = self.net.flat_grad(loss.sum() if active is None else (loss * active).sum(), p)
+                nadv = normalize_advantages(d["adv"], w)
+
+                def loss_fn(pp, values, d=d, w=w, nadv=nadv):
+                    logp, entropy = log_prob_entropy(*pp, d["act"], self.net.discrete)
+                    pg_l, kl, cf = clipped_surrogate_loss(logp, d["logp"], nadv, clip, w)
+                    v_l = value_loss(values, d["val"], d["ret"], vf_clip, w)
+                    ent = weighted_mean(entropy, w)
+                    loss = pg_l - ent_coef * ent + vf_coef * v_l   # [K']: member k's loss, as alone
+                    return loss.sum() if active is None else (loss * active).sum(), (pg_l, v_l, ent, kl, cf)
+
+                grad, _, (pg_l, v_l, ent, kl, cf) = self.net.loss_grad(d["obs"], p, loss_fn)
                 if off_units is not None:
                     grad.mul_(off_units)
                 clip_grad_norm_per_member(grad, max_norm)

@@ -197,7 +197,7 @@ class BatchedVMPO(BatchedLearner):
         off_units = self.grad_mask(members)  # members narrower than `hidden`: their off units take no step
         last: dict[str, torch.Tensor] = {}
         targets = None
-        p = self.net.grad_leaves(flat)  # views of `flat`: each Adam step (and PopArt's rescaling) moves them in place
+        p = self.net.views(flat)  # views of `flat`: each Adam step (and PopArt's rescaling) moves them in place
         for epoch in range(int(hp0["epochs"])):
             with torch.no_grad():
                 next_v = self._unnormalised_value(next_obs, flat, members)                  # [K, T*N]
@@ -217,15 +217,18 @@ class BatchedVMPO(BatchedLearner):
                 o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
                 w = None if sh_val is None else sh_val[:, start:start + mb]
                 raw = duals.detach().clone().requires_grad_(True)  # the metrics keep the pre-step values
-                values = self.net.value(o, p)
-                if self.popart:
-                    g = (g - pop_mean) / pop_std
-                mu, log_std = self.net.policy_params(o, p)
-                logprob, entropy = log_prob_entropy(mu, log_std, a, self.net.discrete)
-                mult = multiplier_value(raw, self.dual_scheme)
-                loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
-                                                  self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
-                grad_p, grad_d = self.net.flat_grad(loss.sum(), p, [raw])
+
+                def loss_fn(pp, values, o=o, a=a, g=g, w=w, raw=raw):
+                    if self.popart:
+                        g = (g - pop_mean) / pop_std
+                    mu, log_std = pp
+                    logprob, entropy = log_prob_entropy(mu, log_std, a, self.net.discrete)
+                    mult = multiplier_value(raw, self.dual_scheme)
+                    loss, metrics = vmpo_loss_members(logprob, values, g, mult[:, 0], eps_eta,
+                                                      self._kl_constraints(o, mu, log_std, target, mult, hp0), w)
+                    return loss.sum(), (metrics, entropy)
+
+                grad_p, (grad_d,), (metrics, entropy) = self.net.loss_grad(o, p, loss_fn, [raw])
                 if off_units is not None:
                     grad_p.mul_(off_units)
                 clip_grad_norm_per_member(grad_p, max_norm, self.critic_cols)
