@@ -31,7 +31,7 @@ Tune has no per-round clock: its steady rate excludes the trials' start-up as ``
 The configurations (PPO with the project's defaults: 2048-step rollouts, 10 epochs, minibatch 64, 64x64 tanh
 nets, one env per member, obs + reward normalisation), each a change of one thing:
 ``rlpop`` the defaults (one shard inline); ``rlpop-overlap`` ``overlap=True`` (EnvPool: one half of the members
-is acted for while the other half's envs step); ``rlpop-8envs`` ``envs_per_actor=8`` (same 2048-step rollouts); ``rlpop-ray`` the Ray backend
+is acted for while the other half's envs step); ``rlpop-8envs`` ``envs_per_actor=8`` (same 2048-step rollouts); ``rlpop-1env`` ``envs_per_actor=1``; ``rlpop-ray`` the Ray backend
 (embedded cluster); ``tune`` Ray Tune's PBT.
 """
 from __future__ import annotations
@@ -58,6 +58,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (how it runs, PPO 
     "rlpop": ("inline", {}),
     "rlpop-overlap": ("inline", {"overlap": True}),
     "rlpop-8envs": ("inline", {"envs_per_actor": 8}),
+    "rlpop-1env": ("inline", {"envs_per_actor": 1}),
     "rlpop-ray": ("ray", {}),
     "tune": ("tune", {}),
 }
