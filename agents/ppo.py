@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     # fixed for a learner's lifetime
     "rollout_steps": 2048,   # env steps per update, over all envs
     "num_actors": 0,         # env processes; 0 = step the envs in the learner's process
-    "envs_per_actor": 1,
+    "envs_per_actor": 8,     # envs per actor process (num_actors=0: per member); 8 learns per env step as 1 does and steps faster (README)
     "hidden": (64, 64),
     "init_log_std": 0.0,
     "norm_obs": True,

@@ -21,7 +21,7 @@ def test_gaussian_noise_logp_is_the_log_probability_of_the_action_it_makes():
 
 
 def test_a_rollouts_log_probabilities_are_the_acting_policys():
-    L = BatchedPPO("Pendulum-v1", [{"rollout_steps": 32, "init_log_std": -0.5}] * 2, [1, 2])
+    L = BatchedPPO("Pendulum-v1", [{"rollout_steps": 32, "envs_per_actor": 1, "init_log_std": -0.5}] * 2, [1, 2])
     try:
         ro = L.collect([0, 1], 32)
         x = torch.as_tensor(np.moveaxis(ro["obs"], 1, 0).reshape(2, 32, -1))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 def write_exp(tmp_path: Path, hparams: dict, timeout: float, extra: str = "", total: int = 256,
               strategy: str = "Single()") -> Path:
     exp = tmp_path / "hang.py"
-    hp = {"rollout_steps": 64, "epochs": 1, "minibatch_size": 64, **hparams}
+    hp = {"rollout_steps": 64, "envs_per_actor": 1, "epochs": 1, "minibatch_size": 64, **hparams}
     exp.write_text(
         "from rlpop.experiment import Agent, Experiment, RandomSearch, Single\n"
         f"experiment = Experiment(name='hang', env='hang_env:Hang-v0', agent=Agent('ppo', hparams={hp!r}), "
