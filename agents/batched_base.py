@@ -49,8 +49,8 @@ class BatchedLearner:
     MUTABLE: ClassVar[frozenset[str]] = frozenset()
     #: hyperparameters every member of one batch must share (they fix shapes, envs, processes or loops)
     SHARED: ClassVar[tuple[str, ...]] = ()
-    #: fewest members per parallel update thread (see :meth:`learn`)
-    MIN_CHUNK: ClassVar[int] = 4
+    #: fewest members per parallel update thread (measured: see :meth:`learn`)
+    MIN_CHUNK: ClassVar[int] = 16
     #: collection reports its progress every this many steps of each env
     PROGRESS_EVERY: ClassVar[int] = 64
 
@@ -418,15 +418,16 @@ class BatchedLearner:
         threads torch splits some reductions differently, and a member's arithmetic would then depend on how
         many members share its shard and how many cores the shard was given. The cores are used by splitting
         the members into up to ``update_threads`` chunks of at least :attr:`MIN_CHUNK` members, updated in
-        parallel threads (members are independent). Measured on 2 cores, Hopper, PPO defaults (before this
-        rule): 8 members 162 us per member-step as one chunk on 2 torch threads, 176 in two chunks of one
-        thread; 32 members 78 us in two chunks of 16 (87 as one chunk on 2 threads). On a GPU the members
-        update as one chunk."""
+        parallel threads (members are independent). Measured on the idle 2-core machine, Hopper, PPO defaults
+        (``benchmarks/batched_update.py --members 8 32 --update-threads 1 2``): 8 members 0.72 s per update as
+        one chunk, 1.05 s as two chunks of 4 in two threads (small chunks are interpreter-bound: the threads
+        contend for its lock); 32 members 1.83 s as one chunk, 1.46 s as two chunks of 16 -- hence chunks of at
+        least 16. On a GPU the members update as one chunk."""
         members = list(members)
         if self.device.type != "cpu":
             n_chunks = 1
         else:
-            n_chunks = max(1, min(self.update_threads, -(-len(members) // self.MIN_CHUNK)))
+            n_chunks = max(1, min(self.update_threads, len(members) // self.MIN_CHUNK))
         if n_chunks <= 1:
             torch.set_num_threads(self.collect_threads if self.device.type != "cpu" else 1)
             try:

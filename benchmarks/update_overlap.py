@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -36,29 +37,38 @@ from _common import RESULTS_DIR, load_average, machine_info, write_json  # noqa:
 SCHEDULES = ("plain", "halves", "halves-process")
 
 
+def _cpu() -> float:
+    t = os.times()  # this process, every thread: the main one and EnvPool's
+    return t.user + t.system
+
+
 def plain(b, members, rounds, steps) -> dict:
-    t0, tc, tl = time.perf_counter(), 0.0, 0.0
+    t0, tc, tl, cc, cl = time.perf_counter(), 0.0, 0.0, 0.0, 0.0
     for _ in range(rounds):
-        a = time.perf_counter()
-        ro = b.collect(members, steps)
-        c = time.perf_counter()
+        a, ca = time.perf_counter(), _cpu()
+        ro = b.collect(members, steps // b.num_envs)
+        c, cb = time.perf_counter(), _cpu()
         b.learn(members, ro)
         tc, tl = tc + c - a, tl + time.perf_counter() - c
+        cc, cl = cc + cb - ca, cl + _cpu() - cb
     wall = time.perf_counter() - t0
-    return {"steps_per_s": rounds * steps * len(members) / wall, "collect_s": tc, "update_s": tl}
+    n = rounds * steps * len(members)
+    return {"steps_per_s": n / wall, "collect_s": tc, "update_s": tl,
+            # CPU seconds (all threads) per env step: what the cores must do, however it is scheduled
+            "collect_cpu_us_per_step": 1e6 * cc / n, "update_cpu_us_per_step": 1e6 * cl / n}
 
 
 def halves(b, members, rounds, steps, pool) -> dict:
     A, B = members[:len(members) // 2], members[len(members) // 2:]
     t0 = time.perf_counter()
-    ro_a = b.collect(A, steps)
+    ro_a = b.collect(A, steps // b.num_envs)
     for r in range(rounds):
         f = pool.submit(b.learn, A, ro_a)
-        ro_b = b.collect(B, steps)
+        ro_b = b.collect(B, steps // b.num_envs)
         f.result()
         f = pool.submit(b.learn, B, ro_b)
         if r + 1 < rounds:
-            ro_a = b.collect(A, steps)
+            ro_a = b.collect(A, steps // b.num_envs)
         f.result()
     return {"steps_per_s": rounds * steps * len(members) / (time.perf_counter() - t0)}
 
@@ -76,7 +86,7 @@ def _update_worker(conn, env: str, k: int) -> None:
     b = BatchedPPO(env, [{}] * k, list(range(k)))
     try:
         members = list(range(k))
-        ro = b.collect(members, b.hps[0]["rollout_steps"])
+        ro = b.collect(members, b.hps[0]["rollout_steps"] // b.num_envs)
         b._learn(members, members, ro)  # warm-up
         conn.send("ready")
         while conn.recv():
@@ -90,14 +100,14 @@ def _update_worker(conn, env: str, k: int) -> None:
 def halves_process(b, members, rounds, steps, conn) -> dict:
     A, B = members[:len(members) // 2], members[len(members) // 2:]
     t0, worker_s = time.perf_counter(), []
-    b.collect(A, steps)
+    b.collect(A, steps // b.num_envs)
     for r in range(rounds):
         conn.send(True)          # "A's update" in the worker while B collects
-        b.collect(B, steps)
+        b.collect(B, steps // b.num_envs)
         worker_s.append(conn.recv())
         conn.send(True)          # "B's update" while A collects
         if r + 1 < rounds:
-            b.collect(A, steps)
+            b.collect(A, steps // b.num_envs)
         worker_s.append(conn.recv())
     return {"steps_per_s": rounds * steps * len(members) / (time.perf_counter() - t0),
             "worker_update_s": [round(x, 3) for x in worker_s]}
