@@ -156,26 +156,6 @@ class StackedActorCritic:
         kk = flat.shape[0]
         return {n: flat[:, a:b].view(kk, *self.shapes[n]) for n, (a, b) in self.offsets.items()}
 
-    def grad_leaves(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-layer leaves over ``flat``'s values (detached views that require grad), for an update's forward.
-
-        Their gradients come back layer by layer and :meth:`flat_grad` lays them out as ``[K', P]``. (Views of
-        ONE leaf would cost a zero-filled ``[K', P]`` gradient per layer in the backward, summed: measured as 14%
-        of a PPO update of 8 Hopper members.) The values are the same either way. The leaves share ``flat``'s
-        storage: made once per update, they follow every in-place step of ``flat``."""
-        kk = flat.shape[0]
-        return {n: flat[:, a:b].detach().view(kk, *self.shapes[n]).requires_grad_(True)
-                for n, (a, b) in self.offsets.items()}
-
-    def flat_grad(self, loss: torch.Tensor, leaves: dict[str, torch.Tensor],
-                  extra: Sequence[torch.Tensor] = ()) -> tuple[torch.Tensor, ...]:
-        """``d loss / d leaves`` as one ``[K', P]`` tensor (zeros where a parameter took no part), followed by
-        the gradients of ``extra`` tensors."""
-        grads = torch.autograd.grad(loss, [*leaves.values(), *extra], allow_unused=True, materialize_grads=True)
-        kk = next(iter(leaves.values())).shape[0]
-        n = len(leaves)
-        return (torch.cat([g.reshape(kk, -1) for g in grads[:n]], 1), *grads[n:])
-
     # ---------------------------------------------------------------- forward
     def _mlp(self, prefix: str, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         names = _linear_names(prefix, self.n_layers)
@@ -222,8 +202,9 @@ class StackedActorCritic:
 
         The two MLPs run forward and backward by hand (:func:`mlp_forward`, :func:`mlp_backward`); autograd only
         differentiates ``loss_fn`` with respect to the MLPs' outputs (and the free log-std): the same gradient as
-        autograd through the whole network (tests/test_stacked_grad.py), at a fraction of its per-step overhead
-        (measured with 8 Hopper members: README, "Population throughput")."""
+        autograd through the whole network (tests/test_stacked_grad.py). The gradients come back layer by layer
+        and are laid out once as ``[K', P]`` (autograd through views of ONE ``[K', P]`` leaf zero-fills a
+        ``[K', P]`` gradient per layer and sums them: 14% of a PPO update of 8 Hopper members, measured)."""
         aw, ab = self.layers("actor", p)
         cw, cb = self.layers("critic", p)
         a_out, a_in = mlp_forward(obs, aw, ab)
