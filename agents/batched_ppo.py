@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from rlpop import streams
-from rlpop.agents.batched_base import BatchedLearner, member_major
+from rlpop.agents.batched_base import BatchedLearner, gather_rows, member_major
 from rlpop.agents.ppo import DEFAULTS, MUTABLE, check_layout, hparam_rules  # noqa: F401 (spec-time rules, found here)
 from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.ppo_loss import clipped_surrogate_loss, gae, normalize_advantages, value_loss, weighted_mean
@@ -129,18 +129,18 @@ class BatchedPPO(BatchedLearner):
         epochs = [int(h["epochs"]) for h in hps]
         mb = int(min(hps[0]["minibatch_size"], batch))
         m_sub, v_sub, steps_sub = self.exp_avg[idx].clone(), self.exp_avg_sq[idx].clone(), self.adam_steps[idx].clone()
-        rows = torch.arange(kk, device=dev).unsqueeze(1)
         off_units = self.grad_mask(mem)  # members narrower than `hidden`: their off units take no step
         kl_sum, cf_sum, n_it = (torch.zeros(kk, device=dev) for _ in range(3))
         last = {k: torch.zeros(kk, device=dev) for k in ("pg", "v", "ent")}
         identity = np.arange(batch)
         p = self.net.views(flat)  # views of `flat`: each Adam step below moves them in place
+        shuffled: dict[str, torch.Tensor] = {}  # one gather per epoch into the same buffers
         for e in range(max(epochs)):
             act_mask = [e < ep for ep in epochs]
             active = None if all(act_mask) else torch.as_tensor(act_mask, device=dev)
             perm = torch.as_tensor(np.stack([self.rngs[m].permutation(batch) if act_mask[i] else identity
                                              for i, m in enumerate(mem)]), device=dev)
-            shuffled = {key: v[rows, perm] for key, v in data.items()}  # one gather per epoch, then slices
+            shuffled = {key: gather_rows(v, perm, shuffled.get(key)) for key, v in data.items()}  # then slices
             for start in range(0, batch, mb):
                 d = {key: v[:, start:start + mb] for key, v in shuffled.items()}
                 w = d.get("w")  # EnvPool's reset slots carry no transition: weighted out of every mean

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rlpop import streams
-from rlpop.agents.batched_base import BatchedLearner, member_major
+from rlpop.agents.batched_base import BatchedLearner, gather_rows, member_major
 from rlpop.agents.networks import log_prob_entropy
 from rlpop.agents.stacked import (adam_member_state, adam_step, clip_grad_norm_per_member, load_adam_member,
                                   to_module_layout, from_module_layout)
@@ -193,7 +193,6 @@ class BatchedVMPO(BatchedLearner):
         period = int(hp0["target_period"])
         updates = np.asarray([self.updates[m] for m in members])
         t_updates = np.asarray([self.target_updates[m] for m in members])
-        rows = torch.arange(kk, device=dev).unsqueeze(1)
         off_units = self.grad_mask(members)  # members narrower than `hidden`: their off units take no step
         last: dict[str, torch.Tensor] = {}
         targets = None
@@ -211,8 +210,8 @@ class BatchedVMPO(BatchedLearner):
                 pop_mean = torch.as_tensor(self.popart_mean[sel_m], dtype=targets.dtype, device=dev).unsqueeze(1)
                 pop_std = torch.as_tensor(self._popart_std(sel_m), dtype=targets.dtype, device=dev).unsqueeze(1)
             perm = torch.as_tensor(np.stack([self.rngs[m].permutation(batch) for m in members]), device=dev)
-            sh_obs, sh_act, sh_tgt = obs[rows, perm], actions[rows, perm], targets[rows, perm]
-            sh_val = None if valid is None else valid[rows, perm]
+            sh_obs, sh_act, sh_tgt = (gather_rows(x, perm) for x in (obs, actions, targets))
+            sh_val = None if valid is None else gather_rows(valid, perm)
             for start in range(0, batch - mb + 1, mb):
                 o, a, g = (x[:, start:start + mb] for x in (sh_obs, sh_act, sh_tgt))
                 w = None if sh_val is None else sh_val[:, start:start + mb]
