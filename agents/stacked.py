@@ -297,16 +297,13 @@ def adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
         exp_avg.lerp_(grad, 1 - b1)
         exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         step_size = lr / (1 - torch.pow(b1, step)).clamp(min=1e-12)
-        bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step)).clamp(min=1e-12)
-        denom = (exp_avg_sq.sqrt() / bc2_sqrt.to(exp_avg_sq.dtype).unsqueeze(1)).add_(eps)
-        param.addcdiv_(exp_avg * (-step_size).to(param.dtype).unsqueeze(1), denom)
-        return
-    # one arithmetic whether or not some members sit out, so a member's update never depends on the others'
-    step.add_(active.to(step.dtype))
-    a = active.unsqueeze(1)
-    exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
-    exp_avg_sq.copy_(torch.where(a, (exp_avg_sq * b2).addcmul_(grad, grad, value=1 - b2), exp_avg_sq))
-    step_size = torch.where(active, lr / (1 - torch.pow(b1, step)).clamp(min=1e-12), torch.zeros_like(lr))
+    else:
+        # one arithmetic whether or not some members sit out, so a member's update never depends on the others'
+        step.add_(active.to(step.dtype))
+        a = active.unsqueeze(1)
+        exp_avg.copy_(torch.where(a, exp_avg.lerp(grad, 1 - b1), exp_avg))
+        exp_avg_sq.copy_(torch.where(a, (exp_avg_sq * b2).addcmul_(grad, grad, value=1 - b2), exp_avg_sq))
+        step_size = torch.where(active, lr / (1 - torch.pow(b1, step)).clamp(min=1e-12), torch.zeros_like(lr))
     bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step)).clamp(min=1e-12)
     denom = (exp_avg_sq.sqrt() / bc2_sqrt.to(exp_avg_sq.dtype).unsqueeze(1)).add_(eps)
     param.addcdiv_(exp_avg * (-step_size).to(param.dtype).unsqueeze(1), denom)
