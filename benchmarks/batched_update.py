@@ -3,7 +3,7 @@
     python benchmarks/batched_update.py [--env Humanoid-v5] [--members 1 8 32] [--algo ppo] [--device auto]
         [--repeats 3] [--update-threads 1 2]
 
-For each K: one rollout of every member (the project's PPO / V-MPO defaults: 2048 steps, one env per member),
+For each K: one rollout of every member (the learner's defaults: PPO 2048 steps over 8 envs per member),
 then ``--repeats`` updates of all K members on it, timed (``torch.cuda.synchronize`` around each on a GPU).
 Reported per K: seconds per update (median), member-updates per second (K / that) and the speed-up over K = 1
 (``x_one_member``: how many members one batched update is worth). Collection is not timed (the env steps on the
